@@ -1,0 +1,183 @@
+"""Typed settings, read once at start from a TOML file and ``PANDASRV_*`` environment variables.
+
+Precedence (highest first): explicit overrides from the command line, environment variables,
+the TOML file (``--config`` or ``PANDASRV_CONFIG``), then the defaults below. Nothing here is read
+at import time: ``load_settings()`` builds one ``Settings`` object that is passed down explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+DB_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle")
+
+
+class ConfigError(Exception):
+    """A bad setting; the message is one line naming the setting."""
+
+
+class ScriptSettings(BaseModel):
+    """One entry of the daemon schedule, as in PanDA's ``[daemon] config``."""
+
+    module: str | None = None
+    period: int = Field(gt=0)
+    timeout: int | None = Field(default=None, gt=0)
+    sync: bool = False
+    loop: bool = False
+    arguments: list[str] = []
+    enable: bool = True
+
+
+def default_scripts() -> dict[str, ScriptSettings]:
+    return {
+        "add_main": ScriptSettings(period=240, loop=True),
+        "add_sub": ScriptSettings(period=240),
+        "copy_archive": ScriptSettings(period=2400, sync=True),
+        "dataset_manager": ScriptSettings(period=2400, sync=True),
+        "archive": ScriptSettings(period=3600, sync=True),
+        "tmpwatch": ScriptSettings(period=3600),
+    }
+
+
+class DaemonSettings(BaseModel):
+    enable: bool = True
+    n_proc: int = Field(default=2, ge=1)
+    proc_lifetime: int = Field(default=28800, gt=0)
+    scripts: dict[str, ScriptSettings] = Field(default_factory=default_scripts)
+
+
+class WatcherSettings(BaseModel):
+    """Timeouts of the Watcher rules, in seconds (PanDA's defaults)."""
+
+    sent: int = 30 * 60
+    heartbeat: int = 2 * 3600
+    heartbeat_per_queue: dict[str, int] = {}
+    holding_user: int = 3 * 3600
+    holding: int = 48 * 3600
+    defined: int = 4 * 3600
+    assigned: int = 7 * 24 * 3600
+    activated: int = 7 * 24 * 3600
+    pending: int = 3600
+    waiting: int = 3600
+
+
+class RetentionSettings(BaseModel):
+    archived_days: float = 3.0
+    batch_size: int = Field(default=1000, gt=0)
+    cache_days: float = 7.0
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PANDASRV_", env_nested_delimiter="__", extra="forbid")
+
+    # database
+    db_url: str = "sqlite:///var/pandasrv.db"
+    db_timeout: float = Field(default=60.0, gt=0)
+    db_connections: int = Field(default=2, ge=1)
+    db_bridge: bool = True
+    db_pool_wait: float = Field(default=10.0, gt=0)
+
+    # web
+    host: str = "127.0.0.1"
+    port: int = Field(default=25080, ge=1, le=65535)
+    workers: int = Field(default=2, ge=1)
+    threads: int = Field(default=4, ge=1)
+    advertised_host: str = ""
+    advertised_port: int = 0
+    max_body_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    access_log: bool = True
+    log_level: str = "INFO"
+
+    # identity
+    auth: Literal["none", "token", "x509"] = "none"
+    local_dn: str = "/DC=local/CN=pandasrv"
+    local_fqans: list[str] = ["/pandasrv/Role=production"]
+    production_dns: list[str] = []
+    pilot_owners: list[str] = []
+    token_issuer: str = ""
+    token_audience: str = ""
+    token_jwks_url: str = ""
+    token_jwks_file: str = ""
+    token_groups_claim: str = "groups"
+
+    # files
+    cache_dir: str = "var/cache"
+    max_upload_bytes: int = 100 * 1024 * 1024
+    max_sandbox_bytes: int = 768 * 1024 * 1024
+
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    watcher: WatcherSettings = Field(default_factory=WatcherSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+
+    _toml_file: str | None = None
+
+    @field_validator("db_url")
+    @classmethod
+    def _check_db_url(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme.split("+")[0]
+        if scheme not in DB_SCHEMES:
+            raise ValueError(f"scheme must be one of {', '.join(DB_SCHEMES)} (got {value!r})")
+        return value
+
+    @property
+    def db_backend(self) -> str:
+        return urlsplit(self.db_url).scheme.split("+")[0]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = os.environ.get("PANDASRV_CONFIG")
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Build the settings once; raise ConfigError with a one-line message on any bad value."""
+    previous = os.environ.get("PANDASRV_CONFIG")
+    if config_file:
+        if not Path(config_file).is_file():
+            raise ConfigError(f"config: file {config_file} does not exist")
+        os.environ["PANDASRV_CONFIG"] = config_file
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = ".".join(str(p) for p in error["loc"]) or "settings"
+        raise ConfigError(f"invalid setting {name}: {error['msg']}") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"config: {exc}") from None
+    finally:
+        if config_file:
+            if previous is None:
+                os.environ.pop("PANDASRV_CONFIG", None)
+            else:
+                os.environ["PANDASRV_CONFIG"] = previous
+
+
+def show(settings: Settings) -> dict[str, Any]:
+    """The effective settings with secrets masked, for ``pandasrv config show``."""
+    data = settings.model_dump()
+    data["db_url"] = mask_url(settings.db_url)
+    return data
