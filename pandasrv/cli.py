@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any, Callable
 
 import click
 
-from pandasrv.config import ConfigError, Settings, load_settings, show
+from pandasrv.config import ConfigError, Settings, load_settings, mask_url, show
 
 
 def settings_from(ctx: click.Context, **overrides: object) -> Settings:
@@ -39,6 +40,242 @@ def config() -> None:
 def config_show(ctx: click.Context, db_url: str | None) -> None:
     """Print the effective settings, secrets masked."""
     click.echo(json.dumps(show(settings_from(ctx, db_url=db_url)), indent=2, default=str))
+
+
+@main.group()
+def db() -> None:
+    """Create, migrate and check the database schema."""
+
+
+def _db_admin_call(action: Callable[..., Any], *args: Any) -> Any:
+    """Run a db_admin function; a database error ends the program with a one-line message."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pandasrv.taskbuffer.errors import DBError
+
+    try:
+        return action(*args)
+    except (DBError, SQLAlchemyError) as exc:
+        click.echo(f"pandasrv db: {str(exc).splitlines()[0]}", err=True)
+        sys.exit(1)
+
+
+@db.command("init")
+@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
+@click.option("--if-missing", is_flag=True, help="Do nothing if the database is already initialised.")
+@click.pass_context
+def db_init(ctx: click.Context, db_url: str | None, if_missing: bool) -> None:
+    """Create all tables, indexes and sequences, and stamp the newest schema revision."""
+    from pandasrv.taskbuffer.db_admin import init_db
+
+    settings = settings_from(ctx, db_url=db_url)
+    created = _db_admin_call(init_db, settings.db_url, if_missing)
+    where = mask_url(settings.db_url)
+    click.echo(f"initialised {where}" if created else f"{where} is already initialised")
+
+
+@db.command("upgrade")
+@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
+@click.pass_context
+def db_upgrade(ctx: click.Context, db_url: str | None) -> None:
+    """Apply the pending schema migrations (on an empty database: all of them)."""
+    from pandasrv.taskbuffer.db_admin import upgrade_db
+
+    settings = settings_from(ctx, db_url=db_url)
+    revision = _db_admin_call(upgrade_db, settings.db_url)
+    click.echo(f"{mask_url(settings.db_url)} at revision {revision}")
+
+
+@db.command("check")
+@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
+@click.pass_context
+def db_check(ctx: click.Context, db_url: str | None) -> None:
+    """Exit 0 if the schema is at the newest revision, 1 (with the reason) otherwise."""
+    from pandasrv.taskbuffer.db_admin import check_db
+
+    ok, message = check_db(settings_from(ctx, db_url=db_url).db_url)
+    click.echo(message, err=not ok)
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
+@click.option("--n-proc", type=int, help="Worker processes (overrides daemon.n_proc).")
+@click.pass_context
+def daemon(ctx: click.Context, db_url: str | None, n_proc: int | None) -> None:
+    """Run the daemon master of this machine in the foreground (the multi-machine layout)."""
+    import logging
+
+    from pandasrv.daemon.master import run_master
+
+    settings = settings_from(ctx, db_url=db_url)
+    if n_proc is not None:
+        settings.daemon.n_proc = n_proc
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    run_master(settings)
+
+
+@main.command()
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default 25080).")
+@click.option("--workers", type=int, help="Web processes (W).")
+@click.option("--threads", type=int, help="Threads per web process (T).")
+@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
+@click.option("--no-daemon", is_flag=True, help="Do not start the daemon master alongside the web server.")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None, threads: int | None,
+          db_url: str | None, no_daemon: bool) -> None:
+    """Run the PanDA web server (gunicorn) and, unless --no-daemon, the daemon master."""
+    from pandasrv.web.server import serve as run_server
+
+    settings = settings_from(ctx, host=host, port=port, workers=workers, threads=threads, db_url=db_url)
+    try:
+        run_server(settings, daemon=not no_daemon)
+    except ConfigError as exc:
+        click.echo(f"pandasrv: {exc}", err=True)
+        sys.exit(2)
+
+
+@main.group()
+def queue() -> None:
+    """Manage PanDA queues (the sites pilots take jobs from)."""
+
+
+def _task_buffer(ctx: click.Context, db_url: str | None) -> Any:
+    from pandasrv.taskbuffer.task_buffer import TaskBuffer
+
+    return TaskBuffer(settings_from(ctx, db_url=db_url, db_bridge=False, db_connections=1))
+
+
+@queue.command("add")
+@click.argument("name")
+@click.option("--site", help="Site of the queue (default: the queue name).")
+@click.option("--status", type=click.Choice(["online", "offline", "test", "brokeroff"]), default="online")
+@click.option("--storage", default="LOCAL_DISK", help="DDM endpoint for stage-in, stage-out and logs.")
+@click.option("--maxtime", type=int, help="Wall-time limit in seconds.")
+@click.option("--maxrss", type=int, help="Memory limit in MB.")
+@click.option("--maxwdir", type=int, help="Work directory limit in MB.")
+@click.option("--corecount", type=int, help="Cores per job slot.")
+@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
+@click.pass_context
+def queue_add(ctx: click.Context, name: str, site: str | None, status: str, storage: str, maxtime: int | None,
+              maxrss: int | None, maxwdir: int | None, corecount: int | None, db_url: str | None) -> None:
+    """Add queue NAME."""
+    from pandasrv.taskbuffer.errors import IntegrityError
+    from pandasrv.web.queues import storages_for
+
+    data: dict[str, Any] = {"astorages": storages_for(storage)}
+    data.update({k: v for k, v in (("maxtime", maxtime), ("maxrss", maxrss), ("maxwdir", maxwdir),
+                                   ("corecount", corecount)) if v is not None})
+    task_buffer = _task_buffer(ctx, db_url)
+    try:
+        task_buffer.add_queue(name, site or name, status, data)
+    except IntegrityError:
+        click.echo(f"pandasrv: queue {name} already exists (use 'pandasrv queue set')", err=True)
+        sys.exit(1)
+    finally:
+        task_buffer.close()
+    click.echo(f"queue {name} added")
+
+
+@queue.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the full descriptions as JSON.")
+@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
+@click.pass_context
+def queue_list(ctx: click.Context, as_json: bool, db_url: str | None) -> None:
+    """List the queues."""
+    from pandasrv.web.queues import describe
+
+    task_buffer = _task_buffer(ctx, db_url)
+    try:
+        queues = task_buffer.list_queues()
+    finally:
+        task_buffer.close()
+    if as_json:
+        click.echo(json.dumps({q["name"]: describe(q) for q in queues}, indent=2))
+        return
+    for q in queues:
+        storage = ",".join((q["data"].get("astorages") or {}).get("pw") or [])
+        click.echo(f"{q['name']}\tsite={q['site']}\tstatus={q['status']}\tstorage={storage}")
+
+
+@queue.command("set")
+@click.argument("name")
+@click.argument("settings", nargs=-1, required=True)
+@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
+@click.pass_context
+def queue_set(ctx: click.Context, name: str, settings: tuple[str, ...], db_url: str | None) -> None:
+    """Change queue NAME: key=value ... (site, status, storage, or any description field; JSON values allowed)."""
+    from pandasrv.web.queues import QUEUE_STATUSES, parse_setting
+
+    try:
+        pairs = [parse_setting(text) for text in settings]
+    except ValueError as exc:
+        click.echo(f"pandasrv: {exc}", err=True)
+        sys.exit(2)
+    columns = {k: str(v) for k, v in pairs if k in ("site", "status")}
+    if columns.get("status", "online") not in QUEUE_STATUSES:
+        click.echo(f"pandasrv: status must be one of {', '.join(QUEUE_STATUSES)}", err=True)
+        sys.exit(2)
+    task_buffer = _task_buffer(ctx, db_url)
+    try:
+        current = task_buffer.get_queue(name)
+        if current is None:
+            click.echo(f"pandasrv: no queue named {name}", err=True)
+            sys.exit(1)
+        data = dict(current["data"])
+        data.update({k: v for k, v in pairs if k not in ("site", "status")})
+        task_buffer.update_queue(name, data=data, **columns)
+    finally:
+        task_buffer.close()
+    click.echo(f"queue {name} updated")
+
+
+@main.command()
+@click.option("--url", required=True, help="Server base URL, e.g. http://127.0.0.1:25080.")
+@click.option("--site", required=True, help="PanDA queue (computingSite) to take jobs from.")
+@click.option("--jobs", default=1, show_default=True, help="Run at most this many jobs, one after another.")
+@click.option("--workdir", type=click.Path(file_okay=False), default="pilot-work", show_default=True)
+@click.option("--stage-dir", type=click.Path(file_okay=False), help="Where outputs go (default <workdir>/storage).")
+@click.option("--heartbeat", default=60.0, show_default=True, help="Seconds between running heartbeats.")
+@click.option("--label", default="user", show_default=True, help="prodSourceLabel asked for in getJob.")
+def pilot(url: str, site: str, jobs: int, workdir: str, stage_dir: str | None, heartbeat: float,
+          label: str) -> None:
+    """Run a small generic pilot: get jobs from the server, run them, report back."""
+    import logging
+    from pathlib import Path
+
+    from pandasrv.pilot.runner import PilotOptions, run_pilot
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    done = run_pilot(PilotOptions(url=url, site=site, jobs=jobs, workdir=Path(workdir).resolve(),
+                                  stage_dir=Path(stage_dir).resolve() if stage_dir else None,
+                                  heartbeat=heartbeat, label=label))
+    click.echo(f"ran {len(done)} job(s): {' '.join(map(str, done))}")
+
+
+@main.command()
+@click.option("--url", required=True, help="Server base URL, e.g. http://127.0.0.1:25080.")
+@click.option("--site", required=True, help="PanDA queue (computingSite) for the jobs.")
+@click.option("--trf", default="", help="Transformation: a URL to a script, or a command line.")
+@click.option("--args", "arguments", default="", help="Job parameters passed to the transformation.")
+@click.option("--upload", type=click.Path(exists=True, dir_okay=False),
+              help="Upload this script to the server cache and use it as the transformation.")
+@click.option("--output", "outputs", multiple=True, help="LFN of an output file the payload writes (repeatable).")
+@click.option("-n", "count", default=1, show_default=True, help="Number of jobs.")
+@click.option("--label", default="user", show_default=True, help="prodSourceLabel of the jobs.")
+def submit(url: str, site: str, trf: str, arguments: str, upload: str | None, outputs: tuple[str, ...],
+           count: int, label: str) -> None:
+    """Submit N jobs with panda-client's wire format and print their PandaIDs."""
+    from pandasrv.submit import JobRequest, SubmitError, submit_jobs
+
+    request = JobRequest(site=site, transformation=trf, arguments=arguments, outputs=list(outputs), label=label)
+    try:
+        ids = submit_jobs(url, request, count, upload)
+    except SubmitError as exc:
+        click.echo(f"pandasrv submit: {exc}", err=True)
+        sys.exit(1)
+    click.echo(" ".join(map(str, ids)))
 
 
 if __name__ == "__main__":

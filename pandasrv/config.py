@@ -73,6 +73,20 @@ class RetentionSettings(BaseModel):
     cache_days: float = 7.0
 
 
+class PluginSettings(BaseModel):
+    """Experiment-specific agent behaviour: per agent, VO -> ``module:Class``; ``any`` is the catch-all.
+
+    Agents without an entry for a job's VO (and no ``any``) use the generic plugin of
+    ``pandasrv.dataservice.plugins.generic``.
+    """
+
+    setupper: dict[str, str] = {}
+    activator: dict[str, str] = {}
+    adder: dict[str, str] = {}
+    finisher: dict[str, str] = {}
+    closer: dict[str, str] = {}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PANDASRV_", env_nested_delimiter="__", extra="forbid")
 
@@ -105,6 +119,11 @@ class Settings(BaseSettings):
     token_jwks_url: str = ""
     token_jwks_file: str = ""
     token_groups_claim: str = "groups"
+    # x509 behind a reverse proxy: trust X-SSL-Client-S-DN / X-GRST-Cred-* request headers (the proxy must
+    # set them and strip client copies). Off by default: a client could otherwise claim any DN.
+    trust_proxy_headers: bool = False
+    # how long each web process caches bans and queue descriptions (seconds; 0 = read on every request)
+    meta_cache_seconds: float = Field(default=60.0, ge=0)
 
     # files
     cache_dir: str = "var/cache"
@@ -114,6 +133,7 @@ class Settings(BaseSettings):
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     watcher: WatcherSettings = Field(default_factory=WatcherSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    plugins: PluginSettings = Field(default_factory=PluginSettings)
 
     _toml_file: str | None = None
 

@@ -56,6 +56,10 @@ class IllegalTransition(ValueError):
         self.old = old
         self.new = new
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Rebuilt from (old, new), so it survives the ConBridge pipe as the same type.
+        return (IllegalTransition, (self.old, self.new))
+
 
 def is_allowed(old: str, new: str) -> bool:
     if old not in TRANSITIONS or new not in TABLE_OF:

@@ -1,0 +1,279 @@
+"""Web API benchmark: submit, getJob and updateJob rates against a real gunicorn server.
+
+    .venv/bin/python bench/web_api.py --backend postgresql --jobs 20000 --pilots 16 --workers 4
+
+Starts gunicorn (``pandasrv.web.app:application``) on a fresh database, then, phase by phase:
+submits jobs in batches of 1,000 through ``/api/v1/job/submit`` (panda-client's wire format), activates
+them, and lets N pilot processes (one keep-alive httpx connection each, speaking the pilot's gzip-JSON
+legacy protocol) drain the queue with ``getJob``, then send one ``running`` and one ``finished`` (with a
+file report) heartbeat per job. Prints jobs/s and round-trip median / p95 per endpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import multiprocessing
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pandasrv.submit import JobRequest, build_jobs, encode_jobs  # noqa: E402
+from pandasrv.taskbuffer.db_admin import init_db  # noqa: E402
+from pandasrv.taskbuffer.db_proxy import DBProxy  # noqa: E402
+
+QUEUE = "BENCH_QUEUE"
+BATCH = 1000
+# (real PanDA 1.0.4 on this machine kind, our target), per second
+REFERENCE = {"submit": (100, 5000), "getJob": (70, 700), "running": (120, 1200), "finished": (65, 650)}
+POSTGRES = os.environ.get("PANDASRV_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432")
+MYSQL = os.environ.get("PANDASRV_TEST_MYSQL", "mysql://root@127.0.0.1:3306")
+
+
+# --- database and server -------------------------------------------------------------------------
+
+@contextmanager
+def fresh_database(backend: str) -> Iterator[str]:
+    """A new, initialised database that is dropped afterwards."""
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="pandasrv-bench-") as tmp:
+            url = f"sqlite:///{tmp}/bench.db"
+            init_db(url)
+            yield url
+        return
+    name = f"bench_{secrets.token_hex(4)}"
+    server = POSTGRES if backend == "postgresql" else MYSQL
+    admin(backend, server, f"CREATE DATABASE {name}")
+    try:
+        url = f"{server}/{name}"
+        init_db(url)
+        yield url
+    finally:
+        admin(backend, server, f"DROP DATABASE {name}")
+
+
+def admin(backend: str, server: str, statement: str) -> None:
+    """CREATE/DROP DATABASE cannot run in a transaction, so it goes through the driver in autocommit."""
+    if backend == "postgresql":
+        import psycopg
+
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+            conn.execute(statement)
+    else:
+        import pymysql
+
+        parts = httpx.URL(server.replace("mysql://", "http://"))
+        conn = pymysql.connect(host=parts.host, port=parts.port or 3306, user=parts.username or "root",
+                               password=parts.password or "", autocommit=True)
+        try:
+            conn.cursor().execute(statement)
+        finally:
+            conn.close()
+
+
+def add_queue(db_url: str) -> None:
+    proxy = DBProxy(db_url)
+    proxy.connect()
+    try:
+        proxy.add_queue(QUEUE, QUEUE, "online", {"nickname": QUEUE, "panda_resource": QUEUE, "status": "online",
+                                                 "state": "ACTIVE", "type": "unified"})
+    finally:
+        proxy.close()
+
+
+def activate_all(db_url: str, ids: list[int]) -> None:
+    proxy = DBProxy(db_url)
+    proxy.connect()
+    try:
+        for start in range(0, len(ids), BATCH):
+            proxy.set_job_status(ids[start:start + BATCH], "activated")
+    finally:
+        proxy.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def gunicorn(db_url: str, workers: int, threads: int, db_connections: int) -> Iterator[str]:
+    port = free_port()
+    cache = tempfile.mkdtemp(prefix="pandasrv-bench-cache-")
+    env = {**os.environ, "PANDASRV_DB_URL": db_url, "PANDASRV_AUTH": "none", "PANDASRV_ACCESS_LOG": "false",
+           "PANDASRV_LOG_LEVEL": "WARNING", "PANDASRV_CACHE_DIR": cache,
+           "PANDASRV_DB_CONNECTIONS": str(db_connections)}
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "pandasrv.web.app:application",
+                             "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
+                             "--log-level", "warning", "--keep-alive", "30"], env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/api/v1/system/is_alive", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("gunicorn did not come up")
+            time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+# --- pilots (one process each, one keep-alive connection) -------------------------------------------
+
+_client: httpx.Client | None = None
+
+
+def pilot_client() -> httpx.Client:
+    global _client
+    if _client is None:
+        _client = httpx.Client(timeout=120, limits=httpx.Limits(max_keepalive_connections=1))
+    return _client
+
+
+def legacy_call(url: str, method: str, data: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    started = time.perf_counter()
+    response = pilot_client().post(f"{url}/server/panda/{method}", content=gzip.compress(json.dumps(data).encode()),
+                                   headers={"Content-Type": "application/json", "Accept": "application/json"})
+    elapsed = time.perf_counter() - started
+    response.raise_for_status()
+    return response.json(), elapsed
+
+
+def drain(url: str) -> tuple[list[int], list[float]]:
+    """getJob until the queue is empty; returns the jobs this pilot got and every round trip."""
+    ids: list[int] = []
+    times: list[float] = []
+    request = {"siteName": QUEUE, "computingElement": QUEUE, "prodSourceLabel": "user", "node": socket.gethostname(),
+               "diskSpace": 100000, "mem": 4000.0, "cpu": 2600.0}
+    while True:
+        reply, elapsed = legacy_call(url, "getJob", request)
+        times.append(elapsed)
+        if int(reply.get("StatusCode", -1)) != 0:
+            return ids, times
+        ids.append(int(reply["PandaID"]))
+
+
+def heartbeat(args: tuple[str, list[int], str, dict[str, str]]) -> list[float]:
+    url, ids, state, logs = args
+    times = []
+    for panda_id in ids:
+        data = {"jobId": str(panda_id), "state": state, "siteName": QUEUE, "node": "bench", "attemptNr": 0,
+                "schedulerID": "bench", "pilotID": "bench|PR|1", "coreCount": 1}
+        if state == "finished":
+            data.update(pilotErrorCode=0, transExitCode=0, exeErrorCode=0, xml=json.dumps({logs[str(panda_id)]: {
+                "guid": "5d8e4b8c-2f0a-4e0b-9a55-%012d" % panda_id, "fsize": 1024, "adler32": "0a1b2c3d",
+                "surl": f"file://localhost/se/{panda_id}.log.tgz", "endpoint": "LOCAL_DISK"}}))
+        reply, elapsed = legacy_call(url, "updateJob", data)
+        if int(reply.get("StatusCode", -1)) != 0:
+            raise RuntimeError(f"updateJob {state} of {panda_id} failed: {reply}")
+        times.append(elapsed)
+    return times
+
+
+def submit_batch(args: tuple[str, str]) -> tuple[list[int], float]:
+    url, body = args
+    started = time.perf_counter()
+    response = pilot_client().post(f"{url}/api/v1/job/submit", content=body,
+                                   headers={"Content-Type": "application/json", "Accept": "application/json"})
+    elapsed = time.perf_counter() - started
+    reply = response.json()
+    if not reply.get("success"):
+        raise RuntimeError(f"submit failed: {reply.get('message')}")
+    return [int(entry[0]) for entry in reply["data"]], elapsed
+
+
+# --- phases ----------------------------------------------------------------------------------------
+
+def row(name: str, count: int, wall: float, times: list[float]) -> dict[str, Any]:
+    ordered = sorted(times)
+    return {"endpoint": name, "count": count, "rate": count / wall if wall else 0.0,
+            "median_ms": statistics.median(ordered) * 1000 if ordered else 0.0,
+            "p95_ms": ordered[int(0.95 * (len(ordered) - 1))] * 1000 if ordered else 0.0}
+
+
+def run(url: str, db_url: str, jobs: int, pilots: int, submitters: int) -> list[dict[str, Any]]:
+    specs = build_jobs(JobRequest(site=QUEUE, transformation="/bin/true", arguments="bench"), jobs)
+    logs_by_name = {job.jobName: job.Files[-1].lfn for job in specs}
+    bodies = [json.dumps(encode_jobs(specs[i:i + BATCH])) for i in range(0, jobs, BATCH)]
+    results = []
+    with multiprocessing.Pool(submitters) as pool:
+        started = time.perf_counter()
+        submitted = pool.map(submit_batch, [(url, body) for body in bodies], chunksize=1)
+        wall = time.perf_counter() - started
+    ids = [pid for batch, _ in submitted for pid in batch]
+    results.append(row(f"submit ({BATCH}/request)", len(ids), wall, [t for _, t in submitted]))
+    activate_all(db_url, ids)
+    logs = dict(zip(map(str, ids), (logs_by_name[job.jobName] for job in specs)))
+
+    with multiprocessing.Pool(pilots) as pool:
+        started = time.perf_counter()
+        drained = pool.map(drain, [url] * pilots, chunksize=1)
+        wall = time.perf_counter() - started
+        got = [pid_list for pid_list, _ in drained]
+        results.append(row("getJob", sum(map(len, got)), wall, [t for _, times in drained for t in times]))
+        if sorted(pid for pid_list in got for pid in pid_list) != sorted(ids):
+            raise RuntimeError("getJob handed out a job twice or lost one")
+
+        for state in ("running", "finished"):
+            started = time.perf_counter()
+            times = pool.map(heartbeat, [(url, pid_list, state, {str(p): logs[str(p)] for p in pid_list})
+                                         for pid_list in got], chunksize=1)
+            wall = time.perf_counter() - started
+            results.append(row(f"updateJob {state}", len(ids), wall, [t for part in times for t in part]))
+    return results
+
+
+def print_table(backend: str, options: argparse.Namespace, results: list[dict[str, Any]]) -> None:
+    print(f"\nbackend={backend} jobs={options.jobs} pilots={options.pilots} "
+          f"gunicorn workers={options.workers} threads={options.threads} db_connections={options.db_connections}")
+    print(f"{'endpoint':<22}{'count':>8}{'per s':>10}{'median ms':>11}{'p95 ms':>9}{'PanDA':>8}{'target':>8}")
+    for entry in results:
+        key = entry["endpoint"].split()[-1] if entry["endpoint"].startswith("updateJob") else entry["endpoint"].split()[0]
+        bar, target = REFERENCE[key]
+        print(f"{entry['endpoint']:<22}{entry['count']:>8}{entry['rate']:>10.0f}{entry['median_ms']:>11.1f}"
+              f"{entry['p95_ms']:>9.1f}{bar:>8}{target:>8}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", action="append", choices=("sqlite", "postgresql", "mysql"),
+                        help="repeatable; default postgresql and sqlite")
+    parser.add_argument("--jobs", type=int, default=20000)
+    parser.add_argument("--pilots", type=int, default=16)
+    parser.add_argument("--submitters", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--db-connections", type=int, default=4)
+    options = parser.parse_args()
+    for backend in options.backend or ["postgresql", "sqlite"]:
+        with fresh_database(backend) as db_url:
+            add_queue(db_url)
+            with gunicorn(db_url, options.workers, options.threads, options.db_connections) as url:
+                results = run(url, db_url, options.jobs, options.pilots, options.submitters)
+        print_table(backend, options, results)
+
+
+if __name__ == "__main__":
+    main()

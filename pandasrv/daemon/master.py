@@ -1,0 +1,242 @@
+"""The daemon master: one per machine, a cron that feeds ``n_proc`` worker processes.
+
+Rules kept here (PanDA's ``DaemonMaster``): at most one run of a script at a time on this machine; a script
+is due ``period`` seconds after its last start (a run longer than its period delays the next one and is
+logged); a run longer than its ``timeout`` has its worker's whole process group killed and a new worker
+started; idle workers older than ``proc_lifetime`` are recycled. Scripts are handed to idle workers directly,
+so the master always knows which worker runs what. Cross-machine exclusion is the workers' business
+(``lease.py``): a sync script whose lease is held elsewhere comes back ``skipped`` with the lease's expiry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from pandasrv.config import Settings
+from pandasrv.daemon.schedule import Script, load_schedule
+from pandasrv.daemon.worker import worker_main
+
+log = logging.getLogger("pandasrv.daemon.master")
+
+TICK = 0.2
+RESPAWN_BACKOFF = 5.0
+STOP_GRACE = 5.0
+
+
+@dataclass
+class ScriptState:
+    next_due: float
+    started: float = 0.0
+    worker: "WorkerHandle | None" = None
+
+
+@dataclass
+class WorkerHandle:
+    process: Any
+    conn: Connection
+    born: float
+    ready: bool = False
+    current: str | None = None
+    since: float = 0.0
+    retiring: bool = field(default=False)
+
+    @property
+    def idle(self) -> bool:
+        return self.ready and self.current is None and not self.retiring
+
+
+class DaemonMaster:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.schedule = load_schedule(settings)
+        now = time.time()
+        self.states = {name: ScriptState(next_due=now) for name in self.schedule}
+        self.workers: list[WorkerHandle] = []
+        self.context = multiprocessing.get_context("fork")
+        self.next_spawn = 0.0
+        self.stopping = False
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Schedule until SIGTERM/SIGINT/SIGHUP, then stop every worker (and its process group)."""
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._request_stop)
+        log.info("daemon master %d: %d workers, scripts %s", os.getpid(), self.settings.daemon.n_proc,
+                 ", ".join(sorted(self.schedule)) or "(none)")
+        try:
+            while not self.stopping:
+                self.tick()
+        finally:
+            self.shutdown()
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+
+    def shutdown(self) -> None:
+        for worker in self.workers:
+            try:
+                worker.conn.send(("stop",))
+            except OSError:
+                pass
+        deadline = time.time() + STOP_GRACE
+        for worker in self.workers:
+            worker.process.join(max(deadline - time.time(), 0.0) if worker.current is None else 0.0)
+            self._kill(worker)
+        self.workers.clear()
+
+    # --- one scheduler pass ----------------------------------------------------------------------
+    def tick(self) -> None:
+        self._spawn_workers()
+        self._collect(TICK)
+        now = time.time()
+        self._reap(now)
+        self._enforce_timeouts(now)
+        self._recycle(now)
+        self._dispatch(now)
+
+    def _spawn_workers(self) -> None:
+        now = time.time()
+        while len(self.workers) < self.settings.daemon.n_proc and now >= self.next_spawn:
+            parent, child = self.context.Pipe()
+            process = self.context.Process(target=worker_main, name="pandasrv-daemon-worker",
+                                           args=(child, self.settings, self.schedule, os.getpid()))
+            process.start()
+            child.close()
+            try:
+                os.setpgid(process.pid, process.pid)
+            except OSError:
+                pass  # the worker already made itself a group leader
+            self.workers.append(WorkerHandle(process=process, conn=parent, born=now))
+
+    def _collect(self, timeout: float) -> None:
+        by_conn = {worker.conn: worker for worker in self.workers}
+        sentinels = [worker.process.sentinel for worker in self.workers]
+        for ready in wait(list(by_conn) + sentinels, timeout):
+            worker = by_conn.get(ready)  # type: ignore[arg-type]
+            if worker is None:
+                continue
+            try:
+                while worker.conn.poll():
+                    self._on_message(worker, worker.conn.recv())
+            except (EOFError, OSError):
+                pass
+
+    def _on_message(self, worker: WorkerHandle, message: tuple[Any, ...]) -> None:
+        if message[0] == "ready":
+            worker.ready = True
+            return
+        _, name, outcome, retry_at, started = message
+        worker.current = None
+        self.states[name].started = started
+        self._finish(name, outcome, retry_at, time.time())
+
+    def _finish(self, name: str, outcome: str, retry_at: float | None, now: float) -> None:
+        state, script = self.states[name], self.schedule[name]
+        state.worker = None
+        if outcome == "skipped":
+            state.next_due = max(retry_at or now + min(script.period, 5), now + TICK)
+            return
+        duration = now - state.started
+        if duration > script.period and not script.loop:
+            log.warning("script %s ran %.1f s, longer than its period of %d s: its next run is late",
+                        name, duration, script.period)
+        state.next_due = state.started + script.period
+
+    def _reap(self, now: float) -> None:
+        for worker in list(self.workers):
+            if worker.process.is_alive():
+                continue
+            worker.process.join()
+            self.workers.remove(worker)
+            if worker.current is not None:
+                log.error("worker %d died (exit code %s) while running %s", worker.process.pid,
+                          worker.process.exitcode, worker.current)
+                self._finish(worker.current, "error", None, now)
+            elif not worker.retiring and now - worker.born < RESPAWN_BACKOFF:
+                self.next_spawn = now + RESPAWN_BACKOFF
+                log.error("worker %d exited right after start (exit code %s)", worker.process.pid,
+                          worker.process.exitcode)
+
+    def _enforce_timeouts(self, now: float) -> None:
+        for worker in list(self.workers):
+            if worker.current is None:
+                continue
+            script = self.schedule[worker.current]
+            if now - worker.since <= script.timeout:
+                continue
+            log.error("script %s exceeded its timeout of %d s: killing worker %d and its process group",
+                      script.name, script.timeout, worker.process.pid)
+            self._kill(worker)
+            self.workers.remove(worker)
+            self._finish(script.name, "error", None, now)
+
+    def _recycle(self, now: float) -> None:
+        for worker in self.workers:
+            if worker.idle and now - worker.born > self.settings.daemon.proc_lifetime:
+                log.info("recycling worker %d after %.0f s", worker.process.pid, now - worker.born)
+                worker.retiring = True
+                try:
+                    worker.conn.send(("stop",))
+                except OSError:
+                    self._kill(worker)
+
+    def _dispatch(self, now: float) -> None:
+        due = sorted((state.next_due, name) for name, state in self.states.items()
+                     if state.worker is None and state.next_due <= now)
+        idle = [worker for worker in self.workers if worker.idle]
+        for (_, name), worker in zip(due, idle):
+            try:
+                worker.conn.send(("run", name))
+            except OSError:
+                continue
+            worker.current, worker.since = name, now
+            state = self.states[name]
+            state.worker, state.started = worker, now
+
+    @staticmethod
+    def _kill(worker: WorkerHandle) -> None:
+        try:
+            os.killpg(worker.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        worker.process.join()
+        worker.conn.close()
+
+
+def run_master(settings: Settings) -> None:
+    """Run the daemon master in this process until it is signalled (``pandasrv daemon``)."""
+    DaemonMaster(settings).run()
+
+
+def start_master(settings: Settings) -> subprocess.Popen:
+    """Start the master as a child process (``pandasrv serve``); stop it with ``terminate()`` + ``wait()``.
+
+    A fresh interpreter rather than a fork of the caller: the web server's threads and sockets must not leak
+    into the daemon. The settings travel as JSON on the child's stdin.
+    """
+    process = subprocess.Popen([sys.executable, "-m", "pandasrv.daemon.master"], stdin=subprocess.PIPE,
+                               start_new_session=True, close_fds=True)
+    assert process.stdin is not None
+    process.stdin.write(settings.model_dump_json().encode())
+    process.stdin.close()
+    return process
+
+
+def _main() -> None:
+    settings = Settings.model_validate(json.loads(sys.stdin.read()))
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    run_master(settings)
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,12 @@
+"""copy_archive (sync): the Watcher's timeout rules, each one set-based sweep."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pandasrv.config import Settings
+from pandasrv.dataservice.watcher import run_watcher
+
+
+def main(task_buffer: Any, settings: Settings, arguments: list[str]) -> None:
+    run_watcher(task_buffer, settings)

@@ -1,0 +1,108 @@
+"""A daemon worker process: runs the scripts the master hands it, one at a time, with one TaskBuffer.
+
+The worker leads its own process group so that the master can kill a hung run together with anything it
+started (ConBridge children, subprocesses). Its TaskBuffer — and so its database sessions — lives as long as
+the worker, across runs. A script that raises is logged and the worker carries on.
+
+Messages over the pipe (tuples): master → worker ``("run", name)`` and ``("stop",)``;
+worker → master ``("ready",)``, ``("done", name, outcome, retry_at, started)`` where ``outcome`` is ``ok``,
+``error`` or ``skipped`` (a sync script whose lease another machine holds; ``retry_at`` is when it expires)
+and ``started`` is when ``main`` was first called (after the lease was taken): the period counts from there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import threading
+import time
+from multiprocessing.connection import Connection
+from types import ModuleType
+from typing import Any
+
+from pandasrv.config import Settings
+from pandasrv.daemon.lease import Lease, owner_token
+from pandasrv.daemon.schedule import Script
+
+log = logging.getLogger("pandasrv.daemon.worker")
+
+
+def worker_main(conn: Connection, settings: Settings, schedule: dict[str, Script], master_pid: int) -> None:
+    """Entry point of the worker process (forked by the master)."""
+    os.setpgid(0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    _watch_master(master_pid)
+    from pandasrv.taskbuffer.task_buffer import TaskBuffer
+
+    task_buffer = TaskBuffer(settings)
+    runner = ScriptRunner(task_buffer, settings, schedule)
+    conn.send(("ready",))
+    try:
+        while True:
+            message = conn.recv()
+            if message[0] == "stop":
+                return
+            name = message[1]
+            outcome, retry_at, started = runner.run(schedule[name])
+            conn.send(("done", name, outcome, retry_at, started))
+    except (EOFError, OSError):
+        return
+    finally:
+        task_buffer.close()
+
+
+def _watch_master(master_pid: int) -> None:
+    """Kill this worker's whole process group as soon as the master is gone (e.g. kill -9 of the master)."""
+
+    def watch() -> None:
+        while os.getppid() == master_pid:
+            time.sleep(0.5)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="master-watch", daemon=True).start()
+
+
+class ScriptRunner:
+    """Imports each script module once and runs it with the worker's TaskBuffer."""
+
+    def __init__(self, task_buffer: Any, settings: Settings, schedule: dict[str, Script]) -> None:
+        self.task_buffer = task_buffer
+        self.settings = settings
+        self.schedule = schedule
+        self.owner = owner_token()
+        self._modules: dict[str, ModuleType] = {}
+
+    def run(self, script: Script) -> tuple[str, float | None, float]:
+        """Run one scheduled execution; never raises, so a failing script cannot take the worker down."""
+        started = time.time()
+        try:
+            if script.sync:
+                lease = Lease(self.task_buffer, script.lease_component, self.owner, script.period)
+                if not lease.acquire():
+                    return "skipped", lease.expiry(), started
+                started = time.time()
+                with lease:
+                    self._call(script)
+            else:
+                self._call(script)
+            return "ok", None, started
+        except Exception:
+            log.exception("script %s failed", script.name)
+            return "error", None, started
+
+    def _call(self, script: Script) -> None:
+        module = self._module(script)
+        deadline = time.monotonic() + script.period
+        while True:
+            result = module.main(self.task_buffer, self.settings, list(script.arguments))
+            if not (script.loop and result is True and time.monotonic() < deadline):
+                return
+
+    def _module(self, script: Script) -> ModuleType:
+        if script.module not in self._modules:
+            self._modules[script.module] = importlib.import_module(script.module)
+        return self._modules[script.module]

@@ -1,0 +1,189 @@
+"""The small pilot's job lifecycle: getJob, starting, running + heartbeats, final update.
+
+It follows the real pilot's sequence and error codes (1144 killed by the server, 1149 transformation
+download failed, 1165 missing output, 1137 stage-out failed) so that a server tested with it sees
+what production pilots send.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from pandasrv.pilot.payload import Payload, payload_environment, prepare_command
+from pandasrv.pilot.protocol import Dispatcher, status_code
+from pandasrv.pilot.stageout import MissingOutput, Storage, stage_out
+
+log = logging.getLogger("pandasrv.pilot")
+
+PILOT_VERSION = "pandasrv-pilot|PR|1.0"
+ERR_STAGEOUT = (1137, "Failed to stage-out file")
+ERR_KILLED = (1144, "This job was killed by panda server")
+ERR_TRF_DOWNLOAD = (1149, "Transform could not be downloaded")
+ERR_MISSING_OUTPUT = (1165, "Local output file is missing")
+
+
+@dataclass
+class PilotOptions:
+    url: str
+    site: str
+    queue: str | None = None
+    jobs: int = 1
+    workdir: Path = field(default_factory=lambda: Path.cwd() / "pilot-work")
+    stage_dir: Path | None = None
+    heartbeat: float = 60.0
+    label: str = "user"
+    node: str = field(default_factory=socket.gethostname)
+    keep_workdir: bool = False
+
+
+@dataclass
+class Outcome:
+    """The final state of one job as reported to the server."""
+
+    state: str
+    trans_exit_code: int | None = None
+    pilot_error: tuple[int, str] | None = None
+    exe_error_diag: str = ""
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+class Pilot:
+    def __init__(self, options: PilotOptions, dispatcher: Dispatcher | None = None) -> None:
+        self.options = options
+        self.dispatcher = dispatcher or Dispatcher(options.url)
+        self.stage_dir = options.stage_dir or options.workdir / "storage"
+        options.workdir.mkdir(parents=True, exist_ok=True)
+
+    def run(self) -> list[int]:
+        """Run up to ``jobs`` jobs one after another; stop at the first "no job" answer."""
+        done: list[int] = []
+        for _ in range(self.options.jobs):
+            job = self.get_job()
+            if job is None:
+                break
+            self.run_job(job)
+            done.append(int(job["PandaID"]))
+        return done
+
+    def get_job(self) -> dict[str, Any] | None:
+        reply = self.dispatcher.call("getJob", {
+            "siteName": self.options.site,
+            "computingElement": self.options.queue or self.options.site,
+            "prodSourceLabel": self.options.label,
+            "node": self.options.node,
+            "diskSpace": shutil.disk_usage(self.options.workdir).free // 2**20,
+            "mem": 2000.0,
+            "cpu": 1000.0,
+            "allowOtherCountry": False,
+        })
+        if status_code(reply) != 0 or not reply.get("PandaID"):
+            log.info("no job from %s (StatusCode=%s)", self.options.url, reply.get("StatusCode"))
+            return None
+        log.info("received job: %s", reply["PandaID"])
+        return reply
+
+    def update(self, job: dict[str, Any], state: str, **extra: Any) -> list[str]:
+        """Send one updateJob; return the back-channel commands in the answer."""
+        data = {
+            "jobId": str(job["PandaID"]), "state": state, "timestamp": now_iso(),
+            "siteName": self.options.site, "node": self.options.node,
+            "attemptNr": job.get("attemptNr", 0), "schedulerID": "pandasrv", "pilotID": PILOT_VERSION,
+            "coreCount": job.get("coreCount", 1),
+        }
+        data.update(extra)
+        try:
+            reply = self.dispatcher.call("updateJob", data)
+        except httpx.HTTPError as exc:
+            log.warning("updateJob %s for %s failed: %s", state, job["PandaID"], exc)
+            return []
+        command = str(reply.get("command") or "NULL")
+        return [] if command == "NULL" else command.split(",")
+
+    def run_job(self, job: dict[str, Any]) -> Outcome:
+        workdir = self.options.workdir / f"PandaJob_{job['PandaID']}"
+        workdir.mkdir(parents=True, exist_ok=True)
+        start = time.time()
+        commands = self.update(job, "starting", startTime=start)
+        outcome = self.execute(job, workdir, killed="tobekilled" in commands)
+        outcome, report = self.finish(job, workdir, outcome)
+        self.update(job, outcome.state, **final_fields(outcome, report, start))
+        if not self.options.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+        return outcome
+
+    def execute(self, job: dict[str, Any], workdir: Path, *, killed: bool) -> Outcome:
+        if killed:
+            return Outcome("failed", pilot_error=ERR_KILLED)
+        try:
+            command = prepare_command(job, workdir, self.dispatcher.download)
+        except (httpx.HTTPError, OSError) as exc:
+            log.warning("cannot fetch the transformation of %s: %s", job["PandaID"], exc)
+            return Outcome("failed", pilot_error=(ERR_TRF_DOWNLOAD[0], f"{ERR_TRF_DOWNLOAD[1]}: {exc}"))
+        env = payload_environment(job, self.options.url, self.options.site)
+        payload = Payload(command, workdir, env)
+        try:
+            return self.monitor(job, payload)
+        finally:
+            payload.close()
+
+    def monitor(self, job: dict[str, Any], payload: Payload) -> Outcome:
+        """Heartbeat while the payload runs; a ``tobekilled`` answer stops it."""
+        next_beat = 0.0
+        while True:
+            if time.monotonic() >= next_beat:
+                if "tobekilled" in self.update(job, "running"):
+                    payload.kill()
+                    log.info("job %s killed on the server's request", job["PandaID"])
+                    return Outcome("failed", pilot_error=ERR_KILLED)
+                next_beat = time.monotonic() + self.options.heartbeat
+            code = payload.wait(min(1.0, max(0.05, next_beat - time.monotonic())))
+            if code is not None:
+                if code == 0:
+                    return Outcome("finished", trans_exit_code=0)
+                return Outcome("failed", trans_exit_code=code, exe_error_diag=f"payload exited with code {code}")
+
+    def finish(self, job: dict[str, Any], workdir: Path, outcome: Outcome) -> tuple[Outcome, dict[str, Any]]:
+        """Stage out (outputs only when the payload succeeded, the log always)."""
+        storage = Storage(self.stage_dir, self.dispatcher)
+        try:
+            stage_out(job, workdir, storage, outputs=outcome.state == "finished")
+        except MissingOutput as exc:
+            outcome = Outcome("failed", outcome.trans_exit_code, (ERR_MISSING_OUTPUT[0], str(exc)))
+            stage_out(job, workdir, storage, outputs=False)
+        except OSError as exc:
+            outcome = Outcome("failed", outcome.trans_exit_code, (ERR_STAGEOUT[0], f"{ERR_STAGEOUT[1]}: {exc}"))
+        return outcome, storage.report
+
+
+def final_fields(outcome: Outcome, report: dict[str, Any], start: float) -> dict[str, Any]:
+    code, diag = outcome.pilot_error or (0, "")
+    trans = outcome.trans_exit_code
+    return {
+        "xml": json.dumps(report),
+        "pilotErrorCode": code, "pilotErrorDiag": diag,
+        "transExitCode": trans if trans is not None else code,
+        "exeErrorCode": trans or 0, "exeErrorDiag": outcome.exe_error_diag,
+        "startTime": start, "endTime": time.time(),
+        "pilotTiming": f"0|0|{int(time.time() - start)}|0|0",
+    }
+
+
+def run_pilot(options: PilotOptions) -> list[int]:
+    pilot = Pilot(options)
+    try:
+        return pilot.run()
+    finally:
+        pilot.dispatcher.close()

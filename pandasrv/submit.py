@@ -1,0 +1,122 @@
+"""A tiny user client: build JobSpecs and submit them the way panda-client 2.2.0 does.
+
+``job/submit`` takes ``{"jobs": "<JSON string of positional job states>"}`` (double-encoded on
+purpose: that is panda-client's wire format), so a server that accepts these accepts the real client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from pandasrv.taskbuffer.file_spec import FileSpec
+from pandasrv.taskbuffer.job_spec import JobSpec
+
+SUBMIT_BATCH = 1000
+
+
+class SubmitError(Exception):
+    """The server refused an upload or a submission; the message is the server's."""
+
+
+@dataclass
+class JobRequest:
+    site: str
+    transformation: str
+    arguments: str = ""
+    outputs: list[str] = field(default_factory=list)
+    label: str = "user"
+    name_prefix: str = "pandasrv"
+    priority: int = 1000
+    user: str = "pandasrv"
+
+
+def build_job(request: JobRequest, index: int, tag: str) -> JobSpec:
+    """One job with its outputs and a log file, named uniquely so that LFNs never collide."""
+    name = f"{request.name_prefix}.{tag}.{index}"
+    dataset = f"user.{request.user}.{request.name_prefix}.{tag}"
+    job = JobSpec(
+        jobDefinitionID=1, jobName=name, transformation=request.transformation,
+        jobParameters=request.arguments, prodSourceLabel=request.label, computingSite=request.site,
+        destinationSE=request.site, assignedPriority=request.priority, currentPriority=request.priority,
+        attemptNr=0, maxAttempt=1, VO="atlas", coreCount=1, creationHost=os.uname().nodename,
+        destinationDBlock=dataset,
+    )
+    for lfn in request.outputs:
+        job.add_file(FileSpec(lfn=lfn, type="output", dataset=dataset, destinationDBlock=dataset,
+                              destinationSE=request.site, scope=f"user.{request.user}"))
+    job.add_file(FileSpec(lfn=f"{name}.log.tgz", type="log", dataset=f"{dataset}.log",
+                          destinationDBlock=f"{dataset}.log", destinationSE=request.site,
+                          scope=f"user.{request.user}"))
+    return job
+
+
+def build_jobs(request: JobRequest, count: int) -> list[JobSpec]:
+    tag = uuid.uuid4().hex[:10]
+    return [build_job(request, i, tag) for i in range(count)]
+
+
+def encode_jobs(jobs: list[JobSpec]) -> dict[str, str]:
+    return {"jobs": json.dumps([job.to_state() for job in jobs])}
+
+
+def envelope(response: httpx.Response) -> Any:
+    """The ``data`` of a v1 reply; anything but ``success`` becomes a SubmitError."""
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise SubmitError(f"HTTP {response.status_code}: {response.text[:200]}") from exc
+    if response.status_code != 200 or not isinstance(body, dict) or not body.get("success"):
+        message = body.get("message") if isinstance(body, dict) else body
+        raise SubmitError(f"HTTP {response.status_code}: {message}")
+    return body.get("data")
+
+
+class UserClient:
+    def __init__(self, url: str, *, timeout: float = 600.0, client: httpx.Client | None = None) -> None:
+        self.base = url.rstrip("/")
+        self.http = client or httpx.Client(timeout=timeout)
+
+    def upload(self, path: str) -> str:
+        """Put a script into the server cache and return the URL a pilot downloads it from."""
+        name = os.path.basename(path)
+        with open(path, "rb") as handle:
+            response = self.http.post(f"{self.base}/api/v1/file_server/upload_cache_file",
+                                      files={"file": (path, handle, "application/octet-stream")},
+                                      headers={"Accept": "application/json"})
+        envelope(response)
+        return f"{self.base}/cache/{name}"
+
+    def submit(self, jobs: list[JobSpec]) -> list[int]:
+        """Submit in batches of SUBMIT_BATCH; return the PandaIDs in submission order."""
+        ids: list[int] = []
+        for start in range(0, len(jobs), SUBMIT_BATCH):
+            response = self.http.post(f"{self.base}/api/v1/job/submit",
+                                      json=encode_jobs(jobs[start:start + SUBMIT_BATCH]),
+                                      headers={"Accept": "application/json"})
+            for entry in envelope(response):
+                if entry[0] in (None, "NULL"):
+                    raise SubmitError(f"the server did not store a job: {entry}")
+                ids.append(int(entry[0]))
+        return ids
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def submit_jobs(url: str, request: JobRequest, count: int = 1, upload: str | None = None) -> list[int]:
+    """The ``pandasrv submit`` command: optional upload of the script, then the jobs."""
+    client = UserClient(url)
+    try:
+        if upload:
+            request.transformation = client.upload(upload)
+        if not request.transformation.strip():
+            raise SubmitError("a transformation (--trf) or a script to upload (--upload) is required")
+        return client.submit(build_jobs(request, count))
+    finally:
+        client.close()

@@ -1,0 +1,42 @@
+"""DBProxy: one database session; every public method is one transaction.
+
+The methods live in feature mixins under ``db_proxy_mods/``; this module only composes them. A feature
+area adds its module there and its class to the bases below.
+"""
+
+from __future__ import annotations
+
+from pandasrv.taskbuffer.db_proxy_mods.adder import AdderMixin
+from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy
+from pandasrv.taskbuffer.db_proxy_mods.daemon import DaemonMixin
+from pandasrv.taskbuffer.db_proxy_mods.jobs_claim import JobsClaimMixin
+from pandasrv.taskbuffer.db_proxy_mods.jobs_insert import JobsInsertMixin
+from pandasrv.taskbuffer.db_proxy_mods.jobs_kill import JobsKillMixin
+from pandasrv.taskbuffer.db_proxy_mods.jobs_update import JobsUpdateMixin
+from pandasrv.taskbuffer.db_proxy_mods.locks import LocksMixin
+from pandasrv.taskbuffer.db_proxy_mods.meta import MetaMixin
+from pandasrv.taskbuffer.db_proxy_mods.output_reports import OutputReportsMixin
+from pandasrv.taskbuffer.db_proxy_mods.retention import RetentionMixin
+from pandasrv.taskbuffer.db_proxy_mods.watcher import WatcherMixin
+
+
+class DBProxy(
+    JobsInsertMixin,
+    JobsClaimMixin,
+    JobsKillMixin,
+    JobsUpdateMixin,
+    OutputReportsMixin,
+    LocksMixin,
+    WatcherMixin,
+    AdderMixin,
+    RetentionMixin,
+    DaemonMixin,
+    MetaMixin,
+    BaseProxy,
+):
+    """The composed proxy; see docs/internals.md §4 for the method contract."""
+
+
+def public_methods() -> frozenset[str]:
+    """Names callable through a ConBridge: DBProxy's public methods."""
+    return frozenset(name for name in dir(DBProxy) if not name.startswith("_") and callable(getattr(DBProxy, name)))

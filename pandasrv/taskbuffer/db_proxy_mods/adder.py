@@ -1,0 +1,95 @@
+"""File and dataset bookkeeping of the asynchronous path: Setupper, Activator, Adder, Closer, Finisher.
+
+Each method is one transaction over many rows (executemany or IN-lists), so an agent's batch costs a few
+round trips whatever its size.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+from pandasrv.taskbuffer import job_states
+from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction, utcnow
+from pandasrv.taskbuffer.db_proxy_mods.retention import limit_clause
+from pandasrv.taskbuffer.job_spec import TABLE_ATTRIBUTES, JobSpec
+
+_ID_CHUNK = 1000
+_FILE_REPORT_COLUMNS = ("GUID", "fsize", "checksum", "md5sum", "status")
+
+
+class AdderMixin(BaseProxy):
+    @transaction(readonly=True)
+    def jobs_in_status(self, status: str, *, modified_before: _dt.datetime | None = None,
+                       limit: int = 1000) -> list[JobSpec]:
+        """Jobs in ``status`` (oldest modification first) with their files, for an agent's batch."""
+        table = job_states.table_of(status)
+        binds: dict[str, Any] = {"status": status}
+        clause = "jobStatus = :status"
+        if modified_before is not None:
+            clause += " AND modificationTime < :before"
+            binds["before"] = modified_before
+        columns = ",".join(TABLE_ATTRIBUTES)
+        rows = self._fetchall(
+            f"SELECT {columns} FROM {table} WHERE {clause} ORDER BY modificationTime, PandaID"
+            f" {limit_clause(self._conn.backend, limit)}", binds)
+        jobs = {row[0]: self._job_from_row(TABLE_ATTRIBUTES, row) for row in rows}
+        self._attach_details(jobs)
+        return list(jobs.values())
+
+    @transaction
+    def set_file_guids(self, guids: dict[int, str]) -> None:
+        """GUIDs for output and log files that came without one (keyed by row_ID)."""
+        self._executemany("UPDATE files SET GUID = :guid WHERE row_ID = :row_ID",
+                          [{"row_ID": row_id, "guid": guid} for row_id, guid in guids.items()])
+
+    @transaction
+    def finalise_job(self, panda_id: int, status: str, values: dict[str, Any], files: list[dict[str, Any]],
+                     expected: list[str]) -> bool:
+        """The Adder's write: the job's transition and its reported file metadata, together.
+
+        ``files`` rows carry ``row_ID`` and the file-report columns. Nothing is written when the job is no
+        longer in an ``expected`` status (killed or timed out meanwhile); returns whether it was.
+        """
+        if not self.set_job_status([panda_id], status, values, expected=expected):
+            return False
+        rows = [{"row_ID": f["row_ID"], "PandaID": panda_id, **{c: f.get(c) for c in _FILE_REPORT_COLUMNS}}
+                for f in files]
+        self._executemany(
+            "UPDATE files SET GUID = COALESCE(:GUID, GUID), fsize = COALESCE(:fsize, fsize),"
+            " checksum = COALESCE(:checksum, checksum), md5sum = COALESCE(:md5sum, md5sum), status = :status"
+            " WHERE row_ID = :row_ID AND PandaID = :PandaID", rows)
+        return True
+
+    @transaction(readonly=True)
+    def dataset_file_states(self, datasets: list[str]) -> dict[str, dict[str, int]]:
+        """Per destination dataset, how many of its output/log files are in each status (for the Closer)."""
+        if not datasets:
+            return {}
+        in_ds, binds = self._in("ds", datasets)
+        rows = self._fetchall(
+            f"SELECT destinationDBlock, status, COUNT(*) FROM files WHERE destinationDBlock IN {in_ds}"
+            " AND type IN ('output', 'log') GROUP BY destinationDBlock, status", binds)
+        states: dict[str, dict[str, int]] = {name: {} for name in datasets}
+        for name, status, count in rows:
+            states[name][status or "unknown"] = int(count)
+        return states
+
+    @transaction
+    def set_dataset_status(self, name: str, dataset_type: str, status: str) -> None:
+        now = utcnow()
+        binds = {"name": name, "type": dataset_type, "status": status, "now": now}
+        cur = self._execute("UPDATE datasets SET status = :status, modificationTime = :now WHERE name = :name", binds)
+        if cur.rowcount == 0:
+            self._execute("INSERT INTO datasets (name, type, status, creationTime, modificationTime)"
+                          " VALUES (:name, :type, :status, :now, :now)", binds)
+
+    @transaction
+    def mark_inputs_ready(self, dataset: str) -> list[int]:
+        """Input files that come from ``dataset`` become ``ready``; returns the jobs that use them."""
+        binds = {"ds": dataset}
+        where = "type = 'input' AND (dispatchDBlock = :ds OR prodDBlock = :ds)"
+        panda_ids = sorted({row[0] for row in self._fetchall(
+            f"SELECT PandaID FROM files WHERE {where} AND (status IS NULL OR status <> 'ready')", binds)})
+        self._execute(f"UPDATE files SET status = 'ready' WHERE {where}", binds)
+        return panda_ids

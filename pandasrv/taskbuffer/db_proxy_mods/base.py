@@ -1,0 +1,272 @@
+"""Connection handling and the one-transaction-per-method rule shared by every DBProxy mixin.
+
+A DBProxy owns one connection. Each public method is wrapped by ``@transaction``: it begins, runs,
+commits, and on any error rolls back. A lost connection is dropped so the next call reconnects. Mixins reach the
+connection only through the helpers here, so per-backend details stay in one place.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import logging
+import os
+import time
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+from pandasrv.taskbuffer import errors
+from pandasrv.taskbuffer.file_spec import FILE_ATTRIBUTES, FileSpec
+from pandasrv.taskbuffer.job_spec import JobSpec
+from pandasrv.taskbuffer.wrapped_cursor import connect as _connect
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# How often a PostgreSQL backend checks that its client is still there while a query runs, so a
+# session whose ConBridge child was killed ends within about a second.
+_PG_CLIENT_CHECK_MS = 1000
+
+
+def utcnow() -> _dt.datetime:
+    """Naive UTC "now": the only clock the SQL sees (passed as ``:now``)."""
+    return _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+
+
+def transaction(fn: F | None = None, *, readonly: bool = False) -> Any:
+    """Make a public DBProxy method one transaction.
+
+    A method called from inside another transactional method joins the outer transaction, so
+    methods can be composed (``update_job`` writes the output report in its own transaction).
+    A connection lost before COMMIT was sent means the server rolled everything back, so the call is
+    retried once on a new connection; lost during COMMIT, the outcome is unknown and ConnectionLost is
+    raised. ``readonly`` methods take a deferred (shared) SQLite transaction instead of an immediate one.
+    """
+
+    def decorate(method: F) -> F:
+        @functools.wraps(method)
+        def wrapper(self: "BaseProxy", *args: Any, **kwargs: Any) -> Any:
+            if self._in_transaction:
+                return method(self, *args, **kwargs)
+            try:
+                return self._run_transaction(method, readonly, args, kwargs)
+            except errors.ConnectionLost as exc:
+                if getattr(exc, "during_commit", False):
+                    raise
+                log.warning("%s: connection lost before commit, retrying once on a new connection", method.__name__)
+            return self._run_transaction(method, readonly, args, kwargs)
+
+        wrapper.transactional = True  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate(fn) if fn is not None else decorate
+
+
+class BaseProxy:
+    """One database session and the small SQL helpers every mixin uses."""
+
+    def __init__(self, db_url: str, statement_timeout: float | None = None) -> None:
+        self.db_url = db_url
+        self.statement_timeout = statement_timeout
+        self._conn: Any = None
+        self._in_transaction = False
+
+    # --- connection ---------------------------------------------------------------------------
+    def connect(self) -> None:
+        """(Re)open the session; called lazily by the first transaction."""
+        self.close()
+        conn = _connect(self.db_url, statement_timeout=self.statement_timeout)
+        if conn.backend == "postgresql":
+            conn.begin()
+            conn.cursor().execute(f"SET client_connection_check_interval = {_PG_CLIENT_CHECK_MS}", {})
+            conn.commit()
+        self._conn = conn
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except errors.DBError:
+                pass
+
+    def ping(self) -> bool:
+        """True if the database answers, reconnecting once if the session is gone; never raises DBError."""
+        for _ in range(2):
+            try:
+                if self._conn is None:
+                    self.connect()
+                if self._conn.ping():
+                    return True
+            except errors.DBError as exc:
+                log.info("ping failed: %s", exc)
+            self.close()
+        return False
+
+    @property
+    def backend(self) -> str:
+        return self._connection().backend
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            self.connect()
+        return self._conn
+
+    def _run_transaction(self, method: Callable[..., Any], readonly: bool, args: tuple, kwargs: dict) -> Any:
+        conn = self._connection()
+        self._in_transaction = True
+        try:
+            conn.begin(immediate=not readonly)
+            result = method(self, *args, **kwargs)
+            try:
+                conn.commit()
+            except errors.ConnectionLost as exc:
+                exc.during_commit = True  # type: ignore[attr-defined]
+                raise
+            return result
+        except BaseException as exc:
+            self._abort(exc)
+            raise
+        finally:
+            self._in_transaction = False
+
+    def _abort(self, exc: BaseException) -> None:
+        lost = isinstance(exc, errors.ConnectionLost)
+        if not lost and self._conn is not None:
+            try:
+                self._conn.rollback()
+            except errors.ConnectionLost:
+                lost = True
+            except errors.DBError as rollback_error:
+                log.warning("rollback failed: %s", rollback_error)
+                lost = True
+        if lost:
+            self.close()
+
+    # --- SQL helpers (used inside a transaction) -------------------------------------------------
+    def _execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        cur = self._conn.cursor()
+        cur.execute(sql, params or {})
+        return cur
+
+    def _fetchall(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+        return list(self._execute(sql, params).fetchall())
+
+    def _executemany(self, sql: str, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self._conn.cursor().executemany(sql, list(rows))
+
+    @property
+    def _for_update(self) -> str:
+        """Row-lock suffix for a SELECT; SQLite has none (its write transaction locks the database)."""
+        return "" if self._conn.backend == "sqlite" else " FOR UPDATE"
+
+    @staticmethod
+    def _in(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
+        """``(:p0,:p1,...)`` and its binds, for ``WHERE col IN ...`` over a bounded list."""
+        binds = {f"{prefix}{i}": value for i, value in enumerate(values)}
+        return "(" + ",".join(f":{name}" for name in binds) + ")", binds
+
+    def _insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+        """Bulk INSERT. PostgreSQL: COPY (several times faster than any INSERT for wide job rows);
+        elsewhere executemany, which PyMySQL turns into multi-row inserts and SQLite runs on one
+        prepared statement."""
+        if not rows:
+            return
+        column_list = ",".join(columns)
+        if self._conn.backend == "postgresql":
+            self._copy_rows(table, column_list, [tuple(row[name] for name in columns) for row in rows])
+        else:
+            values = ",".join(f":{name}" for name in columns)
+            self._executemany(f"INSERT INTO {table} ({column_list}) VALUES ({values})", rows)
+
+    def _copy_rows(self, table: str, column_list: str, rows: list[tuple]) -> None:
+        """psycopg COPY FROM STDIN on the driver connection, with errors translated like any statement's."""
+        import psycopg
+
+        try:
+            with self._conn.raw.cursor() as cur, cur.copy(f"COPY {table} ({column_list}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.Error as exc:
+            raise self._conn.translate_error(exc) from exc
+
+    # --- row mapping -----------------------------------------------------------------------------
+    @staticmethod
+    def _job_from_row(columns: Sequence[str], row: Sequence[Any]) -> JobSpec:
+        job = JobSpec()
+        for name, value in zip(columns, row):
+            setattr(job, name, value)
+        return job
+
+    def _attach_details(self, jobs: dict[int, JobSpec], *, files: bool = True, metadata: bool = False) -> None:
+        """Fill Files and jobParameters (and optionally metadata) with one query each, not one per job."""
+        if not jobs:
+            return
+        in_ids, binds = self._in("id", jobs)
+        if files:
+            cols = ",".join(FILE_ATTRIBUTES)
+            sql = f"SELECT {cols} FROM files WHERE PandaID IN {in_ids} ORDER BY PandaID, row_ID"
+            for row in self._fetchall(sql, binds):
+                spec = FileSpec()
+                for name, value in zip(FILE_ATTRIBUTES, row):
+                    setattr(spec, name, value)
+                jobs[spec.PandaID].Files.append(spec)
+        for panda_id, text in self._fetchall(f"SELECT PandaID, jobParameters FROM job_params WHERE PandaID IN {in_ids}", binds):
+            jobs[panda_id].jobParameters = text
+        if metadata:
+            for panda_id, text in self._fetchall(f"SELECT PandaID, metaData FROM job_metadata WHERE PandaID IN {in_ids}", binds):
+                jobs[panda_id].metadata = text
+
+    def _log_status(self, rows: Iterable[dict[str, Any]], now: _dt.datetime) -> None:
+        """One job_status_log row per status change (PanDA's jobs_StatusLog)."""
+        entries = [
+            {
+                "PandaID": r["PandaID"], "modificationTime": now, "jobStatus": r["jobStatus"],
+                "prodSourceLabel": r.get("prodSourceLabel"), "cloud": r.get("cloud"),
+                "computingSite": r.get("computingSite"), "modificationHost": r.get("modificationHost"),
+            }
+            for r in rows
+        ]
+        if entries:
+            self._insert_rows("job_status_log", list(entries[0]), entries)
+
+    # --- diagnostics ---------------------------------------------------------------------------
+    @transaction(readonly=True)
+    def sleep(self, seconds: float) -> None:
+        """Hold the session busy on the server for ``seconds`` (tests and diagnoses db_timeout)."""
+        backend = self._conn.backend
+        if backend == "postgresql":
+            self._execute("SELECT pg_sleep(:s)", {"s": seconds}).fetchall()
+        elif backend == "mysql":
+            self._execute("SELECT SLEEP(:s)", {"s": seconds}).fetchall()
+        else:
+            time.sleep(seconds)
+
+    @transaction(readonly=True)
+    def session_id(self) -> int:
+        """The server's id of this session (PostgreSQL backend pid, MariaDB connection id, SQLite: our pid)."""
+        backend = self._conn.backend
+        if backend == "postgresql":
+            return int(self._fetchall("SELECT pg_backend_pid()")[0][0])
+        if backend == "mysql":
+            return int(self._fetchall("SELECT CONNECTION_ID()")[0][0])
+        return os.getpid()
+
+    def terminate_session(self, session_id: int) -> bool:
+        """End another session on the server (a killed ConBridge child's); SQLite sessions die with their process."""
+        backend = self._connection().backend
+        try:
+            self._conn.begin()
+            if backend == "postgresql":
+                done = bool(self._fetchall("SELECT pg_terminate_backend(:pid)", {"pid": session_id})[0][0])
+            elif backend == "mysql":
+                self._execute("KILL :pid", {"pid": session_id})
+                done = True
+            else:
+                done = False
+            self._conn.commit()
+            return done
+        except errors.DBError as exc:
+            self._abort(exc)
+            return False

@@ -1,0 +1,45 @@
+"""SQL of the daemon itself: lease look-ups for the scheduler and the per-queue counters of add_sub."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction
+
+
+class DaemonMixin(BaseProxy):
+    @transaction(readonly=True)
+    def get_lease_expiry(self, component: str) -> _dt.datetime | None:
+        """When the current lease on ``component`` ends, so a skipped sync script retries exactly then."""
+        rows = self._fetchall("SELECT expiresAt FROM process_locks WHERE component = :c", {"c": component})
+        return rows[0][0] if rows else None
+
+    @transaction
+    def update_site_starts(self, since: _dt.datetime, now: _dt.datetime) -> dict[str, tuple[int, Any]]:
+        """Per queue: jobs started since ``since`` (nStart) and the latest start (lastStart) into site_data.
+
+        Counts come from both live and archived jobs (a short job may already be archived); lastStart
+        never goes backwards. Returns {site: (nStart, lastStart)}.
+        """
+        counts: dict[str, list[Any]] = {}
+        for table in ("jobs_active", "jobs_archived"):
+            rows = self._fetchall(
+                f"SELECT computingSite, COUNT(*), MAX(startTime) FROM {table}"
+                " WHERE startTime >= :since AND modificationTime >= :since AND computingSite IS NOT NULL"
+                " GROUP BY computingSite", {"since": since})
+            for site, n, last in rows:
+                entry = counts.setdefault(site, [0, None])
+                entry[0] += int(n)
+                entry[1] = last if entry[1] is None or (last is not None and last > entry[1]) else entry[1]
+        self._execute("UPDATE site_data SET nStart = 0, lastUpdate = :now", {"now": now})
+        for site, (n, last) in counts.items():
+            binds = {"site": site, "n": n, "last": last, "now": now}
+            cur = self._execute(
+                "UPDATE site_data SET nStart = :n, lastUpdate = :now,"
+                " lastStart = CASE WHEN lastStart IS NULL OR lastStart < :last THEN :last ELSE lastStart END"
+                " WHERE site = :site", binds)
+            if cur.rowcount == 0:
+                self._execute("INSERT INTO site_data (site, getJob, updateJob, nStart, lastStart, lastUpdate)"
+                              " VALUES (:site, 0, 0, :n, :last, :now)", binds)
+        return {site: (n, last) for site, (n, last) in counts.items()}

@@ -1,0 +1,63 @@
+"""Process-lock leases: one holder per component across processes and machines, with an expiry.
+
+A lease is a row of ``process_locks``. Taking one is race-safe without catching errors: an
+insert that silently does nothing on a duplicate key, then a conditional update that only succeeds
+if the lease is expired or already ours. The outcome is read back rather than taken from the row
+count, because MariaDB counts changed rows, not matched ones.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction, utcnow
+
+_INSERT_IGNORING_DUPLICATES = {
+    "postgresql": "INSERT INTO process_locks (component, lockedBy, lockedTime, expiresAt) "
+                  "VALUES (:c, :owner, :now, :expires) ON CONFLICT (component) DO NOTHING",
+    "mysql": "INSERT IGNORE INTO process_locks (component, lockedBy, lockedTime, expiresAt) "
+             "VALUES (:c, :owner, :now, :expires)",
+    "sqlite": "INSERT OR IGNORE INTO process_locks (component, lockedBy, lockedTime, expiresAt) "
+              "VALUES (:c, :owner, :now, :expires)",
+}
+
+
+class LocksMixin(BaseProxy):
+    @transaction
+    def acquire_lease(self, component: str, owner: str, ttl: float) -> bool:
+        """Take the lease if it is free, expired, or already ours; True if ``owner`` holds it now."""
+        now = utcnow()
+        binds = {"c": component, "owner": owner, "now": now, "expires": now + _dt.timedelta(seconds=ttl)}
+        self._execute(_INSERT_IGNORING_DUPLICATES[self._conn.backend], binds)
+        self._execute(
+            "UPDATE process_locks SET lockedBy = :owner, lockedTime = :now, expiresAt = :expires "
+            "WHERE component = :c AND (expiresAt < :now OR lockedBy = :owner)",
+            binds,
+        )
+        return self._held_by(component, owner, binds["expires"])
+
+    @transaction
+    def renew_lease(self, component: str, owner: str, ttl: float) -> bool:
+        """Extend a lease we hold and that has not expired; False if it was lost."""
+        now = utcnow()
+        binds = {"c": component, "owner": owner, "now": now, "expires": now + _dt.timedelta(seconds=ttl)}
+        self._execute(
+            "UPDATE process_locks SET lockedTime = :now, expiresAt = :expires "
+            "WHERE component = :c AND lockedBy = :owner AND expiresAt >= :now",
+            binds,
+        )
+        return self._held_by(component, owner, binds["expires"])
+
+    @transaction
+    def release_lease(self, component: str, owner: str) -> bool:
+        """Give the lease up; False if it was not ours or had already expired."""
+        cur = self._execute(
+            "DELETE FROM process_locks WHERE component = :c AND lockedBy = :owner AND expiresAt >= :now",
+            {"c": component, "owner": owner, "now": utcnow()},
+        )
+        return cur.rowcount > 0
+
+    def _held_by(self, component: str, owner: str, expires: _dt.datetime) -> bool:
+        rows = self._fetchall("SELECT lockedBy, expiresAt FROM process_locks WHERE component = :c", {"c": component})
+        # A column without sub-second precision stores a truncated expiry.
+        return bool(rows) and rows[0][0] == owner and rows[0][1] >= expires.replace(microsecond=0)

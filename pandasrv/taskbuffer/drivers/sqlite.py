@@ -1,0 +1,86 @@
+"""SQLite through the standard ``sqlite3`` module.
+
+Transactions are ours: the connection runs with ``isolation_level=None`` and ``begin()`` issues an
+explicit ``BEGIN`` (``BEGIN IMMEDIATE`` to take the write lock up front, as the job claim needs).
+Datetimes are stored as ISO text and converted back for columns declared DATETIME/TIMESTAMP by our own
+converters, not the default adapters deprecated in Python 3.12. Sequences are rows of ``id_sequences``.
+The URL may set the busy timeout: ``sqlite:///path.db?timeout=5`` (seconds, default 30).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from pandasrv.taskbuffer import errors
+from pandasrv.taskbuffer.drivers import Driver, check_next_ids_request
+
+if TYPE_CHECKING:
+    from pandasrv.taskbuffer.wrapped_cursor import WrappedCursor
+
+DEFAULT_BUSY_TIMEOUT = 30.0
+
+
+def _parse_datetime(raw: bytes) -> dt.datetime:
+    return dt.datetime.fromisoformat(raw.decode())
+
+
+for _declared in ("DATETIME", "TIMESTAMP"):
+    sqlite3.register_converter(_declared, _parse_datetime)
+
+
+class SQLiteDriver(Driver):
+    backend = "sqlite"
+    errors = (sqlite3.Error,)
+    adapted_types = (dt.datetime, dt.date)
+
+    def connect(self) -> sqlite3.Connection:
+        path = self.url.database or ":memory:"
+        busy_timeout = float(self.url.query.get("timeout", DEFAULT_BUSY_TIMEOUT))
+        raw = sqlite3.connect(
+            path,
+            timeout=busy_timeout,
+            isolation_level=None,
+            detect_types=sqlite3.PARSE_DECLTYPES,
+            check_same_thread=False,
+        )
+        if path != ":memory:":
+            raw.execute("PRAGMA journal_mode=WAL")
+        raw.execute("PRAGMA synchronous=NORMAL")
+        return raw
+
+    def adapt(self, value: Any) -> Any:
+        value = super().adapt(value)
+        if isinstance(value, dt.datetime):
+            return value.isoformat(" ", "microseconds")
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        return value
+
+    def begin(self, raw: sqlite3.Connection, immediate: bool) -> None:
+        raw.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    def error_class(self, exc: BaseException, raw: Any) -> type[errors.DBError]:
+        message = str(exc).lower()
+        if isinstance(exc, sqlite3.IntegrityError):
+            return errors.IntegrityError
+        if isinstance(exc, sqlite3.ProgrammingError) and "closed" in message:
+            return errors.ConnectionLost
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
+            return errors.LockTimeout
+        return errors.DBError
+
+    def next_ids(self, cursor: "WrappedCursor", sequence: str, n: int) -> list[int]:
+        check_next_ids_request(sequence, n)
+        cursor.execute(
+            "UPDATE id_sequences SET value = value + :n WHERE name = :name RETURNING value",
+            {"n": n, "name": sequence},
+        )
+        row = cursor.fetchone()
+        if row is None:
+            raise errors.DBError(f"sequence {sequence} is missing from id_sequences (run 'pandasrv db init')")
+        return list(range(row[0] - n + 1, row[0] + 1))
+
+
+DRIVER = SQLiteDriver

@@ -1,0 +1,222 @@
+"""The database schema, declared once with SQLAlchemy Core; DDL for every backend is generated from it.
+
+All identifiers are unquoted (``quote=False``) so that SQL written as ``PandaID`` or ``jobStatus``
+finds the same column on every backend, whatever case the backend folds names to. The job tables are
+generated from ``JOB_COLUMNS`` (the wire format's attribute list) and the files table from
+``FILE_COLUMNS``. Column kinds map to types that keep values intact everywhere: microsecond datetimes
+(MariaDB ``DATETIME(6)``, Oracle ``TIMESTAMP``), double-precision floats (MariaDB ``FLOAT`` is single)
+and unbounded text (MariaDB ``LONGTEXT``).
+
+Migrations (``migrations/versions/``) must produce exactly this schema; ``tests/taskbuffer/test_schema.py``
+compares a migrated database with a fresh one.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, oracle
+
+from pandasrv.taskbuffer.drivers import SEQUENCES
+from pandasrv.taskbuffer.file_spec import FILE_COLUMNS
+from pandasrv.taskbuffer.job_spec import JOB_COLUMNS, TABLE_ATTRIBUTES
+
+MARIADB = ("mysql", "mariadb")
+DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), *MARIADB).with_variant(oracle.TIMESTAMP(), "oracle")
+FLOAT = sa.Float().with_variant(mysql.DOUBLE(), *MARIADB)
+TEXT = sa.Text().with_variant(mysql.LONGTEXT(), *MARIADB)
+
+# Binary collation: string comparisons are case-sensitive, as on the other backends.
+MARIADB_TABLE_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+SEQUENCE_TABLE = "id_sequences"  # SQLite has no sequences: one counter row per sequence
+
+metadata = sa.MetaData()
+
+
+def column_type(kind: str, length: int = 0) -> sa.types.TypeEngine:
+    """The column type of a JobSpec/FileSpec attribute kind."""
+    if kind == "int":
+        return sa.BigInteger()
+    if kind == "float":
+        return FLOAT
+    if kind == "str":
+        return sa.String(length)
+    if kind == "text":
+        return TEXT
+    if kind == "datetime":
+        return DATETIME
+    raise ValueError(f"unknown column kind {kind!r}")
+
+
+def column(name: str, type_: sa.types.TypeEngine, **kwargs: object) -> sa.Column:
+    return sa.Column(name, type_, quote=False, **kwargs)
+
+
+def table(name: str, *items: sa.SchemaItem) -> sa.Table:
+    return sa.Table(name, metadata, *items, quote=False, **MARIADB_TABLE_OPTIONS)
+
+
+def index(name: str, *expressions: sa.ColumnElement | sa.Column) -> sa.Index:
+    return sa.Index(name, *expressions, quote=False)
+
+
+def spec_columns(columns: Iterable[tuple[str, str, int]], primary_key: str) -> list[sa.Column]:
+    return [
+        column(name, column_type(kind, length), primary_key=name == primary_key, autoincrement=False)
+        for name, kind, length in columns
+    ]
+
+
+_JOB_TABLE_COLUMNS = [spec for spec in JOB_COLUMNS if spec[0] in TABLE_ATTRIBUTES]
+
+
+def _job_table(name: str) -> sa.Table:
+    return table(name, *spec_columns(_JOB_TABLE_COLUMNS, "PandaID"))
+
+
+jobs_defined = _job_table("jobs_defined")
+jobs_active = _job_table("jobs_active")
+jobs_archived = _job_table("jobs_archived")
+
+files = table("files", *spec_columns(FILE_COLUMNS, "row_ID"))
+
+job_params = table(
+    "job_params",
+    column("PandaID", sa.BigInteger(), primary_key=True, autoincrement=False),
+    column("jobParameters", TEXT),
+)
+job_metadata = table(
+    "job_metadata",
+    column("PandaID", sa.BigInteger(), primary_key=True, autoincrement=False),
+    column("metaData", TEXT),
+)
+job_output_report = table(
+    "job_output_report",
+    column("PandaID", sa.BigInteger(), primary_key=True, autoincrement=False),
+    column("attemptNr", sa.BigInteger(), primary_key=True, autoincrement=False),
+    column("prodSourceLabel", sa.String(20)),
+    column("jobStatus", sa.String(15)),
+    column("data", TEXT),
+    column("timeStamp", DATETIME),
+    column("lockedBy", sa.String(128)),
+    column("lockedTime", DATETIME),
+)
+job_status_log = table(
+    "job_status_log",
+    column("PandaID", sa.BigInteger(), nullable=False),
+    column("modificationTime", DATETIME, nullable=False),
+    column("jobStatus", sa.String(15), nullable=False),
+    column("prodSourceLabel", sa.String(20)),
+    column("cloud", sa.String(50)),
+    column("computingSite", sa.String(128)),
+    column("modificationHost", sa.String(128)),
+)
+pilot_log = table(
+    "pilot_log",
+    column("PandaID", sa.BigInteger(), nullable=False),
+    column("timeStamp", DATETIME, nullable=False),
+    column("log", TEXT),
+)
+process_locks = table(
+    "process_locks",
+    column("component", sa.String(64), primary_key=True),
+    column("lockedBy", sa.String(128)),
+    column("lockedTime", DATETIME),
+    column("expiresAt", DATETIME),
+)
+queues = table(
+    "queues",
+    column("name", sa.String(128), primary_key=True),
+    column("site", sa.String(128)),
+    column("status", sa.String(16)),
+    column("data", TEXT),
+    column("modificationTime", DATETIME),
+)
+resource_types = table(
+    "resource_types",
+    column("name", sa.String(56), primary_key=True),
+    column("min_core", sa.BigInteger()),
+    column("max_core", sa.BigInteger()),
+    column("min_ram_per_core", sa.BigInteger()),
+    column("max_ram_per_core", sa.BigInteger()),
+)
+config = table(
+    "config",
+    column("app", sa.String(64), primary_key=True),
+    column("component", sa.String(64), primary_key=True),
+    column("config_key", sa.String(64), primary_key=True),  # KEY is reserved in MariaDB
+    column("vo", sa.String(32), primary_key=True),
+    column("value", TEXT),
+    column("type", sa.String(16)),
+)
+users = table(
+    "users",
+    column("name", sa.String(128), primary_key=True),
+    column("dn", sa.String(250)),
+    column("status", sa.String(16)),
+    column("jobDefinitionID", sa.BigInteger()),
+    column("jobsetID", sa.BigInteger()),
+    column("modificationTime", DATETIME),
+)
+sandbox_files = table(
+    "sandbox_files",
+    column("fileName", sa.String(255), primary_key=True),
+    column("fileSize", sa.BigInteger()),
+    column("checksum", sa.String(110)),
+    column("hostName", sa.String(128)),
+    column("dn", sa.String(250)),
+    column("creationTime", DATETIME),
+)
+site_data = table(
+    "site_data",
+    column("site", sa.String(128), primary_key=True),
+    column("getJob", sa.BigInteger()),
+    column("updateJob", sa.BigInteger()),
+    column("nStart", sa.BigInteger()),
+    column("lastStart", DATETIME),
+    column("lastUpdate", DATETIME),
+)
+datasets = table(
+    "datasets",
+    column("name", sa.String(255), primary_key=True),
+    column("type", sa.String(20)),
+    column("status", sa.String(64)),
+    column("creationTime", DATETIME),
+    column("modificationTime", DATETIME),
+)
+
+# The claim (getJob): site and status first, then the hand-out order.
+CLAIM_INDEX = index(
+    "ix_jobs_active_claim",
+    jobs_active.c.computingSite,
+    jobs_active.c.jobStatus,
+    jobs_active.c.currentPriority.desc(),
+    jobs_active.c.PandaID,
+)
+index("ix_jobs_active_status_mtime", jobs_active.c.jobStatus, jobs_active.c.modificationTime)
+index("ix_jobs_defined_status_mtime", jobs_defined.c.jobStatus, jobs_defined.c.modificationTime)
+index("ix_jobs_archived_mtime", jobs_archived.c.modificationTime)
+index("ix_files_pandaid", files.c.PandaID)
+index("ix_job_output_report_lock", job_output_report.c.lockedBy, job_output_report.c.timeStamp)
+index("ix_job_status_log_pandaid", job_status_log.c.PandaID)
+index("ix_pilot_log_pandaid", pilot_log.c.PandaID)
+
+
+def create_sequences(connection: sa.Connection) -> None:
+    """Create the ID sequences (PandaIDs and file row IDs start at 1).
+
+    Native sequences on PostgreSQL, MariaDB and Oracle; on SQLite the ``id_sequences`` counter table
+    that ``WrappedConnection.next_ids`` advances with ``UPDATE ... RETURNING``.
+    """
+    if connection.dialect.name == "sqlite":
+        connection.execute(sa.text(
+            f"CREATE TABLE {SEQUENCE_TABLE} (name VARCHAR(64) NOT NULL PRIMARY KEY, value BIGINT NOT NULL)"
+        ))
+        connection.execute(
+            sa.text(f"INSERT INTO {SEQUENCE_TABLE} (name, value) VALUES (:name, 0)"),
+            [{"name": name} for name in SEQUENCES],
+        )
+        return
+    for name in SEQUENCES:
+        connection.execute(sa.text(f"CREATE SEQUENCE {name} START WITH 1 INCREMENT BY 1"))

@@ -1,0 +1,189 @@
+"""TaskBuffer: the high-level database API the web layer and the daemon call.
+
+It holds no SQL. Each method checks a proxy out of the pool for the duration of one DBProxy call
+(one transaction). To expose a new DBProxy method, add a one-line method that calls ``self._call``
+with the same name, under the heading of its feature area.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+from pandasrv.taskbuffer.db_proxy_mods.jobs_claim import MANAGED_LABELS, label_set
+from pandasrv.taskbuffer.job_spec import JobSpec
+from pandasrv.taskbuffer.proxy_pool import ProxyPool
+
+__all__ = ["TaskBuffer", "label_set"]
+
+
+class TaskBuffer:
+    """One per process, built from Settings."""
+
+    def __init__(self, settings: Any, *, pool: ProxyPool | None = None) -> None:
+        self.settings = settings
+        self.pool = pool or ProxyPool(settings)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Run DBProxy method ``name`` on a checked-out proxy (in-process or across a ConBridge)."""
+        with self.pool.get() as proxy:
+            return getattr(proxy, name)(*args, **kwargs)
+
+    def ping(self) -> bool:
+        return bool(self._call("ping"))
+
+    # --- jobs: submit, claim, heartbeat --------------------------------------------------------
+    def insert_jobs(self, jobs: list[JobSpec], status: str = "defined") -> list[JobSpec]:
+        """Store jobs; the given JobSpecs get their PandaIDs, row_IDs and LFNs in place, as in-process."""
+        stored = self._call("insert_jobs", jobs, status)
+        for original, result in zip(jobs, stored):
+            if original is not result:
+                original.__setstate__(result.__getstate__())
+        return jobs
+
+    def claim_jobs(self, site: str, n: int = 1, *, labels: Sequence[str] = MANAGED_LABELS, **filters: Any) -> list[JobSpec]:
+        return self._call("claim_jobs", site, n, labels=labels, **filters)
+
+    def update_job(self, panda_id: int, status: str, values: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+        return self._call("update_job", panda_id, status, values, **kwargs)
+
+    # --- jobs: status ------------------------------------------------------------------------------
+    def set_job_status(self, panda_ids: Sequence[int], new_status: str, values: dict[str, Any] | None = None, *,
+                       expected: Iterable[str] | None = None) -> list[int]:
+        return self._call("set_job_status", list(panda_ids), new_status, values,
+                          expected=None if expected is None else list(expected))
+
+    def get_job_status(self, panda_ids: Sequence[int]) -> dict[int, tuple[str, int, str | None]]:
+        return self._call("get_job_status", list(panda_ids))
+
+    def peek_jobs(self, panda_ids: Sequence[int], *, with_files: bool = True, archived: bool = True) -> list[JobSpec | None]:
+        return self._call("peek_jobs", list(panda_ids), with_files=with_files, archived=archived)
+
+    def kill_jobs(self, panda_ids: Sequence[int], *, user: str, is_production: bool, code: int = 3) -> list[bool]:
+        return self._call("kill_jobs", list(panda_ids), user=user, is_production=is_production, code=code)
+
+    def reassign_jobs(self, panda_ids: Sequence[int], *, user: str, is_production: bool,
+                      site: str | None = None) -> list[bool]:
+        return self._call("reassign_jobs", list(panda_ids), user=user, is_production=is_production, site=site)
+
+    # --- job output reports (Adder) ----------------------------------------------------------------
+    def insert_output_report(self, panda_id: int, attempt_nr: int, label: str | None, status: str, data: str) -> None:
+        self._call("insert_output_report", panda_id, attempt_nr, label, status, data)
+
+    def lock_output_reports(self, owner: str, n: int, lock_seconds: float) -> list[dict[str, Any]]:
+        return self._call("lock_output_reports", owner, n, lock_seconds)
+
+    def delete_output_report(self, panda_id: int, attempt_nr: int) -> bool:
+        return self._call("delete_output_report", panda_id, attempt_nr)
+
+    def unlock_output_report(self, panda_id: int, attempt_nr: int) -> bool:
+        return self._call("unlock_output_report", panda_id, attempt_nr)
+
+    # --- process-lock leases (daemon) --------------------------------------------------------------
+    def acquire_lease(self, component: str, owner: str, ttl: float) -> bool:
+        return self._call("acquire_lease", component, owner, ttl)
+
+    def renew_lease(self, component: str, owner: str, ttl: float) -> bool:
+        return self._call("renew_lease", component, owner, ttl)
+
+    def release_lease(self, component: str, owner: str) -> bool:
+        return self._call("release_lease", component, owner)
+
+    def get_lease_expiry(self, component: str) -> Any:
+        return self._call("get_lease_expiry", component)
+
+    # --- daemon agents: Watcher, Setupper/Activator/Adder/Closer/Finisher, retention, add_sub --------
+    def sweep_jobs(self, rule: dict[str, Any]) -> list[int]:
+        return self._call("sweep_jobs", rule)
+
+    def jobs_in_status(self, status: str, *, modified_before: Any = None, limit: int = 1000) -> list[JobSpec]:
+        return self._call("jobs_in_status", status, modified_before=modified_before, limit=limit)
+
+    def set_file_guids(self, guids: dict[int, str]) -> None:
+        self._call("set_file_guids", guids)
+
+    def finalise_job(self, panda_id: int, status: str, values: dict[str, Any], files: list[dict[str, Any]],
+                     expected: Sequence[str]) -> bool:
+        return self._call("finalise_job", panda_id, status, values, files, list(expected))
+
+    def dataset_file_states(self, datasets: Sequence[str]) -> dict[str, dict[str, int]]:
+        return self._call("dataset_file_states", list(datasets))
+
+    def set_dataset_status(self, name: str, dataset_type: str, status: str) -> None:
+        self._call("set_dataset_status", name, dataset_type, status)
+
+    def mark_inputs_ready(self, dataset: str) -> list[int]:
+        return self._call("mark_inputs_ready", dataset)
+
+    def purge_archived_jobs(self, before: Any, batch_size: int) -> int:
+        return self._call("purge_archived_jobs", before, batch_size)
+
+    def purge_history(self, table: str, before: Any, batch_size: int) -> int:
+        return self._call("purge_history", table, before, batch_size)
+
+    def update_site_starts(self, since: Any, now: Any) -> dict[str, tuple[int, Any]]:
+        return self._call("update_site_starts", since, now)
+
+    # --- web meta data: queues, resource types, users, sandbox files, statistics, config -------------
+    def add_queue(self, name: str, site: str, status: str, data: dict[str, Any]) -> None:
+        self._call("add_queue", name, site, status, data)
+
+    def update_queue(self, name: str, *, site: str | None = None, status: str | None = None,
+                     data: dict[str, Any] | None = None) -> bool:
+        return self._call("update_queue", name, site=site, status=status, data=data)
+
+    def get_queue(self, name: str) -> dict[str, Any] | None:
+        return self._call("get_queue", name)
+
+    def list_queues(self) -> list[dict[str, Any]]:
+        return self._call("list_queues")
+
+    def get_resource_types(self) -> list[dict[str, Any]]:
+        return self._call("get_resource_types")
+
+    def get_banned_users(self) -> list[str]:
+        return self._call("get_banned_users")
+
+    def set_user_status(self, name: str, status: str | None, dn: str | None = None) -> None:
+        self._call("set_user_status", name, status, dn)
+
+    def reserve_user_ids(self, name: str, dn: str | None, job_definition_id: int | None = None,
+                         jobset_id: int | None = None) -> tuple[int, int]:
+        return tuple(self._call("reserve_user_ids", name, dn, job_definition_id, jobset_id))  # type: ignore[return-value]
+
+    def register_sandbox_file(self, file_name: str, size: int, checksum: str, host: str, dn: str | None) -> None:
+        self._call("register_sandbox_file", file_name, size, checksum, host, dn)
+
+    def find_sandbox_file(self, size: int, checksum: str) -> dict[str, Any] | None:
+        return self._call("find_sandbox_file", size, checksum)
+
+    def job_statistics(self, by: Sequence[str] = ("computingSite", "jobStatus"),
+                       labels: Sequence[str] | None = None) -> list[tuple[Any, ...]]:
+        return self._call("job_statistics", list(by), None if labels is None else list(labels))
+
+    def count_recent_sent(self, site: str, since: Any) -> int:
+        return self._call("count_recent_sent", site, since)
+
+    def set_config_value(self, app: str, component: str, key: str, value: str, *, vo: str = "",
+                         value_type: str = "str") -> None:
+        self._call("set_config_value", app, component, key, value, vo=vo, value_type=value_type)
+
+    def get_config_values(self, app: str, component: str, vo: str = "") -> dict[str, str]:
+        return self._call("get_config_values", app, component, vo)
+
+    def set_job_command(self, panda_id: int, command: str, *, user: str | None, is_production: bool) -> str:
+        return self._call("set_job_command", panda_id, command, user=user, is_production=is_production)
+
+    def set_debug_mode(self, panda_id: int, on: bool, *, user: str | None, is_production: bool) -> str:
+        return self._call("set_debug_mode", panda_id, on, user=user, is_production=is_production)
+
+    # --- diagnostics -----------------------------------------------------------------------------
+    def sleep(self, seconds: float) -> None:
+        """Hold one DB session busy (checks db_timeout end to end)."""
+        self._call("sleep", seconds)
+
+    def session_id(self) -> int:
+        """The server's id of the session that answered (daemon tests: sessions survive across runs)."""
+        return self._call("session_id")

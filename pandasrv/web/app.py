@@ -1,0 +1,200 @@
+"""The ``panda`` WSGI entry: routing, decoding, identity, role checks, encoding and the access log.
+
+No business logic lives here. ``/server/panda/<method>`` and ``/api/v1/<module>/<method>`` both go
+through the registry, which is also the whitelist: an unregistered name is answered 403.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import falcon
+
+from pandasrv.config import Settings, load_settings
+from pandasrv.taskbuffer.errors import DBError, DBTimeout, PoolTimeout
+from pandasrv.web import job_dispatcher, legacy_user_if, pilot_api, queues, user_if, utils  # noqa: F401  (registers)
+from pandasrv.web.auth import ANONYMOUS, AuthError, Authenticator, check_loopback
+from pandasrv.web.codecs import (
+    JSON_TYPE, BadRequest, decode_params, encode_legacy, encode_v1, fail, read_body, to_json)
+from pandasrv.web.context import Call, Services
+from pandasrv.web.openapi import openapi_document
+from pandasrv.web.registry import LEGACY, REGISTRY, Method, ParamError, cast_query, check_json
+
+access_log = logging.getLogger("pandasrv.access")
+log = logging.getLogger("pandasrv.web")
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiResource:
+    """Serves every registered method, legacy and v1."""
+
+    def __init__(self, services: Services, authenticator: Authenticator) -> None:
+        self.services = services
+        self.auth = authenticator
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, module: str = LEGACY) -> None:
+        self.handle(req, resp, module, name)
+
+    on_post = on_put = on_head = on_get
+
+    def handle(self, req: falcon.Request, resp: falcon.Response, module: str, name: str) -> None:
+        started = time.perf_counter()
+        legacy = module == LEGACY
+        identity = ANONYMOUS
+        try:
+            method = REGISTRY.find(module, name)
+            if method is None:
+                raise _Refused(403, f"method {name} is forbidden")
+            try:
+                identity = self.auth.identify(req.env)
+            except AuthError as exc:
+                raise _Refused(403, f"Token authentication failed. {exc}") from None
+            user = identity.user
+            if method.db and user and user in self.services.banned_users():
+                raise _Refused(403, f"{user} is banned")
+            status, content_type, body = self.call(req, method, identity)
+        except _Refused as exc:
+            status, content_type, body = exc.status, "text/plain", f"ERROR : {exc}".encode()
+        except BadRequest as exc:
+            status, content_type, body = self._error(legacy, exc.status, str(exc))
+        except (DBTimeout, PoolTimeout) as exc:
+            log.warning("%s/%s: database busy: %s", module, name, exc)
+            status, content_type, body = self._error(legacy, 503, f"database busy, retry later ({exc.__class__.__name__})")
+        except DBError as exc:
+            log.exception("%s/%s: database error", module, name)
+            status, content_type, body = self._error(legacy, 500, f"database error ({exc.__class__.__name__})")
+        except Exception as exc:
+            log.exception("%s/%s failed", module, name)
+            status, content_type, body = self._error(legacy, 500, f"server error ({exc.__class__.__name__})")
+        resp.status = falcon.code_to_http_status(status)
+        resp.content_type = content_type
+        resp.data = body
+        if self.services.settings.access_log:
+            access_log.info("%s %s %s caller=%s status=%d time=%.1fms", req.method, module, name,
+                            (identity.user or "-").replace(" ", "_"), status, (time.perf_counter() - started) * 1000)
+
+    @staticmethod
+    def _error(legacy: bool, status: int, message: str) -> tuple[int, str, bytes]:
+        if legacy:
+            return status, "text/plain", f"ERROR : {message}".encode()
+        return status, JSON_TYPE, to_json(fail(message))
+
+    def call(self, req: falcon.Request, method: Method, identity: Any) -> tuple[int, str, bytes]:
+        settings = self.services.settings
+        accept_json = JSON_TYPE in (req.get_header("Accept") or "")
+        encode = (lambda result: encode_legacy(result, accept_json)) if method.legacy else encode_v1
+        if not method.legacy and req.method not in method.http and not (req.method == "HEAD" and "GET" in method.http):
+            return encode(fail(f"expecting {'/'.join(method.http)}, received {req.method}"))
+        body = read_body(req.bounded_stream, req.content_length, settings.max_body_bytes)
+        params, files, json_keys = decode_params(
+            req.method, req.content_type or "", req.get_header("Content-Encoding") or "", req.query_string, body,
+            method.legacy, settings.max_body_bytes)
+        call = Call(identity, self.services, accept_json, files, req.env)
+        refusal = self._check_role(method, call)
+        if refusal:
+            if method.denied:
+                return encode(method.denied(refusal))
+            if method.legacy:
+                raise _Refused(403, refusal)
+            return encode(fail(refusal))
+        try:
+            kwargs = bind(method, params, json_keys)
+            return encode(method.handler(call, **kwargs))
+        except ParamError as exc:
+            if method.legacy:
+                raise BadRequest(str(exc)) from None
+            return encode(fail(str(exc)))
+        except BadRequest as exc:
+            if method.legacy or exc.status != 400:
+                raise
+            return encode(fail(str(exc)))
+
+    @staticmethod
+    def _check_role(method: Method, call: Call) -> str | None:
+        if method.role == "any":
+            return None
+        if not call.identity.secure:
+            return "SSL secure connection or a verified token is required"
+        if method.role == "production" and not call.is_production():
+            return "production role is required"
+        if method.role == "pilot" and not call.is_pilot():
+            return "production or pilot role is required"
+        return None
+
+
+def bind(method: Method, params: dict[str, Any], json_keys: set[str]) -> dict[str, Any]:
+    """Keep the declared parameters (extras are ignored), check required ones, cast v1 values."""
+    kwargs: dict[str, Any] = {}
+    for param in method.params:
+        if param.name not in params:
+            if param.required:
+                raise ParamError(f"Argument error: missing required parameter {param.name}")
+            continue
+        value = params[param.name]
+        if not method.legacy:
+            if param.name in json_keys:
+                value = check_json(param.name, param.annotation, value)
+            else:
+                value = cast_query(param.name, param.annotation, value)
+        kwargs[param.name] = value
+    if method.accepts_any:
+        declared = {p.name for p in method.params}
+        kwargs.update({k: v for k, v in params.items() if k not in declared})
+    return kwargs
+
+
+class OpenApiResource:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = JSON_TYPE
+        resp.media = openapi_document(REGISTRY, f"{req.scheme}://{req.netloc}")
+
+
+def _forbidden_sink(req: falcon.Request, resp: falcon.Response, **_: Any) -> None:
+    resp.status = falcon.HTTP_403
+    resp.content_type = "text/plain"
+    resp.data = b"ERROR : method  is forbidden"
+
+
+class PandaApp(falcon.App):
+    """The falcon app plus the per-process services it serves from (for the worker hooks)."""
+
+    services: Services
+
+
+def create_app(settings: Settings) -> PandaApp:
+    """Build the WSGI application for ``settings``; no database work happens until the first request."""
+    check_loopback(settings)
+    logging.getLogger("pandasrv").setLevel(settings.log_level.upper())
+    services = Services(settings)
+    api = ApiResource(services, Authenticator(settings))
+    app = PandaApp(cors_enable=False)
+    app.req_options.strip_url_path_trailing_slash = False
+    app.add_route("/server/panda/{name}", api)
+    app.add_route("/api/v1/{module}/{name}", api)
+    app.add_route("/api/v1/openapi.json", OpenApiResource(settings))
+    app.add_route("/cache/{name}", utils.CacheFile(settings))
+    app.add_route("/cache/schedconfig/{name}", queues.SchedconfigFile(services))
+    app.add_sink(_forbidden_sink, r"/(server|api)/")
+    app.services = services
+    return app
+
+
+_application: PandaApp | None = None
+
+
+def application(environ: dict[str, Any], start_response: Any) -> Any:
+    """``pandasrv.web.app:application``: settings from the environment / PANDASRV_CONFIG, built on first call."""
+    global _application
+    if _application is None:
+        _application = create_app(load_settings())
+    return _application(environ, start_response)

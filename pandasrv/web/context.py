@@ -1,0 +1,101 @@
+"""What a handler gets: the caller, the per-process services, and the request's reply preferences.
+
+The TaskBuffer holds database sessions and child processes, so it must never cross a fork: it is
+built lazily on first use in each worker process (and rebuilt if the process id changed).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from pandasrv.config import Settings
+from pandasrv.web.auth import Identity, has_pilot_role, has_production_role
+from pandasrv.web.codecs import Upload
+
+
+class _TimedCache:
+    """One value per key, refreshed after ``ttl`` seconds; ttl 0 means always refresh."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._values: dict[Any, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, load: Callable[[], Any]) -> Any:
+        now = time.monotonic()
+        if self.ttl > 0:
+            with self._lock:
+                hit = self._values.get(key)
+            if hit and hit[0] > now:
+                return hit[1]
+        value = load()
+        if self.ttl > 0:
+            with self._lock:
+                self._values[key] = (now + self.ttl, value)
+        return value
+
+
+class Services:
+    """Per-process shared objects: the TaskBuffer and short-lived caches of rarely changing rows."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._task_buffer: Any = None
+        self._cache = _TimedCache(settings.meta_cache_seconds)
+
+    @property
+    def task_buffer(self) -> Any:
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    from pandasrv.taskbuffer.task_buffer import TaskBuffer
+
+                    self._task_buffer = TaskBuffer(self.settings)
+                    self._pid = os.getpid()
+        return self._task_buffer
+
+    def banned_users(self) -> frozenset[str]:
+        return self._cache.get("banned", lambda: frozenset(self.task_buffer.get_banned_users()))
+
+    def queue(self, name: str) -> dict[str, Any] | None:
+        """The queue row (``name, site, status, data``) or None, cached for ``meta_cache_seconds``."""
+        return self._cache.get(("queue", name), lambda: self.task_buffer.get_queue(name))
+
+    def close(self) -> None:
+        if self._task_buffer is not None and self._pid == os.getpid():
+            self._task_buffer.close()
+
+
+@dataclass
+class Call:
+    """One request as a handler sees it."""
+
+    identity: Identity
+    services: Services
+    accept_json: bool = False
+    files: dict[str, Upload] = field(default_factory=dict)
+    environ: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    @property
+    def tb(self) -> Any:
+        return self.services.task_buffer
+
+    @property
+    def user(self) -> str | None:
+        return self.identity.user
+
+    def is_production(self) -> bool:
+        return has_production_role(self.identity, self.settings)
+
+    def is_pilot(self, voms_patch: bool = True) -> bool:
+        return has_pilot_role(self.identity, self.settings, voms_patch)

@@ -1,0 +1,264 @@
+"""The pilot's two hot calls, shared by the legacy and v1 forms: hand out jobs, apply heartbeats.
+
+Each is one TaskBuffer call on the database (the claim, the heartbeat update); everything else here is
+turning pilot strings into column values and jobs into the reply fields pilots read.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pandasrv.taskbuffer.db_proxy_mods.jobs_claim import label_set
+from pandasrv.taskbuffer.job_spec import JobSpec
+from pandasrv.taskbuffer.job_states import PILOT_STATES
+from pandasrv.web.auth import clean_user_id
+from pandasrv.web.codecs import BadRequest
+from pandasrv.web.context import Call
+
+SC_SUCCESS, SC_TIMEOUT, SC_NO_JOBS, SC_FAILED, SC_INVALID, SC_ROLE = 0, 10, 20, 30, 50, 60
+ROLE_DIALOG = "no production/pilot role in VOMS FQANs or non pilot owner"
+MAX_JOBS_PER_CALL = 1000
+MAX_IDS = 5500
+NULL = "NULL"
+_COUNTER_CAP = 10**10 - 1
+
+
+def to_int(value: Any) -> int | None:
+    """PanDA's ``int(float(x))`` with bad or empty values as None, never an exception."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def is_true(value: Any) -> bool:
+    return value is True or str(value).lower() == "true"
+
+
+# --- getJob -----------------------------------------------------------------------------------------
+
+@dataclass
+class Acquired:
+    status: int
+    jobs: list[dict[str, Any]]
+    message: str = ""
+
+
+def acquire(call: Call, site: str, n: int, *, label: str | None, memory: Any = None, disk: Any = None,
+            remaining_time: Any = None, node: str | None = None, computing_element: str | None = None,
+            prod_user_id: str | None = None, task_id: Any = None, background: Any = None,
+            resource_type: str | None = None, scheduler_id: str | None = None,
+            privileged: bool = True) -> Acquired:
+    """Claim up to ``n`` activated jobs of queue ``site`` for this caller (panda-protocol.md §2.2)."""
+    queue = call.services.queue(site)
+    if queue is None:
+        return Acquired(SC_NO_JOBS, [], f"no queue named {site}")
+    if queue["status"] == "offline":
+        return Acquired(SC_NO_JOBS, [], f"queue {site} is offline")
+    if queue["status"] == "test" and label in ("user", "managed", "unified"):
+        label = "test"
+    if privileged:
+        owner = clean_user_id(prod_user_id) if prod_user_id and prod_user_id.startswith("/") else prod_user_id
+    else:
+        owner = call.user
+    jobs = call.tb.claim_jobs(
+        site, max(1, min(n, MAX_JOBS_PER_CALL)), labels=label_set(label), memory=max(0, to_int(memory) or 0),
+        disk=max(0, to_int(disk) or 0), walltime=max(0, to_int(remaining_time) or 0), resource_type=resource_type or None,
+        prod_user_name=owner or None, task_id=to_int(task_id), background=True if is_true(background) else None,
+        node=(node or None) and node[:128], computing_element=computing_element or None,
+        scheduler_id=scheduler_id or None)
+    if not jobs:
+        return Acquired(SC_NO_JOBS, [], "no jobs in PanDA")
+    n_sent = call.tb.count_recent_sent(site, _dt.datetime.now(_dt.UTC).replace(tzinfo=None) - _dt.timedelta(seconds=60))
+    return Acquired(SC_SUCCESS, [job_description(job, queue, n_sent) for job in jobs])
+
+
+def _value(value: Any) -> Any:
+    return NULL if value is None or value == "" else value
+
+
+def _join(values: list[Any]) -> str:
+    return ",".join(str(_value(v)) for v in values)
+
+
+def _endpoint(queue: dict[str, Any], activity: str) -> str | None:
+    storages = (queue.get("data") or {}).get("astorages") or {}
+    names = storages.get(activity) or storages.get("pw") or []
+    return names[0] if names else None
+
+
+# Comma-joined per-file fields: empty (not "NULL") when the job has no such files, as PanDA sends them.
+_LIST_FIELDS = frozenset({
+    "inFiles", "dispatchDblock", "dispatchDBlockToken", "prodDBlocks", "prodDBlockToken", "realDatasetsIn", "GUID",
+    "fsize", "checksum", "scopeIn", "ddmEndPointIn", "outFiles", "destinationDblock", "realDatasets",
+    "fileDestinationSE", "destinationDBlockToken", "dispatchDBlockTokenForOut", "ddmEndPointOut", "scopeOut"})
+
+
+def job_description(job: JobSpec, queue: dict[str, Any], n_sent: int) -> dict[str, Any]:
+    """The job fields a pilot reads (PanDA's ``Protocol.Response.appendJob``); unset values are "NULL"."""
+    inputs, seen = [], set()
+    for f in job.Files:
+        if f.type == "input" and f.lfn not in seen:
+            seen.add(f.lfn)
+            inputs.append(f)
+    # outputs first, the log last: pilots take the last outFiles entry as the log
+    outputs = [f for f in job.Files if f.type == "output"] + [f for f in job.Files if f.type == "log"]
+    log_file = next((f for f in job.Files if f.type == "log"), None)
+    endpoint_in, endpoint_out, endpoint_log = (_endpoint(queue, a) for a in ("pr", "pw", "pl"))
+    reply: dict[str, Any] = {
+        "StatusCode": SC_SUCCESS,
+        "PandaID": job.PandaID, "prodSourceLabel": job.prodSourceLabel, "jobName": job.jobName,
+        "jobDefinitionID": job.jobDefinitionID, "cloud": job.cloud, "transformation": job.transformation,
+        "homepackage": job.homepackage, "swRelease": job.AtlasRelease,
+        "inFiles": ",".join(f.lfn for f in inputs),
+        "dispatchDblock": _join([f.dispatchDBlock for f in inputs]),
+        "dispatchDBlockToken": _join([f.dispatchDBlockToken for f in inputs]),
+        "prodDBlocks": _join([f.prodDBlock for f in inputs]),
+        "prodDBlockToken": _join([f.prodDBlockToken for f in inputs]),
+        "realDatasetsIn": _join([f.dataset for f in inputs]),
+        "GUID": _join([f.GUID for f in inputs]),
+        "fsize": _join([f.fsize for f in inputs]),
+        "checksum": _join([f.checksum or f.md5sum for f in inputs]),
+        "scopeIn": _join([f.scope for f in inputs]),
+        "ddmEndPointIn": _join([endpoint_in for _ in inputs]),
+        "outFiles": ",".join(f.lfn for f in outputs),
+        "destinationDblock": _join([f.destinationDBlock for f in outputs]),
+        "realDatasets": _join([f.dataset for f in outputs]),
+        "fileDestinationSE": _join([f.destinationSE for f in outputs]),
+        "destinationDBlockToken": _join([(f.destinationDBlockToken or "").split(",")[0].replace("ddd:", "dst:")
+                                         for f in outputs]),
+        "dispatchDBlockTokenForOut": _join([f.dispatchDBlockToken for f in outputs]),
+        "ddmEndPointOut": _join([endpoint_log if f.type == "log" else endpoint_out for f in outputs]),
+        "scopeOut": _join([f.scope for f in outputs if f.type == "output"]),
+        "logFile": _value(log_file.lfn if log_file else None),
+        "logGUID": _value(log_file.GUID if log_file else None),
+        "scopeLog": _value(log_file.scope if log_file else None),
+        "jobPars": job.jobParameters or "",
+        "taskID": job.jediTaskID if job.lockedby == "jedi" else job.taskID,
+        "coreCount": job.coreCount or 1,
+        "ioIntensity": None, "ioIntensityUnit": None,
+        "nSent": n_sent,
+    }
+    for name in ("attemptNr", "destinationSE", "prodUserID", "maxCpuCount", "minRamCount", "maxDiskCount",
+                 "cmtConfig", "processingType", "transferType", "sourceSite", "currentPriority", "jobsetID",
+                 "reqID", "nucleus", "maxWalltime", "resource_type"):
+        reply[name] = getattr(job, name)
+    special = (job.specialHandling or "").split(",")
+    if "dm" in special:
+        reply["debug"] = "True"
+    if job.container_name:
+        reply["container_name"] = job.container_name
+    return {k: v if k in _LIST_FIELDS else _value(v) for k, v in reply.items()}
+
+
+def ids_status(call: Call, job_ids: list[int]) -> list[dict[str, Any]]:
+    """``[{"job_id", "status", "attempt_number"}]`` with ``not found``/0 for unknown ids."""
+    if len(job_ids) > MAX_IDS:
+        raise BadRequest(f"too many job_ids: {len(job_ids)} > {MAX_IDS}")
+    found = call.tb.get_job_status(job_ids)
+    return [{"job_id": pid, "status": found[pid][0] if pid in found else "not found",
+             "attempt_number": found[pid][1] if pid in found else 0} for pid in job_ids]
+
+
+# --- updateJob ---------------------------------------------------------------------------------------
+
+_STRINGS = {  # pilot name -> (column, max length)
+    "cpuConsumptionUnit": ("cpuConsumptionUnit", 128), "cpu_architecture_level": ("cpu_architecture_level", 20),
+    "node": ("modificationHost", 128), "pilotErrorDiag": ("pilotErrorDiag", 500), "jobMetrics": ("jobMetrics", 500),
+    "schedulerID": ("schedulerID", 128), "pilotID": ("pilotID", 200), "batchID": ("batchID", 80),
+    "exeErrorDiag": ("exeErrorDiag", 500), "pilotTiming": ("pilotTiming", 100), "jobSubStatus": ("jobSubStatus", 80),
+    "grid": ("grid", 50), "source_site": ("sourceSite", 36), "destination_site": ("destinationSite", 36),
+}
+_INTS = {
+    "cpuConsumptionTime": "cpuConsumptionTime", "exeErrorCode": "exeErrorCode", "nEvents": "nEvents",
+    "nInputFiles": "nInputFiles", "coreCount": "actualCoreCount", "maxRSS": "maxRSS", "maxVMEM": "maxVMEM",
+    "maxSWAP": "maxSWAP", "maxPSS": "maxPSS", "avgRSS": "avgRSS", "avgVMEM": "avgVMEM", "avgSWAP": "avgSWAP",
+    "avgPSS": "avgPSS",
+}
+_KILOBYTES = ("totRCHAR", "totWCHAR", "totRBYTES", "totWBYTES")
+_RATES = ("rateRCHAR", "rateWCHAR", "rateRBYTES", "rateWBYTES")
+
+
+def _time(value: Any) -> _dt.datetime | None:
+    """startTime/endTime: "%Y-%m-%d %H:%M:%S" (legacy) or epoch seconds (pilot3)."""
+    if value in (None, "", NULL):
+        return None
+    try:
+        return _dt.datetime.fromtimestamp(float(value), _dt.UTC).replace(tzinfo=None)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    try:
+        return _dt.datetime.strptime(str(value)[:19], "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+
+
+def heartbeat_values(params: dict[str, Any]) -> dict[str, Any]:
+    """Job columns from updateJob parameters (panda-protocol.md §2.3 rule 3); unusable values are skipped."""
+    values: dict[str, Any] = {}
+    for name, (column, limit) in _STRINGS.items():
+        if params.get(name) not in (None, ""):
+            values[column] = str(params[name])[:limit]
+    for name, column in _INTS.items():
+        number = to_int(params.get(name))
+        if number is not None:
+            values[column] = number
+    for name in _KILOBYTES:
+        number = to_int(params.get(name))
+        if number is not None:
+            values[name] = min(number // 1024, _COUNTER_CAP)
+    for name in _RATES:
+        number = to_int(params.get(name))
+        if number is not None:
+            values[name] = min(number, _COUNTER_CAP)
+    if to_int(params.get("transExitCode")) is not None:
+        values["transExitCode"] = str(to_int(params["transExitCode"]))
+    if to_int(params.get("pilotErrorCode")) is not None:
+        values["pilotErrorCode"] = abs(to_int(params["pilotErrorCode"]))
+    try:
+        if params.get("cpuConversionFactor") not in (None, ""):
+            values["cpuConversion"] = float(params["cpuConversionFactor"])
+    except (TypeError, ValueError):
+        pass
+    for name in ("startTime", "endTime"):
+        moment = _time(params.get(name))
+        if moment is not None:
+            values[name] = moment
+    metrics = str(params.get("jobMetrics") or "")
+    for key, column in (("leak", "memory_leak"), ("chi2", "memory_leak_x2")):
+        found = re.search(rf"(?:^|\s){key}=([-0-9.eE]+)", metrics)
+        if found:
+            try:
+                values[column] = float(found.group(1))
+            except ValueError:
+                pass
+    return values
+
+
+def heartbeat(call: Call, job_id: Any, state: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Apply one heartbeat; returns ``{"StatusCode", "command"}`` (plus ``errorDialog`` when refused)."""
+    panda_id = to_int(job_id)
+    if panda_id is None:
+        return {"StatusCode": SC_INVALID, "errorDialog": f"invalid jobId {job_id!r}"}
+    if state not in PILOT_STATES:
+        return {"StatusCode": SC_SUCCESS}
+    attempt_nr = to_int(params.get("attemptNr"))
+    final = state in ("finished", "failed")
+    result = call.tb.update_job(
+        panda_id, state, heartbeat_values(params), attempt_nr=attempt_nr,
+        report=str(params.get("xml") or "") if final else None, metadata=_text(params.get("metaData")),
+        pilot_log=_text(params.get("pilotLog")), stdout=_text(params.get("stdout")))
+    command = "tobekilled" if result["result"] in ("notfound", "badattemptnr") else result.get("command")
+    return {"StatusCode": SC_SUCCESS, "command": command or NULL}
+
+
+def _text(value: Any) -> str | None:
+    if value in (None, "", NULL):
+        return None
+    return value if isinstance(value, str) else json.dumps(value)

@@ -1,0 +1,127 @@
+"""Legacy pilot calls on ``/server/panda/<method>`` (pilot3 still uses these), PanDA 0.8.1 semantics.
+
+Parameter names are the wire names the pilot sends. Replies are ``Protocol`` dicts: urlencoded unless
+the client's Accept header asks for JSON, except where PanDA always used one form.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pandasrv.web.codecs import BadRequest, Protocol, Raw
+from pandasrv.web.context import Call
+from pandasrv.web.dispatch import (
+    MAX_IDS, ROLE_DIALOG, SC_FAILED, SC_ROLE, SC_SUCCESS, acquire, heartbeat, is_true, to_int)
+from pandasrv.web.registry import endpoint
+
+
+def _role_refused(message: str) -> Protocol:
+    return Protocol({"StatusCode": SC_ROLE, "errorDialog": ROLE_DIALOG})
+
+
+def _id_list(text: Any, separators: str) -> list[int]:
+    """PandaIDs from a separated string (or a JSON list); anything non-numeric is a clear error."""
+    items = text if isinstance(text, list) else str(text or "").replace(separators, " ").split()
+    ids = [to_int(item) for item in items]
+    if any(i is None for i in ids):
+        raise BadRequest(f"ids must be PandaIDs, got {text!r}")
+    if len(ids) > MAX_IDS:
+        raise BadRequest(f"too many ids: {len(ids)} > {MAX_IDS}")
+    return ids  # type: ignore[return-value]
+
+
+@endpoint("getJob")
+def getJob(call: Call, siteName: str, timeout: Any = None, mem: Any = None, diskSpace: Any = None,
+           prodSourceLabel: str | None = None, node: str | None = None, computingElement: str | None = None,
+           AtlasRelease: str | None = None, prodUserID: str | None = None, getProxyKey: Any = None,
+           countryGroup: str | None = None, workingGroup: str | None = None, allowOtherCountry: Any = None,
+           taskID: Any = None, nJobs: Any = None, background: Any = None, resourceType: str | None = None,
+           harvester_id: str | None = None, worker_id: Any = None, schedulerID: str | None = None,
+           jobType: str | None = None, viaTopic: Any = None, remaining_time: Any = None, cpu: Any = None,
+           token: str | None = None) -> Protocol:
+    """Hand activated jobs of queue ``siteName`` to a pilot; ``nJobs`` selects the bulk reply form."""
+    privileged = call.is_pilot(voms_patch=not is_true(getProxyKey))
+    if not privileged and prodSourceLabel != "user":
+        return _role_refused("")
+    bulk = nJobs not in (None, "")
+    acquired = acquire(
+        call, siteName, to_int(nJobs) or 1 if bulk else 1, label=prodSourceLabel or None, memory=mem,
+        disk=diskSpace, remaining_time=remaining_time, node=node, computing_element=computingElement,
+        prod_user_id=prodUserID, task_id=taskID, background=background, resource_type=resourceType,
+        scheduler_id=schedulerID, privileged=privileged)
+    if acquired.status != SC_SUCCESS:
+        return Protocol({"StatusCode": acquired.status, "errorDialog": acquired.message})
+    if bulk:
+        jobs: Any = acquired.jobs if call.accept_json else json.dumps(acquired.jobs)
+        return Protocol({"StatusCode": SC_SUCCESS, "jobs": jobs})
+    reply = acquired.jobs[0]
+    if is_true(getProxyKey) and privileged:
+        reply.update(credname="", myproxy="")
+    return Protocol(reply)
+
+
+@endpoint("updateJob", role="pilot", denied=_role_refused)
+def updateJob(call: Call, jobId: str, state: str, xml: str = "", metaData: Any = "", pilotLog: str = "",
+              stdout: str = "", attemptNr: Any = None, timeout: Any = None, **values: Any) -> Protocol:
+    """The pilot heartbeat and final report; finished/failed are stored as holding plus an output report."""
+    if jobId == "NULL":
+        return Protocol({"StatusCode": SC_SUCCESS})
+    params = {**values, "xml": xml, "metaData": metaData, "pilotLog": pilotLog, "stdout": stdout,
+              "attemptNr": attemptNr}
+    return Protocol(heartbeat(call, jobId, state, params))
+
+
+@endpoint("updateJobsInBulk", role="pilot", denied=lambda m: Raw(json.dumps([False, m])))
+def updateJobsInBulk(call: Call, jobList: Any, harvester_id: str | None = None) -> Raw:
+    """Several heartbeats in one call (Harvester); the reply is ``[true, [reply, ...]]`` as JSON."""
+    try:
+        items = json.loads(jobList) if isinstance(jobList, str) else jobList
+    except ValueError as exc:
+        return Raw(json.dumps([False, f"jobList is not valid JSON: {exc}"]))
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        return Raw(json.dumps([False, "jobList must be a JSON list of objects"]))
+    replies = []
+    for item in items:
+        if "jobId" not in item or "state" not in item:
+            replies.append({"StatusCode": SC_FAILED, "errorDialog": "jobId and state are required"})
+            continue
+        replies.append(heartbeat(call, item["jobId"], str(item["state"]), item))
+    return Raw(json.dumps([True, replies]))
+
+
+@endpoint("getStatus")
+def getStatus(call: Call, ids: Any, timeout: Any = None) -> Protocol:
+    """Status and attemptNr of whitespace-separated PandaIDs (``notfound``/0 for unknown ones)."""
+    panda_ids = _id_list(ids, ",")
+    found = call.tb.get_job_status(panda_ids)
+    statuses = [found.get(pid, ("notfound", 0, None)) for pid in panda_ids]
+    return Protocol({"StatusCode": SC_SUCCESS, "status": " ".join(s[0] for s in statuses),
+                     "attemptNr": " ".join(str(s[1]) for s in statuses)}, json=False)
+
+
+@endpoint("checkJobStatus")
+def checkJobStatus(call: Call, ids: Any, timeout: Any = None) -> Protocol:
+    """Status and pending command of comma-separated PandaIDs, always as JSON."""
+    panda_ids = _id_list(ids, ",")
+    found = call.tb.get_job_status(panda_ids)
+    data = [{"status": found[pid][0], "command": found[pid][2] or "NULL"} if pid in found
+            else {"status": "unknown", "command": "tobekilled"} for pid in panda_ids]
+    return Protocol({"StatusCode": SC_SUCCESS, "data": data}, json=True)
+
+
+@endpoint("getResourceTypes")
+def getResourceTypes(call: Call, timeout: Any = None) -> Protocol:
+    """The resource types (SCORE, MCORE, ...) with their core and memory ranges."""
+    return Protocol({"Returns": SC_SUCCESS, "ResourceTypes": call.tb.get_resource_types()})
+
+
+@endpoint("updateWorkerPilotStatus", role="pilot", denied=lambda m: Raw(m))
+def updateWorkerPilotStatus(call: Call, workerID: Any, harvesterID: str, status: str, site: str | None = None,
+                            timeout: Any = None, node_id: str | None = None) -> Any:
+    """Record that the pilot of a Harvester worker started or finished."""
+    if status not in ("started", "finished"):
+        return Raw(f"status {status!r} is not allowed, only started or finished")
+    record = {"status": status, "site": site, "node_id": node_id}
+    call.tb.set_config_value("harvester_worker", str(harvesterID), str(workerID), json.dumps(record))
+    return Protocol({"StatusCode": SC_SUCCESS})

@@ -1,0 +1,58 @@
+"""The OpenAPI 3 document, generated from the registry so it always matches what is served."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pandasrv.web.registry import Method, Registry, json_schema
+
+_ENVELOPE = {
+    "type": "object",
+    "properties": {"success": {"type": "boolean"}, "message": {"type": "string"}, "data": {}},
+    "required": ["success", "message", "data"],
+}
+
+
+def _operation(method: Method, http: str) -> dict[str, Any]:
+    security = {"any": "none", "user": "an identified caller", "production": "production role",
+                "pilot": "pilot or production role"}[method.role]
+    operation: dict[str, Any] = {
+        "operationId": f"{method.module}_{method.name}_{http}",
+        "summary": method.summary,
+        "description": f"Requires {security}. {'Synchronous' if method.sync else 'Asynchronous: answers once the request is stored'}.",
+        "tags": [method.module],
+    }
+    if method.legacy:
+        reply = {"text/plain": {"schema": {"type": "string"}}, "application/json": {"schema": {}}}
+    else:
+        reply = {"application/json": {"schema": _ENVELOPE}}
+    operation["responses"] = {"200": {"description": "reply", "content": reply},
+                              "403": {"description": "forbidden method, failed authentication or banned user"}}
+    schemas = {p.name: json_schema(p.annotation) for p in method.params}
+    if http == "get":
+        operation["parameters"] = [
+            {"name": p.name, "in": "query", "required": p.required, "schema": schemas[p.name]}
+            for p in method.params]
+    else:
+        body = {"type": "object", "properties": schemas,
+                "required": [p.name for p in method.params if p.required]}
+        content = {"application/json": {"schema": body}}
+        if method.legacy or method.module == "file_server":
+            content["multipart/form-data"] = {"schema": body}
+            content["application/x-www-form-urlencoded"] = {"schema": body}
+        operation["requestBody"] = {"required": bool(body["required"]), "content": content}
+    return operation
+
+
+def openapi_document(registry: Registry, server_url: str) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for method in registry:
+        verbs = ("GET", "POST") if method.legacy else method.http
+        paths[method.path] = {verb.lower(): _operation(method, verb.lower()) for verb in verbs}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "pandasrv PanDA server API", "version": "1",
+                 "description": "Legacy /server/panda methods (pilots, old clients) and the v1 JSON API."},
+        "servers": [{"url": server_url}],
+        "paths": paths,
+    }

@@ -1,0 +1,124 @@
+"""The v1 pilot API (``/api/v1/pilot/*``): snake_case parameters, JSON envelope replies.
+
+Same work as the legacy dispatcher (``dispatch.py``); the role test is PanDA's strict one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pandasrv.web.codecs import fail, ok
+from pandasrv.web.context import Call
+from pandasrv.web.dispatch import SC_INVALID, SC_SUCCESS, acquire, heartbeat, ids_status
+from pandasrv.web.registry import endpoint
+
+# v1 update_job parameter -> legacy updateJob name understood by dispatch.heartbeat_values
+_HEARTBEAT_NAMES = {
+    "node": "node", "cpu_consumption_time": "cpuConsumptionTime", "cpu_consumption_unit": "cpuConsumptionUnit",
+    "scheduler_id": "schedulerID", "pilot_id": "pilotID", "cpu_conversion_factor": "cpuConversionFactor",
+    "trans_exit_code": "transExitCode", "pilot_error_code": "pilotErrorCode", "pilot_error_diag": "pilotErrorDiag",
+    "exe_error_code": "exeErrorCode", "exe_error_diag": "exeErrorDiag", "pilot_timing": "pilotTiming",
+    "start_time": "startTime", "end_time": "endTime", "n_events": "nEvents", "n_input_files": "nInputFiles",
+    "batch_id": "batchID", "attempt_nr": "attemptNr", "job_metrics": "jobMetrics", "job_sub_status": "jobSubStatus",
+    "core_count": "coreCount", "max_rss": "maxRSS", "max_vmem": "maxVMEM", "max_swap": "maxSWAP",
+    "max_pss": "maxPSS", "avg_rss": "avgRSS", "avg_vmem": "avgVMEM", "avg_swap": "avgSWAP", "avg_pss": "avgPSS",
+    "tot_rchar": "totRCHAR", "tot_wchar": "totWCHAR", "tot_rbytes": "totRBYTES", "tot_wbytes": "totWBYTES",
+    "rate_rchar": "rateRCHAR", "rate_wchar": "rateWCHAR", "rate_rbytes": "rateRBYTES", "rate_wbytes": "rateWBYTES",
+    "cpu_architecture_level": "cpu_architecture_level", "grid": "grid", "source_site": "source_site",
+    "destination_site": "destination_site", "job_output_report": "xml", "meta_data": "metaData",
+    "pilot_log": "pilotLog", "stdout": "stdout",
+}
+
+
+def _update(call: Call, job_id: Any, job_status: Any, values: dict[str, Any]) -> dict[str, Any]:
+    params = {_HEARTBEAT_NAMES[k]: v for k, v in values.items() if k in _HEARTBEAT_NAMES and v is not None}
+    if job_status not in ("running", "failed", "finished", "holding", "starting", "transferring"):
+        return fail(f"invalid job_status {job_status!r}", {"StatusCode": SC_INVALID})
+    reply = heartbeat(call, job_id, str(job_status), params)
+    if reply["StatusCode"] != SC_SUCCESS:
+        return fail(reply.get("errorDialog", "update failed"), reply)
+    return ok({"StatusCode": SC_SUCCESS, "command": None if reply["command"] == "NULL" else reply["command"]})
+
+
+@endpoint("pilot/acquire_jobs", role="production", http=("POST",))
+def acquire_jobs(call: Call, site_name: str, timeout: int = 60, memory: int | None = None,
+                 disk_space: int | None = None, prod_source_label: str | None = None, node: str | None = None,
+                 computing_element: str | None = None, prod_user_id: str | None = None,
+                 get_proxy_key: bool = False, task_id: int | None = None, n_jobs: int = 1,
+                 background: bool | None = None, resource_type: str | None = None, harvester_id: str | None = None,
+                 worker_id: int | None = None, scheduler_id: str | None = None, job_type: str | None = None,
+                 via_topic: bool | None = None, remaining_time: int | None = None) -> dict[str, Any]:
+    """Claim up to ``n_jobs`` activated jobs of ``site_name``; data is ``{"StatusCode": 0, "jobs": [...]}``."""
+    acquired = acquire(
+        call, site_name, n_jobs, label=prod_source_label, memory=memory, disk=disk_space,
+        remaining_time=remaining_time, node=node, computing_element=computing_element, prod_user_id=prod_user_id,
+        task_id=task_id, background=background, resource_type=resource_type,
+        scheduler_id=scheduler_id or harvester_id)
+    if not acquired.jobs:
+        return fail("No jobs in PanDA", {"StatusCode": acquired.status, "errorDialog": acquired.message})
+    return ok({"StatusCode": SC_SUCCESS, "jobs": acquired.jobs})
+
+
+@endpoint("pilot/get_job_status", http=("GET",))
+def get_job_status(call: Call, job_ids: list[int], timeout: int = 60) -> dict[str, Any]:
+    """Status and attempt number of each job (``not found``/0 for unknown ids)."""
+    return ok(ids_status(call, job_ids))
+
+
+@endpoint("pilot/update_job", role="production", http=("POST",))
+def update_job(call: Call, job_id: int, job_status: str, job_output_report: str = "", node: str | None = None,
+               cpu_consumption_time: int | None = None, cpu_consumption_unit: str | None = None,
+               scheduler_id: str | None = None, pilot_id: str | None = None, site_name: str | None = None,
+               pilot_log: str = "", meta_data: str = "", cpu_conversion_factor: float | None = None,
+               trans_exit_code: str | None = None, pilot_error_code: int | None = None,
+               pilot_error_diag: str | None = None, exe_error_code: int | None = None,
+               exe_error_diag: str | None = None, pilot_timing: str | None = None, start_time: str | None = None,
+               end_time: str | None = None, n_events: int | None = None, n_input_files: int | None = None,
+               batch_id: str | None = None, attempt_nr: int | None = None, job_metrics: str | None = None,
+               stdout: str = "", job_sub_status: str | None = None, core_count: int | None = None,
+               timeout: int = 60, **metrics: Any) -> dict[str, Any]:
+    """One heartbeat; ``max_rss``, ``tot_rchar`` and the other memory/IO metrics are accepted too."""
+    values = {k: v for k, v in locals().items() if k not in ("call", "metrics", "job_id", "job_status")}
+    return _update(call, job_id, job_status, {**metrics, **values})
+
+
+@endpoint("pilot/update_jobs_bulk", role="production", http=("POST",))
+def update_jobs_bulk(call: Call, job_list: list, harvester_id: str | None = None) -> dict[str, Any]:
+    """Several heartbeats; data is the list of per-job envelopes."""
+    replies = []
+    for item in job_list:
+        if not isinstance(item, dict) or "job_id" not in item or "job_status" not in item:
+            replies.append(fail("each entry needs job_id and job_status"))
+            continue
+        replies.append(_update(call, item["job_id"], item["job_status"], item))
+    return ok(replies)
+
+
+def _record_node(call: Call, kind: str, site: str, host_name: str, values: dict[str, Any]) -> dict[str, Any]:
+    call.tb.set_config_value(kind, site, host_name, json.dumps(values, default=str))
+    return ok()
+
+
+@endpoint("pilot/update_worker_node", role="production", http=("POST",))
+def update_worker_node(call: Call, site: str, host_name: str, cpu_model: str | None = None,
+                       panda_queue: str | None = None, n_logical_cpus: int | None = None,
+                       n_sockets: int | None = None, cores_per_socket: int | None = None,
+                       threads_per_core: int | None = None, cpu_architecture: str | None = None,
+                       cpu_architecture_level: str | None = None, clock_speed: float | None = None,
+                       total_memory: int | None = None, total_local_disk: int | None = None,
+                       timeout: int = 60) -> dict[str, Any]:
+    """Record a worker node's CPU description (stored as a config value per site and host)."""
+    values = {k: v for k, v in locals().items() if k not in ("call", "site", "host_name", "timeout")}
+    return _record_node(call, "worker_node", site, host_name, values)
+
+
+@endpoint("pilot/update_worker_node_gpu", role="production", http=("POST",))
+def update_worker_node_gpu(call: Call, site: str, host_name: str, vendor: str | None = None,
+                           model: str | None = None, count: int | None = None, vram: int | None = None,
+                           architecture: str | None = None, framework: str | None = None,
+                           framework_version: str | None = None, driver_version: str | None = None,
+                           timeout: int = 60) -> dict[str, Any]:
+    """Record a worker node's GPU description (stored as a config value per site and host)."""
+    values = {k: v for k, v in locals().items() if k not in ("call", "site", "host_name", "timeout")}
+    return _record_node(call, "worker_node_gpu", site, host_name, values)

@@ -1,0 +1,82 @@
+"""``pandasrv serve``: the web application under gunicorn (W processes x T threads), plus the daemon.
+
+The application object is built in the gunicorn master (it touches no database); each worker builds
+its own TaskBuffer after the fork, so no database session or ConBridge child is ever shared.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from pandasrv.config import Settings
+from pandasrv.web.app import create_app
+
+log = logging.getLogger("pandasrv.web.server")
+
+
+def _post_worker_init(worker: Any) -> None:
+    """Open this worker's TaskBuffer now, so the first request does not pay for it."""
+    worker.wsgi.services.task_buffer  # noqa: B018 - the property builds it
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    services = getattr(worker.wsgi, "services", None)
+    if services is not None:
+        services.close()
+
+
+class PandaServer(BaseApplication):
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.application = create_app(settings)
+        super().__init__()
+
+    def load_config(self) -> None:
+        settings = self.settings
+        options = {
+            "bind": f"{settings.host}:{settings.port}",
+            "workers": settings.workers,
+            "threads": settings.threads,
+            "worker_class": "gthread",
+            "timeout": max(120, int(settings.db_timeout * 2)),
+            "graceful_timeout": 10,
+            "keepalive": 30,
+            "accesslog": None,
+            "loglevel": settings.log_level.lower(),
+            "post_worker_init": _post_worker_init,
+            "worker_exit": _worker_exit,
+            "proc_name": "pandasrv-web",
+            "control_socket_disable": True,
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return self.application
+
+
+def serve(settings: Settings, daemon: bool = True) -> None:
+    """Run the web server in the foreground; with ``daemon`` the daemon master runs alongside."""
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    server = PandaServer(settings)
+    master: subprocess.Popen | None = None
+    if daemon and settings.daemon.enable:
+        from pandasrv.daemon.master import start_master
+
+        master = start_master(settings)
+        log.info("daemon master started (pid %d)", master.pid)
+    try:
+        server.run()
+    finally:
+        if master is not None:
+            master.terminate()
+            try:
+                master.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                master.kill()
+                master.wait()

@@ -1,0 +1,225 @@
+"""User-facing job calls: submit, describe, kill, reassign, debug; shared by the v1 and legacy forms.
+
+Submission is the seed's asynchronous request: the jobs are validated as a whole (nothing is stored
+if one is bad), stored as ``defined``, and the reply carries their PandaIDs at once; the Setupper runs
+afterwards in a helper process and finds the jobs through the database.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+from pandasrv.taskbuffer.job_spec import JobSpec
+from pandasrv.web.codecs import BadRequest, fail, ok
+from pandasrv.web.context import Call
+from pandasrv.web.registry import endpoint
+
+MAX_SUBMIT = 5000
+MAX_IDS = 5500
+# Labels whose submit reply names the jobset (analysis jobs); their owner is always the caller.
+USER_LABELS = frozenset({"user", "panda", "ptest", "rc_test", "rc_test2", "rc_alrb"})
+KNOWN_LABELS = USER_LABELS | {"managed", "test", "prod_test", "install", "rucio_test", "unified"}
+
+
+def decode_job_states(text: Any) -> list[JobSpec]:
+    """The ``jobs`` JSON string of panda-client: a list of positional job states."""
+    try:
+        states = json.loads(text) if isinstance(text, str) else text
+    except ValueError as exc:
+        raise BadRequest(f"jobs is not valid JSON: {exc}") from None
+    if not isinstance(states, list):
+        raise BadRequest("jobs must be a JSON list of job states")
+    check_count(len(states))
+    try:
+        return [JobSpec.from_state(state) for state in states]
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(f"invalid job state: {exc}") from None
+
+
+def check_count(n: int) -> None:
+    if n == 0:
+        raise BadRequest("No jobs were submitted")
+    if n > MAX_SUBMIT:
+        raise BadRequest(f"too many jobs in one submission: {n} > {MAX_SUBMIT}")
+
+
+def check_ids(ids: Any) -> list[int]:
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise BadRequest("job ids must be a list of integers")
+    if len(ids) > MAX_IDS:
+        raise BadRequest(f"too many job ids: {len(ids)} > {MAX_IDS}")
+    return ids
+
+
+def submit_jobs(call: Call, jobs: list[JobSpec]) -> list[list[Any]]:
+    """Validate all, store all, hand the PandaIDs to the Setupper; returns the submit reply items."""
+    check_count(len(jobs))
+    identity = call.identity
+    for job in jobs:
+        job.prodSourceLabel = job.prodSourceLabel or "user"
+        if job.prodSourceLabel not in KNOWN_LABELS:
+            raise BadRequest(f"unknown prodSourceLabel {job.prodSourceLabel!r}")
+        if job.prodSourceLabel == "managed" and not call.is_production():
+            raise BadRequest("production role is required to submit managed jobs")
+        if not job.computingSite:
+            raise BadRequest(f"job {job.jobName!r} has no computingSite")
+        if call.services.queue(job.computingSite) is None:
+            raise BadRequest(f"unknown queue {job.computingSite!r}: add it with 'pandasrv queue add'")
+        if job.prodSourceLabel in USER_LABELS or not job.prodUserName:
+            job.prodUserID, job.prodUserName = identity.dn, identity.user
+    user_jobs = [job for job in jobs if job.prodSourceLabel in USER_LABELS]
+    if user_jobs:
+        first = user_jobs[0]
+        definition_id, jobset_id = call.tb.reserve_user_ids(identity.user, identity.dn, first.jobDefinitionID,
+                                                            first.jobsetID)
+        for job in user_jobs:
+            job.jobDefinitionID = job.jobDefinitionID or definition_id
+            job.jobsetID = job.jobsetID or jobset_id
+    stored = call.tb.insert_jobs(jobs, "defined")
+    from pandasrv.dataservice.setupper import start_setupper
+
+    start_setupper(call.settings, [job.PandaID for job in stored])
+    return [[job.PandaID, job.jobDefinitionID,
+             {"jobsetID": job.jobsetID} if job.prodSourceLabel in USER_LABELS else job.jobName] for job in stored]
+
+
+def switch_result(result: str, panda_id: int) -> tuple[bool, str]:
+    messages = {"ok": "Succeeded", "notfound": f"job {panda_id} is not live (unknown or already finished)",
+                "forbidden": f"job {panda_id} belongs to another user; the owner or a production role may change it"}
+    return result == "ok", messages[result]
+
+
+def offline_script(job: JobSpec) -> str:
+    """A shell script that runs the job's payload the way the generic pilot does."""
+    trf = job.transformation or ""
+    name = trf.rsplit("/", 1)[-1]
+    lines = ["#!/bin/bash", f"# offline execution of PandaID={job.PandaID} ({job.jobName})", "set -e"]
+    if trf.startswith(("http://", "https://")):
+        lines += [f"curl -sSf -o {shlex.quote(name)} {shlex.quote(trf)}", f"chmod +x {shlex.quote(name)}",
+                  f"./{shlex.quote(name)} {job.jobParameters or ''}"]
+    else:
+        lines.append(f"{shlex.quote(trf)} {job.jobParameters or ''}")
+    return "\n".join(lines) + "\n"
+
+
+# --- v1 job/* ------------------------------------------------------------------------------------------
+
+@endpoint("job/submit", role="user", http=("POST",), sync=False)
+def submit(call: Call, jobs: str) -> dict[str, Any]:
+    """Submit jobs (a JSON string of positional job states, at most 5000); data lists the new PandaIDs."""
+    return ok(submit_jobs(call, decode_job_states(jobs)))
+
+
+@endpoint("job/get_status", http=("GET",))
+def get_status(call: Call, job_ids: list[int], timeout: int = 60) -> dict[str, Any]:
+    """Status and pending pilot command of each job (null for unknown ids)."""
+    found = call.tb.get_job_status(check_ids(job_ids))
+    return ok([{"status": found[i][0], "command": found[i][2]} if i in found else None for i in job_ids])
+
+
+@endpoint("job/get_description")
+def get_description(call: Call, job_ids: list[int]) -> dict[str, Any]:
+    """Full job descriptions (attributes and Files), null for unknown ids."""
+    jobs = call.tb.peek_jobs(check_ids(job_ids))
+    return ok([job.to_dict() if job else None for job in jobs])
+
+
+@endpoint("job/get_description_incl_archive")
+def get_description_incl_archive(call: Call, job_ids: list[int]) -> dict[str, Any]:
+    """Like get_description; archived jobs are in the same database here."""
+    return get_description(call, job_ids)
+
+
+@endpoint("job/kill", role="user", http=("POST",))
+def kill(call: Call, job_ids: list[int], code: int | None = None, use_email_as_id: bool = False,
+         kill_options: list[str] | None = None) -> dict[str, Any]:
+    """Kill jobs (own jobs, or any with a production role); data is one flag per id."""
+    flags = call.tb.kill_jobs(check_ids(job_ids), user=call.user, is_production=call.is_production(),
+                              code=code if code is not None else 3)
+    return ok(flags)
+
+
+@endpoint("job/reassign", role="user", http=("POST",))
+def reassign(call: Call, job_ids: list[int]) -> dict[str, Any]:
+    """Send jobs no pilot has started back to the Setupper; data is one flag per id."""
+    flags = call.tb.reassign_jobs(check_ids(job_ids), user=call.user, is_production=call.is_production())
+    moved = [i for i, flag in zip(job_ids, flags) if flag]
+    if moved:
+        from pandasrv.dataservice.setupper import start_setupper
+
+        start_setupper(call.settings, moved)
+    return ok(flags)
+
+
+@endpoint("job/set_command", role="production", http=("POST",))
+def set_command(call: Call, job_id: int, command: str) -> dict[str, Any]:
+    """Set the command the pilot receives with its next heartbeat reply."""
+    success, message = switch_result(call.tb.set_job_command(job_id, command, user=call.user, is_production=True),
+                                     job_id)
+    return ok(message=message) if success else fail(message)
+
+
+@endpoint("job/set_debug_mode", role="user", http=("POST",))
+def set_debug_mode(call: Call, job_id: int, mode: bool) -> dict[str, Any]:
+    """Switch debug mode of an own job (the pilot then sends frequent heartbeats with stdout)."""
+    result = call.tb.set_debug_mode(job_id, mode, user=call.user, is_production=call.is_production())
+    success, message = switch_result(result, job_id)
+    return ok(message=message) if success else fail(message)
+
+
+@endpoint("job/generate_offline_execution_script", http=("GET",))
+def generate_offline_execution_script(call: Call, job_id: int, days: int | None = None) -> dict[str, Any]:
+    """A shell script that reruns the job's payload outside PanDA."""
+    (job,) = call.tb.peek_jobs([job_id], with_files=False)
+    return ok(offline_script(job)) if job else fail(f"job {job_id} not found")
+
+
+# --- v1 statistics/* and metaconfig/* -----------------------------------------------------------------
+
+def _nested(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """Rows ``(k1, ..., kn, count)`` as ``{k1: {...: {kn: count}}}``."""
+    out: dict[str, Any] = {}
+    for row in rows:
+        level = out
+        for key in row[:-2]:
+            level = level.setdefault(str(key), {})
+        level[str(row[-2])] = row[-1]
+    return out
+
+
+@endpoint("statistics/active_job_stats_by_site", http=("GET",))
+def active_job_stats_by_site(call: Call) -> dict[str, Any]:
+    """Live job counts per queue and status: ``{site: {status: n}}``."""
+    return ok(_nested(call.tb.job_statistics(("computingSite", "jobStatus"))))
+
+
+@endpoint("statistics/active_job_detailed_stats_by_site", http=("GET",))
+def active_job_detailed_stats_by_site(call: Call) -> dict[str, Any]:
+    """Live job counts per queue, label and status: ``{site: {label: {status: n}}}``."""
+    return ok(_nested(call.tb.job_statistics(("computingSite", "prodSourceLabel", "jobStatus"))))
+
+
+@endpoint("statistics/job_stats_by_site_and_resource_type", http=("GET",))
+def job_stats_by_site_and_resource_type(call: Call) -> dict[str, Any]:
+    """Live job counts per queue, resource type and status."""
+    return ok(_nested(call.tb.job_statistics(("computingSite", "resource_type", "jobStatus"))))
+
+
+@endpoint("statistics/job_stats_by_cloud", http=("GET",))
+def job_stats_by_cloud(call: Call) -> dict[str, Any]:
+    """Live job counts per cloud and status."""
+    return ok(_nested(call.tb.job_statistics(("cloud", "jobStatus"))))
+
+
+@endpoint("metaconfig/get_resource_types", http=("GET",))
+def get_resource_types(call: Call) -> dict[str, Any]:
+    """The resource types with their core and memory ranges."""
+    return ok(call.tb.get_resource_types())
+
+
+@endpoint("metaconfig/get_banned_users", http=("GET",))
+def get_banned_users(call: Call) -> dict[str, Any]:
+    """The names of banned users."""
+    return ok(sorted(call.tb.get_banned_users()))

@@ -1,0 +1,245 @@
+"""Shared fixtures: a fresh database per test on every backend.
+
+``db_url`` (initialised: tables, indexes, sequences, stamped at the head revision) and ``empty_db_url``
+(nothing in it) are parametrised over the ``backend`` fixture: ``sqlite``, ``postgresql``, ``mysql``.
+
+- Restrict a test or module with ``@pytest.mark.backends("postgresql", "mysql")``, or a whole run with
+  ``PANDASRV_TEST_BACKENDS=sqlite,postgresql``.
+- Servers: ``PANDASRV_TEST_POSTGRESQL`` (default ``postgresql://postgres@127.0.0.1:5432``) and
+  ``PANDASRV_TEST_MYSQL`` (default ``mysql://root@127.0.0.1:3306``). A server that does not answer
+  skips its tests, except with ``CI=true``, where that is a failure.
+
+Fresh databases are cheap: SQLite copies a template file, PostgreSQL clones a template database
+(``CREATE DATABASE ... TEMPLATE``); MariaDB replays the DDL captured from a database made by ``init_db``.
+Each template is built once per session.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from pandasrv.taskbuffer.db_admin import init_db
+
+BACKENDS = ("sqlite", "postgresql", "mysql")
+SERVER_URLS = {
+    "postgresql": os.environ.get("PANDASRV_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432"),
+    "mysql": os.environ.get("PANDASRV_TEST_MYSQL", "mysql://root@127.0.0.1:3306"),
+}
+
+
+def selected_backends() -> tuple[str, ...]:
+    wanted = os.environ.get("PANDASRV_TEST_BACKENDS")
+    if not wanted:
+        return BACKENDS
+    names = tuple(name.strip() for name in wanted.split(",") if name.strip())
+    unknown = set(names) - set(BACKENDS)
+    if unknown:
+        raise pytest.UsageError(f"PANDASRV_TEST_BACKENDS: unknown backend(s) {', '.join(sorted(unknown))}")
+    return names
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "backends(*names): run the test only on these database backends")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    if any("backend" in str(marker.args[0]) for marker in metafunc.definition.iter_markers("parametrize")):
+        return
+    marker = metafunc.definition.get_closest_marker("backends")
+    names = [name for name in selected_backends() if marker is None or name in marker.args]
+    metafunc.parametrize("backend", names, indirect=True, ids=names)
+
+
+def unavailable(backend: str, reason: str) -> None:
+    """Skip locally; in CI a missing database server is a broken environment, not a skipped test."""
+    message = f"{backend} server at {SERVER_URLS[backend]} not available: {reason}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+class PostgreSQLServer:
+    """Creates databases on the test PostgreSQL server, cloning an initialised template."""
+
+    def __init__(self, server_url: str) -> None:
+        import psycopg
+
+        url = make_url(server_url)
+        self.base = url
+        self.admin = psycopg.connect(
+            host=url.host, port=url.port, user=url.username, password=url.password,
+            dbname="postgres", autocommit=True, connect_timeout=5,
+        )
+        self.template: str | None = None
+
+    def url(self, name: str) -> str:
+        return self.base.set(database=name).render_as_string(hide_password=False)
+
+    def create(self, name: str, initialised: bool) -> str:
+        if not initialised:
+            self.admin.execute(f"CREATE DATABASE {name} TEMPLATE template0")
+            return self.url(name)
+        if self.template is None:
+            template = f"pandasrv_tpl_{secrets.token_hex(4)}"
+            self.admin.execute(f"CREATE DATABASE {template} TEMPLATE template0")
+            self.template = template
+            init_db(self.url(template))
+        self.admin.execute(f"CREATE DATABASE {name} TEMPLATE {self.template}")
+        return self.url(name)
+
+    def drop(self, name: str) -> None:
+        # FORCE terminates sessions a test left open (a leaked connection must not block cleanup).
+        self.admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    def close(self) -> None:
+        if self.template:
+            self.drop(self.template)
+        self.admin.close()
+
+
+class MariaDBServer:
+    """Creates databases on the test MariaDB server. MariaDB cannot clone a database, so the DDL of
+    one initialised with ``init_db`` is captured once per session and replayed (3x faster)."""
+
+    def __init__(self, server_url: str) -> None:
+        import pymysql
+
+        url = make_url(server_url)
+        self.base = url
+        self.admin = pymysql.connect(
+            host=url.host, port=url.port or 3306, user=url.username or "root", password=url.password or "",
+            autocommit=True, connect_timeout=5,
+        )
+        self.ddl: list[str] | None = None
+
+    def url(self, name: str) -> str:
+        return self.base.set(database=name).render_as_string(hide_password=False)
+
+    def capture_ddl(self) -> list[str]:
+        template = f"pandasrv_tpl_{secrets.token_hex(4)}"
+        statements = []
+        with self.admin.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {template} CHARACTER SET utf8mb4")
+            try:
+                init_db(self.url(template))
+                cursor.execute(
+                    "SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = %s",
+                    (template,),
+                )
+                for table, kind in cursor.fetchall():
+                    cursor.execute(f"SHOW CREATE {'SEQUENCE' if kind == 'SEQUENCE' else 'TABLE'} {template}.{table}")
+                    statements.append(cursor.fetchone()[1])
+                cursor.execute(f"SELECT version_num FROM {template}.alembic_version")
+                statements += [f"INSERT INTO alembic_version VALUES ('{version}')" for (version,) in cursor.fetchall()]
+            finally:
+                cursor.execute(f"DROP DATABASE {template}")
+        return statements
+
+    def create(self, name: str, initialised: bool) -> str:
+        if initialised and self.ddl is None:
+            self.ddl = self.capture_ddl()
+        with self.admin.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+            if initialised:
+                cursor.execute(f"USE {name}")
+                for statement in self.ddl or ():
+                    cursor.execute(statement)
+        return self.url(name)
+
+    def drop(self, name: str) -> None:
+        with self.admin.cursor() as cursor:
+            cursor.execute(
+                "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()", (name,)
+            )
+            for (session,) in cursor.fetchall():
+                try:
+                    cursor.execute(f"KILL {int(session)}")
+                except Exception:  # noqa: BLE001 - the session may have ended on its own meanwhile
+                    pass
+            cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+
+    def close(self) -> None:
+        self.admin.close()
+
+
+class TestDatabases:
+    """Session-wide factory of fresh test databases for every backend."""
+
+    __test__ = False
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.servers: dict[str, Any] = {}
+        self.failures: dict[str, str] = {}
+        self.sqlite_template: Path | None = None
+
+    def server(self, backend: str) -> Any:
+        if backend in self.failures:
+            unavailable(backend, self.failures[backend])
+        if backend not in self.servers:
+            server_class = PostgreSQLServer if backend == "postgresql" else MariaDBServer
+            try:
+                self.servers[backend] = server_class(SERVER_URLS[backend])
+            except Exception as exc:  # noqa: BLE001 - any connection failure means "no server"
+                self.failures[backend] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                unavailable(backend, self.failures[backend])
+        return self.servers[backend]
+
+    def sqlite(self, path: Path, initialised: bool) -> str:
+        if initialised:
+            if self.sqlite_template is None:
+                template = self.workdir / "template.db"
+                init_db(f"sqlite:///{template}")
+                self.sqlite_template = template
+            shutil.copyfile(self.sqlite_template, path)
+        return f"sqlite:///{path}"
+
+    def close(self) -> None:
+        for server in self.servers.values():
+            server.close()
+
+
+@pytest.fixture(scope="session")
+def test_databases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestDatabases]:
+    databases = TestDatabases(tmp_path_factory.mktemp("db_templates"))
+    yield databases
+    databases.close()
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database backend of this test: "sqlite", "postgresql" or "mysql"."""
+    return request.param
+
+
+def _fresh_database(backend: str, databases: TestDatabases, tmp_path: Path, initialised: bool) -> Iterator[str]:
+    if backend == "sqlite":
+        yield databases.sqlite(tmp_path / ("pandasrv.db" if initialised else "empty.db"), initialised)
+        return
+    server = databases.server(backend)
+    name = f"pandasrv_t_{secrets.token_hex(6)}"
+    try:
+        yield server.create(name, initialised)
+    finally:
+        server.drop(name)
+
+
+@pytest.fixture
+def db_url(backend: str, test_databases: TestDatabases, tmp_path: Path) -> Iterator[str]:
+    """URL of a fresh database initialised at the head revision, dropped after the test."""
+    yield from _fresh_database(backend, test_databases, tmp_path, initialised=True)
+
+
+@pytest.fixture
+def empty_db_url(backend: str, test_databases: TestDatabases, tmp_path: Path) -> Iterator[str]:
+    """URL of a fresh, empty database (no tables), dropped after the test."""
+    yield from _fresh_database(backend, test_databases, tmp_path, initialised=False)

@@ -1,0 +1,137 @@
+"""``pandasrv pilot`` against a real server: payload, heartbeats, kill, stage-out and the file report.
+
+Each scenario is judged from the database: the final heartbeat leaves the job ``holding`` with a job
+output report; when the Adder exists it is run and the job must end in ``jobs_archived``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pandasrv.pilot.runner import Pilot, PilotOptions
+from pandasrv.pilot.stageout import adler32
+from pandasrv.submit import JobRequest, submit_jobs
+from tests.realclients import wait_activated, output_reports, peek_job, run_adder
+
+WRITER = """#!/bin/sh
+echo "payload args: $*"
+echo "$PANDA_ID $1" > out.txt
+"""
+
+
+def submit(server, queue: str, tmp_path: Path, script: str, arguments: str = "", outputs: tuple[str, ...] = ()) -> int:
+    path = tmp_path / f"payload_{time.monotonic_ns()}.sh"
+    path.write_text(script)
+    (panda_id,) = submit_jobs(server.url, JobRequest(site=queue, transformation="", arguments=arguments,
+                                                     outputs=list(outputs)), 1, upload=str(path))
+    wait_activated(server.db_url, [panda_id])
+    return panda_id
+
+
+def options(server, queue: str, tmp_path: Path, **extra) -> PilotOptions:
+    return PilotOptions(url=server.url, site=queue, workdir=tmp_path / "work",
+                        stage_dir=tmp_path / "storage", **extra)
+
+
+def single_report(server, panda_id: int) -> tuple[str, dict]:
+    (row,) = output_reports(server.db_url, panda_id)
+    return row["jobStatus"], json.loads(row["data"])
+
+
+def test_payload_output_is_staged_and_reported(server, fresh_queue, tmp_path):
+    panda_id = submit(server, fresh_queue, tmp_path, WRITER, arguments="first-arg", outputs=("out.txt",))
+    proc = subprocess.run([sys.executable, "-m", "pandasrv.cli", "pilot", "--url", server.url, "--site", fresh_queue,
+                           "--workdir", str(tmp_path / "work"), "--stage-dir", str(tmp_path / "storage")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"ran 1 job(s): {panda_id}" in proc.stdout
+
+    job = peek_job(server.db_url, panda_id)
+    assert job.jobStatus == "holding"
+    assert job.transExitCode in ("0", 0) and job.pilotErrorCode == 0
+    status, report = single_report(server, panda_id)
+    assert status == "finished"
+    log_lfn = next(f.lfn for f in job.Files if f.type == "log")
+    assert set(report) == {"out.txt", log_lfn}
+
+    staged = tmp_path / "storage" / str(panda_id) / "out.txt"
+    assert staged.read_text() == f"{panda_id} first-arg\n"
+    entry = report["out.txt"]
+    assert entry["fsize"] == staged.stat().st_size and entry["adler32"] == adler32(staged)
+    assert entry["surl"] == f"file://localhost{staged.resolve()}"
+
+    log_entry = report[log_lfn]
+    cached = httpx.get(log_entry["surl"])
+    assert cached.status_code == 200 and len(cached.content) == log_entry["fsize"]
+    tarball = tmp_path / "log.tgz"
+    tarball.write_bytes(cached.content)
+    assert log_entry["adler32"] == adler32(tarball)
+    with tarfile.open(tarball) as tar:
+        names = tar.getnames()
+    assert any(name.endswith("payload.stdout") for name in names)
+
+    if run_adder(server):
+        job = peek_job(server.db_url, panda_id)
+        assert job.jobStatus == "finished"
+        assert output_reports(server.db_url, panda_id) == []
+        files = {f.lfn: f for f in job.Files}
+        assert files["out.txt"].GUID == entry["guid"] and files["out.txt"].fsize == entry["fsize"]
+        assert files[log_lfn].GUID == log_entry["guid"]
+
+
+def test_failing_payload_reports_failed(server, fresh_queue, tmp_path):
+    panda_id = submit(server, fresh_queue, tmp_path, "#!/bin/sh\necho broken >&2\nexit 3\n", outputs=("never.txt",))
+    pilot = Pilot(options(server, fresh_queue, tmp_path))
+    outcome = pilot.run_job(pilot.get_job())
+    assert outcome.state == "failed" and outcome.trans_exit_code == 3
+
+    job = peek_job(server.db_url, panda_id)
+    assert job.jobStatus == "holding" and job.exeErrorCode == 3
+    status, report = single_report(server, panda_id)
+    assert status == "failed"
+    assert list(report) == [next(f.lfn for f in job.Files if f.type == "log")]
+    if run_adder(server):
+        assert peek_job(server.db_url, panda_id).jobStatus == "failed"
+
+
+def test_server_kill_stops_the_payload(server, fresh_queue, tmp_path):
+    marker = tmp_path / "child-alive"
+    panda_id = submit(server, fresh_queue, tmp_path, f"#!/bin/sh\n(sleep 300; touch {marker}) &\nsleep 300\n")
+    pilot = Pilot(options(server, fresh_queue, tmp_path, heartbeat=0.5))
+    job = pilot.get_job()
+    assert int(job["PandaID"]) == panda_id
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(outcome=pilot.run_job(job)))
+    runner.start()
+    deadline = time.monotonic() + 30
+    while peek_job(server.db_url, panda_id).jobStatus != "running":
+        assert time.monotonic() < deadline, "the pilot never reported running"
+        time.sleep(0.2)
+
+    killed = httpx.post(f"{server.url}/api/v1/job/kill", json={"job_ids": [panda_id]}).json()
+    assert killed["data"] == [True]
+    runner.join(60)
+    assert not runner.is_alive()
+    assert result["outcome"].pilot_error[0] == 1144
+
+    job = peek_job(server.db_url, panda_id)
+    assert job.jobStatus == "holding"
+    assert job.pilotErrorCode == 1144 and job.pilotErrorDiag == "This job was killed by panda server"
+    status, report = single_report(server, panda_id)
+    assert status == "failed" and len(report) == 1
+    assert not marker.exists()
+    if run_adder(server):
+        assert peek_job(server.db_url, panda_id).jobStatus == "cancelled"
+
+
+def test_no_job_means_no_work(server, fresh_queue, tmp_path):
+    assert Pilot(options(server, fresh_queue, tmp_path)).run() == []

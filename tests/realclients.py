@@ -1,0 +1,217 @@
+"""Helpers to drive a test server with the real, unmodified PanDA clients.
+
+- panda-client 2.2.0 runs in a subprocess (it reads its server from the environment at import time);
+- the real pilot (``panda-pilot`` sdist from PyPI) is fetched once into a cache directory and always
+  run with ``PILOT_NOKILL=1`` inside a private PID namespace: at wrap-up it kills every orphan process
+  of its user, which would take other processes of the machine with it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PILOT_VERSION = "3.7.0.36"
+CACHE_DIR = Path(os.environ.get("PANDASRV_TEST_CACHE", Path.home() / ".cache" / "pandasrv-tests"))
+STORAGE_NAME = "LOCAL_DISK"
+
+
+# --- credentials -----------------------------------------------------------------------------------
+
+def dummy_proxy(path: Path, subject: str = "/DC=ch/DC=cern/OU=Users/CN=tester/CN=Test User") -> Path:
+    """A self-signed certificate and its key in one PEM: what both clients accept as a grid proxy."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    oids = {"DC": NameOID.DOMAIN_COMPONENT, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME, "CN": NameOID.COMMON_NAME}
+    name = x509.Name([x509.NameAttribute(oids[k], v) for k, v in
+                      (part.split("=", 1) for part in subject.strip("/").split("/"))])
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = _dt.datetime.now(_dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - _dt.timedelta(hours=1))
+            .not_valid_after(now + _dt.timedelta(days=30)).sign(key, hashes.SHA256()))
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+    path.chmod(0o600)
+    return path
+
+
+# --- panda-client ----------------------------------------------------------------------------------
+
+def panda_client_env(url: str, home: Path) -> dict[str, str]:
+    """Plain http, no credentials; ``PANDA_BEHIND_REAL_LB`` avoids the import-time DNS lookup."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+        "PANDA_URL_SSL": f"{url}/server/panda", "PANDA_URL": f"{url}/server/panda",
+        "PANDACACHE_URL": f"{url}/server/panda", "PANDA_BEHIND_REAL_LB": "1",
+        "PANDA_CONFIG_ROOT": str(home / ".pathena"),
+    }
+
+
+def run_panda_client(url: str, home: Path, body: str, timeout: float = 120) -> Any:
+    """Run ``body`` (Python using ``Client`` and ``emit(value)``) with panda-client; return what it emitted.
+
+    Each call is a fresh interpreter because panda-client fixes its server URLs at import time.
+    """
+    script = "import json, sys\nfrom pandaclient import Client\n" \
+             "def emit(value):\n    print('@@RESULT@@' + json.dumps(value, default=str))\n" + textwrap.dedent(body)
+    proc = subprocess.run([sys.executable, "-c", script], env=panda_client_env(url, home), cwd=home,
+                          capture_output=True, text=True, timeout=timeout)
+    for line in proc.stdout.splitlines():
+        if line.startswith("@@RESULT@@"):
+            return json.loads(line[len("@@RESULT@@"):])
+    raise AssertionError(f"panda-client produced no result (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+
+
+# --- the real pilot --------------------------------------------------------------------------------
+
+def pilot_source() -> Path:
+    """The unpacked ``panda-pilot`` sdist (downloaded once with pip); skip when PyPI is unreachable."""
+    target = CACHE_DIR / f"panda-pilot-{PILOT_VERSION}"
+    if (target / "pilot.py").is_file():
+        return target
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                           f"panda-pilot=={PILOT_VERSION}", "-d", str(CACHE_DIR)],
+                          capture_output=True, text=True, timeout=300)
+    archive = CACHE_DIR / f"panda-pilot-{PILOT_VERSION}.tar.gz"
+    if proc.returncode != 0 or not archive.is_file():
+        pytest.skip(f"cannot download panda-pilot {PILOT_VERSION}: {proc.stderr.strip()[-300:]}")
+    with tarfile.open(archive) as tar:
+        tar.extractall(CACHE_DIR, filter="data")
+    return target
+
+
+def can_unshare() -> bool:
+    """The pilot must run in its own PID namespace; without that privilege the test cannot run safely."""
+    if not shutil.which("unshare"):
+        return False
+    proc = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True)
+    return proc.returncode == 0
+
+
+def storage_description(stage_dir: Path, site: str) -> dict[str, Any]:
+    """One local storage endpoint that the pilot's ``mv`` copytool writes into."""
+    protocol = {"endpoint": "file://localhost", "path": str(stage_dir), "flavour": "POSIX", "id": 1}
+    return {STORAGE_NAME: {
+        "name": STORAGE_NAME, "type": "DATADISK", "token": "", "state": "ACTIVE", "site": site,
+        "rc_site": site, "is_deterministic": True, "is_tape": False, "resource": {"endpoint": str(stage_dir)},
+        "rprotocols": {"1": {**protocol, "settings": {}}},
+        "arprotocols": {a: [protocol] for a in ("read_lan", "write_lan", "read_wan", "write_wan")},
+        "special_protocols": {},
+    }}
+
+
+def run_real_pilot(*, port: int, queue: str, queuedata: dict[str, Any], workdir: Path,
+                   timeout: float = 420) -> subprocess.CompletedProcess:
+    """Run pilot.py once (``-x 1``: one job, stop when there is none) against http://127.0.0.1:port."""
+    source = pilot_source()
+    workdir.mkdir(parents=True, exist_ok=True)
+    stage_dir = workdir / "se"
+    stage_dir.mkdir(exist_ok=True)
+    storage = workdir / "storagedata.json"
+    storage.write_text(json.dumps(storage_description(stage_dir, queuedata.get("atlas_site", queue))))
+    schedconf = workdir / "schedconf.json"
+    schedconf.write_text(json.dumps({queue: queuedata}))
+    home = workdir / "home"
+    home.mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir),
+        "PILOT_NOKILL": "1", "PILOT_HOME": str(home),
+        "X509_USER_PROXY": str(dummy_proxy(workdir / "proxy.pem")),
+        "LOCAL_AGIS_SCHEDCONF": str(schedconf),
+    }
+    command = [
+        "unshare", "--pid", "--fork", "--mount-proc", "timeout", "--kill-after=10", str(int(timeout)),
+        sys.executable, str(source / "pilot.py"),
+        "--pilot-user", "generic", "-q", queue, "-r", queue, "-s", queue,
+        "--url", "http://127.0.0.1", "-p", str(port), "-w", "generic", "-j", "user", "-d", "-t", "-u",
+        "--queuedata-url", f"http://127.0.0.1:{port}/cache/schedconfig/{{pandaqueue}}.all.json",
+        "--storagedata-url", str(storage), "-v", "1", "-x", "1",
+    ]
+    return subprocess.run(command, env=env, cwd=home, capture_output=True, text=True, timeout=timeout + 30)
+
+
+# --- what the server holds (judged from the database, never from a client's exit code) --------------
+
+def db_proxy(db_url: str):
+    from pandasrv.taskbuffer.db_proxy import DBProxy
+
+    proxy = DBProxy(db_url)
+    proxy.connect()
+    return proxy
+
+
+def peek_job(db_url: str, panda_id: int):
+    """The job as stored (any stage table), with its files; None if unknown."""
+    proxy = db_proxy(db_url)
+    try:
+        return proxy.peek_jobs([panda_id])[0]
+    finally:
+        proxy.close()
+
+
+def wait_activated(db_url: str, panda_ids: list[int], timeout: float = 30) -> None:
+    """Wait for the server's Setupper (it runs after the submit reply) to make the jobs claimable."""
+    proxy = db_proxy(db_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = proxy.get_job_status(panda_ids)
+            if all(found.get(pid, ("",))[0] == "activated" for pid in panda_ids):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"jobs not activated after {timeout} s: {found}")
+            time.sleep(0.1)
+    finally:
+        proxy.close()
+
+
+def output_reports(db_url: str, panda_id: int) -> list[dict[str, Any]]:
+    """The job output report rows that updateJob stored for a final heartbeat."""
+    from pandasrv.taskbuffer.wrapped_cursor import connect
+
+    conn = connect(db_url)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT PandaID, attemptNr, jobStatus, data FROM job_output_report WHERE PandaID = :id",
+                    {"id": panda_id})
+        rows = [dict(zip(("PandaID", "attemptNr", "jobStatus", "data"), row)) for row in cur.fetchall()]
+        conn.commit()
+        return rows
+    finally:
+        conn.close()
+
+
+def run_adder(server) -> bool:
+    """Finalise every pending job output report with the daemon's Adder; False if there is no Adder yet."""
+    try:
+        from pandasrv.dataservice.adder import Adder
+    except ImportError:
+        return False
+    from pandasrv.config import load_settings
+    from pandasrv.taskbuffer.task_buffer import TaskBuffer
+
+    settings = load_settings(db_url=server.db_url)
+    task_buffer = TaskBuffer(settings)
+    try:
+        adder = Adder(task_buffer, settings)
+        while adder.run_round(100):
+            pass
+    finally:
+        task_buffer.close()
+    return True

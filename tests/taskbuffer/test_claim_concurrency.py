@@ -1,0 +1,49 @@
+"""Exactly-once claims: concurrent claimer processes drain a queue; every job goes to exactly one."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+from collections import Counter
+
+import pytest
+
+from pandasrv.taskbuffer.db_proxy import DBProxy
+from tests.taskbuffer.test_db_proxy import make_job
+
+N_JOBS = 3000
+N_CLAIMERS = 6
+
+
+def claim_until_empty(db_url: str, seed: int) -> list[int]:
+    """One claimer process: claim batches of 1-5 jobs until nothing is left to claim."""
+    rng = random.Random(seed)
+    proxy = DBProxy(db_url)
+    claimed: list[int] = []
+    try:
+        while True:
+            jobs = proxy.claim_jobs("SITE", rng.randint(1, 5), node=f"claimer-{seed}")
+            if not jobs:
+                return claimed
+            claimed += [job.PandaID for job in jobs]
+    finally:
+        proxy.close()
+
+
+@pytest.mark.slow
+def test_every_job_is_claimed_exactly_once(db_url):
+    proxy = DBProxy(db_url)
+    jobs = [make_job(f"j{i}", priority=i % 17) for i in range(N_JOBS)]
+    expected = {job.PandaID for job in proxy.insert_jobs(jobs, status="activated")}
+
+    context = multiprocessing.get_context("forkserver")
+    with context.Pool(N_CLAIMERS) as pool:
+        results = pool.starmap(claim_until_empty, [(db_url, seed) for seed in range(N_CLAIMERS)])
+
+    claims = Counter(panda_id for claimed in results for panda_id in claimed)
+    assert [panda_id for panda_id, count in claims.items() if count > 1] == []
+    assert set(claims) == expected
+    assert sum(1 for claimed in results if claimed) > 1, "the claimers did not run concurrently"
+    statuses = proxy.get_job_status(sorted(expected))
+    assert {status for status, _, _ in statuses.values()} == {"sent"}
+    proxy.close()

@@ -1,0 +1,171 @@
+"""The real server for web tests: ``pandasrv serve`` (gunicorn, 2 workers) on a free 127.0.0.1 port.
+
+``server`` is session-scoped and parametrised over the database backends, so each backend pays for one
+start-up; tests isolate themselves with fresh queues (``fresh_queue``) rather than fresh servers.
+``start_server`` starts extra servers with other settings (auth modes, test hooks) for a module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from pandasrv.config import Settings, load_settings
+from pandasrv.taskbuffer.job_states import STAGE_TABLES
+from pandasrv.taskbuffer.task_buffer import TaskBuffer
+from pandasrv.taskbuffer.wrapped_cursor import connect
+from tests.conftest import selected_backends
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_QUEUE = "TEST_QUEUE"
+COUNTED_TABLES = (*STAGE_TABLES, "files", "job_params", "job_output_report", "users", "sandbox_files", "queues")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    """A server process under test: where it listens, its database and settings, its log."""
+
+    url: str
+    db_url: str
+    backend: str
+    settings: Settings
+    log_path: Path
+    process: subprocess.Popen
+    queue: str = TEST_QUEUE
+    _task_buffer: TaskBuffer | None = field(default=None, repr=False)
+
+    @property
+    def tb(self) -> TaskBuffer:
+        """An in-process TaskBuffer on the server's database, to arrange and inspect state."""
+        if self._task_buffer is None:
+            self._task_buffer = TaskBuffer(load_settings(db_url=self.db_url, db_bridge=False, db_connections=1))
+        return self._task_buffer
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def add_queue(self, name: str | None = None, status: str = "online", storage: str = "LOCAL_DISK") -> str:
+        name = name or f"Q_{secrets.token_hex(4).upper()}"
+        self.tb.add_queue(name, name, status, {"astorages": {a: [storage] for a in ("pr", "pw", "pl")}})
+        return name
+
+    def stop(self) -> None:
+        if self._task_buffer is not None:
+            self._task_buffer.close()
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def _environment(settings: dict[str, Any]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PANDASRV_")}
+    for key, value in settings.items():
+        name = "PANDASRV_" + key.upper()
+        env[name] = value if isinstance(value, str) else json.dumps(value)
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+@contextlib.contextmanager
+def start_server(db_url: str, backend: str, workdir: Path, **overrides: Any) -> Iterator[RunningServer]:
+    """Run ``pandasrv serve --no-daemon`` with test settings (bans and queues never cached) until the block ends."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings = {"db_url": db_url, "host": "127.0.0.1", "port": port, "workers": 2, "threads": 4,
+                "cache_dir": str(workdir / "cache"), "meta_cache_seconds": 0, "log_level": "INFO", **overrides}
+    log_path = workdir / f"server-{port}.log"
+    env = _environment(settings)
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen([sys.executable, "-m", "pandasrv.cli", "serve", "--no-daemon"], env=env,
+                                   cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    running = RunningServer(f"http://127.0.0.1:{port}", db_url, backend,
+                            load_settings(**{k: v for k, v in settings.items()}), log_path, process)
+    try:
+        _wait_until_up(running)
+        yield running
+    finally:
+        running.stop()
+
+
+def _wait_until_up(running: RunningServer, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running.process.poll() is not None:
+            raise RuntimeError(f"server exited with {running.process.returncode}:\n{running.log()}")
+        try:
+            if httpx.get(f"{running.url}/server/panda/isAlive", timeout=2).text == "alive=yes":
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server did not answer within {timeout} s:\n{running.log()}")
+
+
+@contextlib.contextmanager
+def fresh_database(test_databases: Any, backend: str, workdir: Path) -> Iterator[str]:
+    """A new initialised database that lives as long as the block (one per server)."""
+    if backend == "sqlite":
+        yield test_databases.sqlite(workdir / "pandasrv.db", True)
+        return
+    db_server = test_databases.server(backend)
+    name = f"pandasrv_w_{secrets.token_hex(6)}"
+    try:
+        yield db_server.create(name, True)
+    finally:
+        db_server.drop(name)
+
+
+@pytest.fixture(scope="session", params=selected_backends())
+def server(request: pytest.FixtureRequest, test_databases: Any,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The default server (auth none, production identity) on each backend, with queue TEST_QUEUE."""
+    backend = request.param
+    workdir = tmp_path_factory.mktemp(f"server-{backend}")
+    with fresh_database(test_databases, backend, workdir) as db_url, start_server(db_url, backend, workdir) as running:
+        running.add_queue(TEST_QUEUE)
+        yield running
+
+
+@pytest.fixture
+def fresh_queue(server: RunningServer) -> str:
+    """A new, empty online queue on the default server (so tests never see each other's jobs)."""
+    return server.add_queue()
+
+
+def table_counts(db_url: str) -> dict[str, int]:
+    """Row counts of the tables a request could write, to prove a refused request changed nothing."""
+    conn = connect(db_url)
+    try:
+        conn.begin()
+        cur = conn.cursor()
+        counts = {}
+        for table in COUNTED_TABLES:
+            cur.execute(f"SELECT COUNT(*) FROM {table}", {})
+            counts[table] = int(cur.fetchone()[0])
+        conn.commit()
+        return counts
+    finally:
+        conn.close()

@@ -1,0 +1,81 @@
+"""Small client-side helpers for the web tests: build jobs, submit them, talk like a pilot."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+
+from pandasrv.taskbuffer.file_spec import FileSpec
+from pandasrv.taskbuffer.job_spec import JobSpec
+
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+def make_job(site: str, name: str = "job", label: str = "user", **values: Any) -> JobSpec:
+    job = JobSpec(jobName=name, transformation="http://127.0.0.1/cache/run.sh", prodSourceLabel=label,
+                  computingSite=site, jobParameters="hello", attemptNr=0, maxAttempt=1, currentPriority=1000,
+                  **values)
+    job.add_file(FileSpec(lfn=f"{name}.log.tgz", type="log", dataset="user.test.log",
+                          destinationDBlock="user.test.log", destinationSE=site))
+    return job
+
+
+def submit(url: str, jobs: list[JobSpec], headers: dict[str, str] | None = None) -> list[int]:
+    reply = httpx.post(f"{url}/api/v1/job/submit", json={"jobs": json.dumps([j.to_state() for j in jobs])},
+                       headers=headers or JSON_HEADERS, timeout=60)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["success"], body
+    return [item[0] for item in body["data"]]
+
+
+def wait_status(tb: Any, ids: list[int], status: str, timeout: float = 30) -> None:
+    """Poll until every job has ``status`` (the Setupper runs asynchronously after the reply)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = tb.get_job_status(ids)
+        if all(found.get(i, ("",))[0] == status for i in ids):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"jobs not {status} after {timeout} s: {found}")
+        time.sleep(0.1)
+
+
+def submit_activated(server: Any, site: str, n: int = 1, **values: Any) -> list[int]:
+    ids = submit(server.url, [make_job(site, f"job{i}", **values) for i in range(n)])
+    wait_status(server.tb, ids, "activated")
+    return ids
+
+
+def pilot_post(url: str, method: str, data: dict[str, Any], **headers: str) -> httpx.Response:
+    """pilot3's transport: gzip(JSON), Content-Type json, no Content-Encoding, no Accept."""
+    return httpx.post(f"{url}/server/panda/{method}", content=gzip.compress(json.dumps(data).encode()),
+                      headers={"Content-Type": "application/json", **headers}, timeout=60)
+
+
+def parse_reply(text: str) -> dict[str, Any]:
+    """How pilot3 reads a legacy reply: JSON objects as JSON, else a query string."""
+    if text.startswith("{"):
+        return json.loads(text)
+    return {key: values[0] for key, values in parse_qs(text).items()}
+
+
+def pilot_call(url: str, method: str, data: dict[str, Any], **headers: str) -> dict[str, Any]:
+    reply = pilot_post(url, method, data, **headers)
+    assert reply.status_code == 200, reply.text
+    return parse_reply(reply.text)
+
+
+def v1(url: str, path: str, data: dict[str, Any] | None = None, method: str = "POST",
+       **headers: str) -> dict[str, Any]:
+    if method == "GET":
+        reply = httpx.get(f"{url}/api/v1/{path}", params=data, headers={**JSON_HEADERS, **headers}, timeout=60)
+    else:
+        reply = httpx.post(f"{url}/api/v1/{path}", json=data or {}, headers={**JSON_HEADERS, **headers}, timeout=60)
+    assert reply.status_code == 200, reply.text
+    return reply.json()

@@ -1,0 +1,63 @@
+"""The real PanDA pilot (``panda-pilot`` 3.7.0.36 from PyPI), unmodified, against our server.
+
+That version downloads payload scripts only from its built-in list of hosts, so against a local server
+its payload step fails with pilot error 1149 after getJob and ``starting``; it then stages out its log
+with the ``mv`` copytool and sends ``failed`` with a file report. The test judges the run from the
+server side: the job must be ``holding`` (or later, once the Adder ran) with the pilot's report stored.
+
+A run takes about two minutes (the pilot waits for its threads at wrap-up), so by default it runs on
+SQLite only: the pilot exercises the HTTP protocol, and the backends' handling of the same calls is
+covered by the wire and small-pilot tests. ``PANDASRV_REAL_PILOT_ALL_BACKENDS=1`` runs it on every backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import httpx
+import pytest
+
+from pandasrv.submit import JobRequest, submit_jobs
+from tests.realclients import wait_activated, can_unshare, output_reports, peek_job, run_adder, run_real_pilot
+
+ALL_BACKENDS = bool(os.environ.get("PANDASRV_REAL_PILOT_ALL_BACKENDS"))
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600),
+              pytest.mark.backends(*(("sqlite", "postgresql", "mysql") if ALL_BACKENDS else ("sqlite",)))]
+
+SCRIPT = "#!/bin/sh\necho \"payload says: $*\"\n"
+
+
+def test_real_pilot_runs_a_job(server, fresh_queue, tmp_path):
+    if not can_unshare():
+        pytest.skip("unshare --pid is not permitted here; the real pilot must not run outside a PID namespace")
+    script = tmp_path / "realpilot_echo.sh"
+    script.write_text(SCRIPT)
+    (panda_id,) = submit_jobs(server.url, JobRequest(site=fresh_queue, transformation="",
+                                                     arguments="hello from the real pilot"), 1, upload=str(script))
+    wait_activated(server.db_url, [panda_id])
+    queuedata = httpx.get(f"{server.url}/cache/schedconfig/{fresh_queue}.all.json").json()
+    assert queuedata.get("panda_resource") == fresh_queue, "getJob's siteName is the fresh_queue's panda_resource"
+
+    proc = run_real_pilot(port=httpx.URL(server.url).port, fresh_queue=fresh_queue, queuedata=queuedata, workdir=tmp_path / "pilot")
+    pilot_log = proc.stdout + proc.stderr
+    assert f"received job: {panda_id}" in pilot_log or str(panda_id) in pilot_log, pilot_log[-3000:]
+
+    job = peek_job(server.db_url, panda_id)
+    log_lfn = next(f.lfn for f in job.Files if f.type == "log")
+    assert job.pilotErrorCode == 1149, (job.jobStatus, job.pilotErrorDiag, pilot_log[-3000:])
+    assert job.pilotID and "3.7.0.36" in job.pilotID
+    reports = output_reports(server.db_url, panda_id)
+    if reports:
+        (row,) = reports
+        assert job.jobStatus == "holding" and row["jobStatus"] == "failed"
+        report = json.loads(row["data"])
+        assert list(report) == [log_lfn]
+        entry = report[log_lfn]
+        staged = tmp_path / "pilot" / "se"
+        assert entry["surl"].startswith(f"file://localhost{staged}")
+        assert entry["fsize"] > 0 and len(entry["adler32"]) == 8 and entry["guid"]
+        if run_adder(server):
+            assert peek_job(server.db_url, panda_id).jobStatus == "failed"
+    else:
+        assert job.jobStatus == "failed", "without a stored report the Adder must already have finished the job"
