@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import multiprocessing
 import os
 import secrets
@@ -210,7 +211,7 @@ def row(name: str, count: int, wall: float, times: list[float]) -> dict[str, Any
     ordered = sorted(times)
     return {"endpoint": name, "count": count, "rate": count / wall if wall else 0.0,
             "median_ms": statistics.median(ordered) * 1000 if ordered else 0.0,
-            "p95_ms": ordered[int(0.95 * (len(ordered) - 1))] * 1000 if ordered else 0.0}
+            "p95_ms": ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] * 1000 if ordered else 0.0}
 
 
 def run(url: str, db_url: str, jobs: int, pilots: int, submitters: int) -> list[dict[str, Any]]:

@@ -109,6 +109,9 @@ def daemon(ctx: click.Context, db_url: str | None, n_proc: int | None) -> None:
     from pandasrv.daemon.master import run_master
 
     settings = settings_from(ctx, db_url=db_url)
+    if not settings.daemon.enable:
+        click.echo("pandasrv: the daemon is disabled (daemon.enable = false)", err=True)
+        sys.exit(2)
     if n_proc is not None:
         settings.daemon.n_proc = n_proc
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
@@ -248,6 +251,7 @@ def pilot(url: str, site: str, jobs: int, workdir: str, stage_dir: str | None, h
     from pandasrv.pilot.runner import PilotOptions, run_pilot
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     done = run_pilot(PilotOptions(url=url, site=site, jobs=jobs, workdir=Path(workdir).resolve(),
                                   stage_dir=Path(stage_dir).resolve() if stage_dir else None,
                                   heartbeat=heartbeat, label=label))

@@ -18,12 +18,12 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from pandasrv.config import Settings
-from pandasrv.daemon.schedule import Script, load_schedule
+from pandasrv.daemon.schedule import load_schedule
 from pandasrv.daemon.worker import worker_main
 
 log = logging.getLogger("pandasrv.daemon.master")
@@ -48,7 +48,7 @@ class WorkerHandle:
     ready: bool = False
     current: str | None = None
     since: float = 0.0
-    retiring: bool = field(default=False)
+    retiring: bool = False
 
     @property
     def idle(self) -> bool:

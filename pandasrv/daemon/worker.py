@@ -25,6 +25,7 @@ from typing import Any
 from pandasrv.config import Settings
 from pandasrv.daemon.lease import Lease, owner_token
 from pandasrv.daemon.schedule import Script
+from pandasrv.taskbuffer.task_buffer import TaskBuffer
 
 log = logging.getLogger("pandasrv.daemon.worker")
 
@@ -36,8 +37,6 @@ def worker_main(conn: Connection, settings: Settings, schedule: dict[str, Script
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
     _watch_master(master_pid)
-    from pandasrv.taskbuffer.task_buffer import TaskBuffer
-
     task_buffer = TaskBuffer(settings)
     runner = ScriptRunner(task_buffer, settings, schedule)
     conn.send(("ready",))

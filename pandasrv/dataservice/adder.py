@@ -80,33 +80,39 @@ class Adder:
     def run_round(self, n: int = 100) -> int:
         """Lock up to ``n`` reports, finalise their jobs, close their datasets; returns the reports taken."""
         reports = self.task_buffer.lock_output_reports(self.owner, n, self.lock_seconds)
-        datasets: dict[str, str | None] = {}
-        for report in reports:
+        if not reports:
+            return 0
+        jobs = self.task_buffer.peek_jobs([r["PandaID"] for r in reports], with_files=True, archived=False)
+        outcomes, by_id = [], {}
+        for report, job in zip(reports, jobs):
             try:
-                datasets.update(self.process(report))
+                outcomes.append(self.outcome(report, job))
             except Exception:
                 log.exception("adder: report of job %s failed; it is retried after its lock expires",
                               report["PandaID"])
+                continue
+            if outcomes[-1]["status"] is not None:
+                by_id[report["PandaID"]] = (job, outcomes[-1]["status"])
+        datasets: dict[str, str | None] = {}
+        for panda_id in self.task_buffer.finalise_jobs(outcomes, FINALISABLE):
+            job, status = by_id[panda_id]
+            log.info("adder: job %s %s", panda_id, status)
+            if status != "transferring":
+                datasets.update({f.destinationDBlock: job.VO for f in job.Files
+                                 if f.type in ("output", "log") and f.destinationDBlock})
         run_closer(self.task_buffer, self.settings, datasets)
         return len(reports)
 
-    def process(self, report: dict[str, Any]) -> dict[str, str | None]:
-        """Finalise the job of one report; returns its output datasets (name -> VO) for the Closer."""
-        panda_id, attempt_nr = report["PandaID"], report["attemptNr"]
-        job = self.task_buffer.peek_jobs([panda_id], with_files=True, archived=False)[0]
-        if job is None or job.jobStatus not in FINALISABLE or (job.attemptNr or 0) != (attempt_nr or 0):
-            log.info("adder: dropping stale report of job %s attempt %s", panda_id, attempt_nr)
-            self.task_buffer.delete_output_report(panda_id, attempt_nr)
-            return {}
+    def outcome(self, report: dict[str, Any], job: JobSpec | None) -> dict[str, Any]:
+        """What to store for one report (``status`` None: the report is stale and only dropped)."""
+        key = {"PandaID": report["PandaID"], "attemptNr": report["attemptNr"]}
+        if job is None or job.jobStatus not in FINALISABLE or (job.attemptNr or 0) != (report["attemptNr"] or 0):
+            log.info("adder: dropping stale report of job %s attempt %s", report["PandaID"], report["attemptNr"])
+            return {**key, "status": None}
         status, values, files = self.decide(job, report)
         if job.commandToPilot == KILL_COMMAND and status == "failed":
             status = "cancelled"
-        changed = self.task_buffer.finalise_job(panda_id, status, values, files, list(FINALISABLE))
-        self.task_buffer.delete_output_report(panda_id, attempt_nr)
-        if not changed or status == "transferring":
-            return {}
-        log.info("adder: job %s %s", panda_id, status)
-        return {f.destinationDBlock: job.VO for f in job.Files if f.type in ("output", "log") and f.destinationDBlock}
+        return {**key, "status": status, "values": values, "files": files}
 
     def decide(self, job: JobSpec, report: dict[str, Any]) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
         """(final status, job column values, file rows) for one report."""

@@ -60,6 +60,7 @@ class _Helper:
     lock = threading.Lock()
     process: subprocess.Popen | None = None
     owner_pid = 0
+    settings_json = ""
 
     @classmethod
     def send(cls, settings: Settings, panda_ids: list[int]) -> None:
@@ -79,13 +80,31 @@ class _Helper:
     @classmethod
     def _running(cls, settings: Settings) -> subprocess.Popen:
         # After a fork (gunicorn workers) the inherited handle belongs to the parent: start our own.
+        settings_json = settings.model_dump_json()
+        if cls.process is not None and cls.owner_pid == os.getpid() and cls.settings_json != settings_json:
+            cls.process.stdin.close()  # type: ignore[union-attr]  # the old helper ends at end of input
+            cls.process = None
         if cls.process is None or cls.owner_pid != os.getpid() or cls.process.poll() is not None:
             cls.process = subprocess.Popen([sys.executable, "-m", "pandasrv.dataservice.setupper"],
                                            stdin=subprocess.PIPE, close_fds=True)
-            cls.owner_pid = os.getpid()
+            cls.owner_pid, cls.settings_json = os.getpid(), settings_json
             assert cls.process.stdin is not None
-            cls.process.stdin.write((settings.model_dump_json() + "\n").encode())
+            cls.process.stdin.write((settings_json + "\n").encode())
         return cls.process
+
+
+def stop_setupper(timeout: float = 10.0) -> None:
+    """End this process's helper after it has set up what it was given (web worker shutdown)."""
+    with _Helper.lock:
+        process, _Helper.process = _Helper.process, None
+        if process is None or _Helper.owner_pid != os.getpid():
+            return
+        try:
+            process.stdin.close()  # type: ignore[union-attr]
+            process.wait(timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            process.kill()
+            process.wait()
 
 
 def start_setupper(settings: Settings, panda_ids: Sequence[int]) -> None:

@@ -120,6 +120,8 @@ class Pilot:
         outcome = self.execute(job, workdir, killed="tobekilled" in commands)
         outcome, report = self.finish(job, workdir, outcome)
         self.update(job, outcome.state, **final_fields(outcome, report, start))
+        log.info("job %s %s (transExitCode=%s, pilot error=%s, files=%s)", job["PandaID"], outcome.state,
+                 outcome.trans_exit_code, outcome.pilot_error, ",".join(report))
         if not self.options.keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
         return outcome

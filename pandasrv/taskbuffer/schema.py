@@ -201,6 +201,12 @@ index("ix_files_pandaid", files.c.PandaID)
 index("ix_job_output_report_lock", job_output_report.c.lockedBy, job_output_report.c.timeStamp)
 index("ix_job_status_log_pandaid", job_status_log.c.PandaID)
 index("ix_pilot_log_pandaid", pilot_log.c.PandaID)
+# The agents' dataset look-ups (Closer, Activator) and retention's age cut-offs on the history tables.
+index("ix_files_destination_dblock", files.c.destinationDBlock)
+index("ix_files_dispatch_dblock", files.c.dispatchDBlock)
+index("ix_files_prod_dblock", files.c.prodDBlock)
+index("ix_job_status_log_mtime", job_status_log.c.modificationTime)
+index("ix_pilot_log_time", pilot_log.c.timeStamp)
 
 
 def create_sequences(connection: sa.Connection) -> None:

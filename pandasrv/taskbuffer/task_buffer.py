@@ -104,9 +104,8 @@ class TaskBuffer:
     def set_file_guids(self, guids: dict[int, str]) -> None:
         self._call("set_file_guids", guids)
 
-    def finalise_job(self, panda_id: int, status: str, values: dict[str, Any], files: list[dict[str, Any]],
-                     expected: Sequence[str]) -> bool:
-        return self._call("finalise_job", panda_id, status, values, files, list(expected))
+    def finalise_jobs(self, outcomes: list[dict[str, Any]], expected: Sequence[str]) -> list[int]:
+        return self._call("finalise_jobs", outcomes, list(expected))
 
     def dataset_file_states(self, datasets: Sequence[str]) -> dict[str, dict[str, int]]:
         return self._call("dataset_file_states", list(datasets))

@@ -37,7 +37,7 @@ def test_setupper_leaves_jobs_that_are_no_longer_defined_alone(tb):
     assert status_of(tb, panda_id) == "activated"
 
 
-def test_start_setupper_hands_jobs_to_a_helper_process_and_returns_at_once(db_url, tb, monkeypatch):
+def test_start_setupper_hands_jobs_to_a_helper_process_and_returns_at_once(tb):
     settings = tb.settings
     first = store(tb, "defined")
     start_setupper(settings, first)
@@ -61,10 +61,11 @@ def test_activator_activates_assigned_jobs_once_inputs_are_ready(tb):
 
 
 def test_closer_closes_a_finished_dataset_and_activates_the_jobs_reading_it(tb):
-    writer = store(tb, "running", dataset="chain.step1")[0]
+    writer = store(tb, "holding", dataset="chain.step1")[0]
     reader = store(tb, "assigned", inputs=1, input_dataset="chain.step1", dispatch="chain.step1")[0]
     assert run_closer(tb, tb.settings, {"chain.step1": "generic"}) == {}  # outputs still unknown
-    tb.finalise_job(writer, "finished", {}, [{"row_ID": f.row_ID, "status": "ready"}
-                                             for f in job(tb, writer).Files], ["running"])
+    files = [{"row_ID": f.row_ID, "status": "ready"} for f in job(tb, writer).Files]
+    assert tb.finalise_jobs([{"PandaID": writer, "attemptNr": 1, "status": "finished", "values": {},
+                              "files": files}], ["holding"]) == [writer]
     assert run_closer(tb, tb.settings, {"chain.step1": "generic"}) == {"chain.step1": "closed"}
     assert status_of(tb, reader) == "activated"

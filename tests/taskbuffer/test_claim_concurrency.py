@@ -1,4 +1,4 @@
-"""Exactly-once claims: concurrent claimer processes drain a queue; every job goes to exactly one."""
+"""Concurrency across processes: every job is claimed exactly once; a lease has exactly one holder."""
 
 from __future__ import annotations
 
@@ -46,4 +46,25 @@ def test_every_job_is_claimed_exactly_once(db_url):
     assert sum(1 for claimed in results if claimed) > 1, "the claimers did not run concurrently"
     statuses = proxy.get_job_status(sorted(expected))
     assert {status for status, _, _ in statuses.values()} == {"sent"}
+    proxy.close()
+
+
+def try_lease(db_url: str, owner: str) -> bool:
+    proxy = DBProxy(db_url)
+    try:
+        return proxy.acquire_lease("copy_archive", owner, 60)
+    finally:
+        proxy.close()
+
+
+def test_one_lease_holder_among_concurrent_takers(db_url):
+    context = multiprocessing.get_context("forkserver")
+    owners = [f"host-{i}" for i in range(N_CLAIMERS)]
+    with context.Pool(N_CLAIMERS) as pool:
+        taken = pool.starmap(try_lease, [(db_url, owner) for owner in owners])
+    assert taken.count(True) == 1
+    winner = owners[taken.index(True)]
+    proxy = DBProxy(db_url)
+    assert proxy.renew_lease("copy_archive", winner, 60) is True
+    assert all(proxy.renew_lease("copy_archive", owner, 60) is False for owner in owners if owner != winner)
     proxy.close()

@@ -28,9 +28,12 @@ from pandasrv.taskbuffer.job_states import STAGE_TABLES
 from pandasrv.taskbuffer.task_buffer import TaskBuffer
 from pandasrv.taskbuffer.wrapped_cursor import connect
 from tests.conftest import selected_backends
+from tests.web.gated_setupper import GATE_DIR_VARIABLE, GATED_VO, PLUGIN
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_QUEUE = "TEST_QUEUE"
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_UPLOAD_BYTES = 1024 * 1024
 COUNTED_TABLES = (*STAGE_TABLES, "files", "job_params", "job_output_report", "users", "sandbox_files", "queues")
 
 
@@ -51,6 +54,7 @@ class RunningServer:
     log_path: Path
     process: subprocess.Popen
     queue: str = TEST_QUEUE
+    gates: Path | None = None
     _task_buffer: TaskBuffer | None = field(default=None, repr=False)
 
     @property
@@ -80,8 +84,9 @@ class RunningServer:
                 self.process.wait()
 
 
-def _environment(settings: dict[str, Any]) -> dict[str, str]:
+def _environment(settings: dict[str, Any], extra_env: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PANDASRV_")}
+    env.update(extra_env)
     for key, value in settings.items():
         name = "PANDASRV_" + key.upper()
         env[name] = value if isinstance(value, str) else json.dumps(value)
@@ -90,19 +95,28 @@ def _environment(settings: dict[str, Any]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def start_server(db_url: str, backend: str, workdir: Path, **overrides: Any) -> Iterator[RunningServer]:
-    """Run ``pandasrv serve --no-daemon`` with test settings (bans and queues never cached) until the block ends."""
+def start_server(db_url: str, backend: str, workdir: Path, extra_env: dict[str, str] | None = None,
+                 **overrides: Any) -> Iterator[RunningServer]:
+    """Run ``pandasrv serve --no-daemon`` with test settings (bans and queues never cached) until the block ends.
+
+    The Setupper plugin of VO ``gatedvo`` waits for a gate file per job in ``workdir/gates`` (see
+    ``gated_setupper.py``); bodies are limited to 16 MiB and uploads to 1 MiB so limits are cheap to test.
+    """
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     settings = {"db_url": db_url, "host": "127.0.0.1", "port": port, "workers": 2, "threads": 4,
-                "cache_dir": str(workdir / "cache"), "meta_cache_seconds": 0, "log_level": "INFO", **overrides}
+                "cache_dir": str(workdir / "cache"), "meta_cache_seconds": 0, "log_level": "INFO",
+                "max_body_bytes": MAX_BODY_BYTES, "max_upload_bytes": MAX_UPLOAD_BYTES,
+                "plugins": {"setupper": {GATED_VO: PLUGIN}}, **overrides}
     log_path = workdir / f"server-{port}.log"
-    env = _environment(settings)
+    gates = workdir / "gates"
+    gates.mkdir(exist_ok=True)
+    env = _environment(settings, {GATE_DIR_VARIABLE: str(gates), **(extra_env or {})})
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "pandasrv.cli", "serve", "--no-daemon"], env=env,
                                    cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    running = RunningServer(f"http://127.0.0.1:{port}", db_url, backend,
-                            load_settings(**{k: v for k, v in settings.items()}), log_path, process)
+    running = RunningServer(f"http://127.0.0.1:{port}", db_url, backend, load_settings(**settings), log_path,
+                            process, gates=gates)
     try:
         _wait_until_up(running)
         yield running

@@ -37,9 +37,9 @@ def test_real_pilot_runs_a_job(server, fresh_queue, tmp_path):
                                                      arguments="hello from the real pilot"), 1, upload=str(script))
     wait_activated(server.db_url, [panda_id])
     queuedata = httpx.get(f"{server.url}/cache/schedconfig/{fresh_queue}.all.json").json()
-    assert queuedata.get("panda_resource") == fresh_queue, "getJob's siteName is the fresh_queue's panda_resource"
+    assert queuedata.get("panda_resource") == fresh_queue, "getJob's siteName is the queue's panda_resource"
 
-    proc = run_real_pilot(port=httpx.URL(server.url).port, fresh_queue=fresh_queue, queuedata=queuedata, workdir=tmp_path / "pilot")
+    proc = run_real_pilot(port=httpx.URL(server.url).port, queue=fresh_queue, queuedata=queuedata, workdir=tmp_path / "pilot")
     pilot_log = proc.stdout + proc.stderr
     assert f"received job: {panda_id}" in pilot_log or str(panda_id) in pilot_log, pilot_log[-3000:]
 

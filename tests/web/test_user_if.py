@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import pickle
+from urllib.parse import urlencode
 
 import httpx
 
@@ -79,13 +81,14 @@ def test_statistics_and_site_specs(server, fresh_queue):
 
 
 def test_legacy_pickle_round_trip(server, fresh_queue):
-    job = make_job(fresh_queue, "pickled")
+    job = make_job(fresh_queue, "pickled", creationTime=_dt.datetime(2026, 1, 2, 3, 4, 5))  # non-ASCII bytes
     body = pickles.dumps([job])
     assert b"pandaserver.taskbuffer.JobSpec" in body
-    reply = httpx.post(f"{server.url}/server/panda/submitJobs", data={"jobs": body.decode("latin-1")})
-    result = pickle.loads(reply.content, encoding="latin1")  # our own reply; class names mapped on import
-    (panda_id, definition_id, name) = result[0]
-    assert name == "pickled"
+    form = urlencode({"jobs": body})  # old clients urlencode the raw pickle bytes
+    reply = httpx.post(f"{server.url}/server/panda/submitJobs", content=form,
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    ((panda_id, definition_id, jobset),) = pickles.loads(reply.content)
+    assert definition_id > 0 and jobset["jobsetID"] > 0
     wait_status(server.tb, [panda_id], "activated")
     status = httpx.post(f"{server.url}/server/panda/getJobStatus", data={"ids": pickles.dumps([panda_id, 987654321]).decode()})
     jobs = pickles.loads(status.content)

@@ -44,22 +44,37 @@ class AdderMixin(BaseProxy):
                           [{"row_ID": row_id, "guid": guid} for row_id, guid in guids.items()])
 
     @transaction
-    def finalise_job(self, panda_id: int, status: str, values: dict[str, Any], files: list[dict[str, Any]],
-                     expected: list[str]) -> bool:
-        """The Adder's write: the job's transition and its reported file metadata, together.
+    def finalise_jobs(self, outcomes: list[dict[str, Any]], expected: list[str]) -> list[int]:
+        """The Adder's write for one round: transitions, reported file metadata, and the reports' deletion.
 
-        ``files`` rows carry ``row_ID`` and the file-report columns. Nothing is written when the job is no
-        longer in an ``expected`` status (killed or timed out meanwhile); returns whether it was.
+        One transaction per round (one commit, not one per job), and a report is consumed exactly when its
+        outcome is stored. Each outcome has ``PandaID``, ``attemptNr``, ``status`` (None: just drop the
+        stale report), ``values`` and ``files`` (rows with ``row_ID`` and the file-report columns). A job no
+        longer in an ``expected`` status (killed or timed out meanwhile) is left alone. Returns the
+        PandaIDs that changed.
         """
-        if not self.set_job_status([panda_id], status, values, expected=expected):
-            return False
-        rows = [{"row_ID": f["row_ID"], "PandaID": panda_id, **{c: f.get(c) for c in _FILE_REPORT_COLUMNS}}
-                for f in files]
+        self._executemany("DELETE FROM job_output_report WHERE PandaID = :PandaID AND attemptNr = :attemptNr",
+                          [{"PandaID": o["PandaID"], "attemptNr": o["attemptNr"]} for o in outcomes])
+        # Jobs with the same outcome move together: one set-based transition per group.
+        groups: dict[tuple, list[dict[str, Any]]] = {}
+        for outcome in outcomes:
+            if outcome["status"] is not None:
+                key = (outcome["status"], tuple(sorted(outcome["values"].items())))
+                groups.setdefault(key, []).append(outcome)
+        changed: list[int] = []
+        file_rows: list[dict[str, Any]] = []
+        for (status, values), members in groups.items():
+            moved = set(self.set_job_status([o["PandaID"] for o in members], status, dict(values), expected=expected))
+            for outcome in members:
+                if outcome["PandaID"] in moved:
+                    changed.append(outcome["PandaID"])
+                    file_rows += [{"row_ID": f["row_ID"], "PandaID": outcome["PandaID"],
+                                   **{c: f.get(c) for c in _FILE_REPORT_COLUMNS}} for f in outcome["files"]]
         self._executemany(
             "UPDATE files SET GUID = COALESCE(:GUID, GUID), fsize = COALESCE(:fsize, fsize),"
             " checksum = COALESCE(:checksum, checksum), md5sum = COALESCE(:md5sum, md5sum), status = :status"
-            " WHERE row_ID = :row_ID AND PandaID = :PandaID", rows)
-        return True
+            " WHERE row_ID = :row_ID AND PandaID = :PandaID", file_rows)
+        return changed
 
     @transaction(readonly=True)
     def dataset_file_states(self, datasets: list[str]) -> dict[str, dict[str, int]]:
@@ -86,10 +101,14 @@ class AdderMixin(BaseProxy):
 
     @transaction
     def mark_inputs_ready(self, dataset: str) -> list[int]:
-        """Input files that come from ``dataset`` become ``ready``; returns the jobs that use them."""
+        """Input files that come from ``dataset`` become ``ready``; returns the jobs that use them.
+
+        One statement per block column (dispatch, then production) so that each uses its index.
+        """
         binds = {"ds": dataset}
-        where = "type = 'input' AND (dispatchDBlock = :ds OR prodDBlock = :ds)"
-        panda_ids = sorted({row[0] for row in self._fetchall(
-            f"SELECT PandaID FROM files WHERE {where} AND (status IS NULL OR status <> 'ready')", binds)})
-        self._execute(f"UPDATE files SET status = 'ready' WHERE {where}", binds)
-        return panda_ids
+        panda_ids: set[int] = set()
+        for column in ("dispatchDBlock", "prodDBlock"):
+            where = f"type = 'input' AND {column} = :ds AND (status IS NULL OR status <> 'ready')"
+            panda_ids.update(row[0] for row in self._fetchall(f"SELECT PandaID FROM files WHERE {where}", binds))
+            self._execute(f"UPDATE files SET status = 'ready' WHERE {where}", binds)
+        return sorted(panda_ids)

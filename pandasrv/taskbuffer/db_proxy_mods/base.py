@@ -1,8 +1,8 @@
 """Connection handling and the one-transaction-per-method rule shared by every DBProxy mixin.
 
 A DBProxy owns one connection. Each public method is wrapped by ``@transaction``: it begins, runs,
-commits, and on any error rolls back. A lost connection is dropped so the next call reconnects. Mixins reach the
-connection only through the helpers here, so per-backend details stay in one place.
+commits, and on any error rolls back. A lost connection is dropped so the next call reconnects.
+Mixins reach the connection only through the helpers here, so per-backend details stay in one place.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from pandasrv.taskbuffer.wrapped_cursor import connect as _connect
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# From this many rows on, PostgreSQL inserts go through COPY.
+COPY_MIN_ROWS = 50
 
 # How often a PostgreSQL backend checks that its client is still there while a query runs, so a
 # session whose ConBridge child was killed ends within about a second.
@@ -56,7 +59,6 @@ def transaction(fn: F | None = None, *, readonly: bool = False) -> Any:
                 log.warning("%s: connection lost before commit, retrying once on a new connection", method.__name__)
             return self._run_transaction(method, readonly, args, kwargs)
 
-        wrapper.transactional = True  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorate(fn) if fn is not None else decorate
@@ -168,13 +170,13 @@ class BaseProxy:
         return "(" + ",".join(f":{name}" for name in binds) + ")", binds
 
     def _insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
-        """Bulk INSERT. PostgreSQL: COPY (several times faster than any INSERT for wide job rows);
-        elsewhere executemany, which PyMySQL turns into multi-row inserts and SQLite runs on one
-        prepared statement."""
+        """Bulk INSERT. Many rows on PostgreSQL: COPY (several times faster than any INSERT for wide
+        job rows, but three round trips); otherwise executemany, which psycopg pipelines, PyMySQL turns
+        into multi-row inserts and SQLite runs on one prepared statement."""
         if not rows:
             return
         column_list = ",".join(columns)
-        if self._conn.backend == "postgresql":
+        if self._conn.backend == "postgresql" and len(rows) >= COPY_MIN_ROWS:
             self._copy_rows(table, column_list, [tuple(row[name] for name in columns) for row in rows])
         else:
             values = ",".join(f":{name}" for name in columns)
@@ -199,8 +201,9 @@ class BaseProxy:
             setattr(job, name, value)
         return job
 
-    def _attach_details(self, jobs: dict[int, JobSpec], *, files: bool = True, metadata: bool = False) -> None:
-        """Fill Files and jobParameters (and optionally metadata) with one query each, not one per job."""
+    def _attach_details(self, jobs: dict[int, JobSpec], *, files: bool = True, params: bool = True,
+                        metadata: bool = False) -> None:
+        """Fill Files, jobParameters and metadata as asked, with one query each, not one per job."""
         if not jobs:
             return
         in_ids, binds = self._in("id", jobs)
@@ -212,8 +215,10 @@ class BaseProxy:
                 for name, value in zip(FILE_ATTRIBUTES, row):
                     setattr(spec, name, value)
                 jobs[spec.PandaID].Files.append(spec)
-        for panda_id, text in self._fetchall(f"SELECT PandaID, jobParameters FROM job_params WHERE PandaID IN {in_ids}", binds):
-            jobs[panda_id].jobParameters = text
+        if params:
+            sql = f"SELECT PandaID, jobParameters FROM job_params WHERE PandaID IN {in_ids}"
+            for panda_id, text in self._fetchall(sql, binds):
+                jobs[panda_id].jobParameters = text
         if metadata:
             for panda_id, text in self._fetchall(f"SELECT PandaID, metaData FROM job_metadata WHERE PandaID IN {in_ids}", binds):
                 jobs[panda_id].metadata = text

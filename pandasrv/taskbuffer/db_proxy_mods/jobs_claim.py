@@ -1,7 +1,9 @@
 """The getJob claim: hand each activated job to exactly one pilot, in one short transaction.
 
 Claimers never wait on each other: PostgreSQL and MariaDB skip rows another claimer has locked
-(``FOR UPDATE SKIP LOCKED``); SQLite serialises writers with ``BEGIN IMMEDIATE``. The inner select
+(``FOR UPDATE SKIP LOCKED``); SQLite serialises writers with ``BEGIN IMMEDIATE``. PostgreSQL claims in one
+``UPDATE ... RETURNING`` statement, MariaDB (no RETURNING on UPDATE) locks, updates and reads back,
+SQLite runs the same UPDATE without row locks; then the files of all claimed jobs in one query. The inner select
 follows the claim index ``jobs_active (computingSite, jobStatus, currentPriority DESC, PandaID)``.
 """
 
@@ -20,6 +22,9 @@ UNIFIED_LABELS: tuple[str, ...] = ("managed", "test", "prod_test", "install", "u
 _ORDER = "ORDER BY currentPriority DESC, PandaID"
 SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 _RETURNED = ",".join(TABLE_ATTRIBUTES)
+_CLAIMED = ",".join(f"c.{name}" for name in TABLE_ATTRIBUTES)
+_LOG_COLUMNS = "PandaID, modificationTime, jobStatus, prodSourceLabel, cloud, computingSite, modificationHost"
+_POSITION = {name: i for i, name in enumerate(TABLE_ATTRIBUTES)}
 
 
 def label_set(prod_source_label: str | None) -> tuple[str, ...]:
@@ -76,9 +81,9 @@ def claim_filter(
     return " AND ".join(clauses), binds
 
 
-def candidate_sql(where: str, lock: str = "") -> str:
+def candidate_sql(where: str, lock: str = "", columns: str = "PandaID") -> str:
     """The inner select of the claim: the best ``:n`` claimable jobs, along the claim index."""
-    return f"SELECT PandaID FROM jobs_active WHERE {where} {_ORDER} LIMIT :n{lock}"
+    return f"SELECT {columns} FROM jobs_active WHERE {where} {_ORDER} LIMIT :n{lock}"
 
 
 class JobsClaimMixin(BaseProxy):
@@ -109,18 +114,23 @@ class JobsClaimMixin(BaseProxy):
             prod_user_name=prod_user_name, task_id=task_id, background=background,
         )
         binds["n"] = int(n)
-        assignments = {
+        sets = {
             "jobStatus": "sent", "modificationTime": now, "startTime": now, "stateChangeTime": now,
             "modificationHost": node, "computingElement": computing_element, "schedulerID": scheduler_id,
             "jobExecutionID": None if background else 0,
         }
-        assignments = {k: v for k, v in assignments.items() if v is not None}
-        set_sql = ", ".join(f"{name} = :set_{name}" for name in assignments)
-        binds.update({f"set_{name}": value for name, value in assignments.items()})
-        if self._conn.backend == "mysql":
-            rows = self._claim_select_then_update(where, binds, set_sql)
+        sets = {name: value for name, value in sets.items() if value is not None}
+        backend = self._conn.backend
+        if backend == "postgresql":
+            jobs = self._claim_postgresql(where, binds, sets)
+            self._attach_details(jobs, params=False)
+            return _best_first(jobs)
+        if backend == "mysql":
+            rows = self._claim_select_then_update(where, binds, sets)
         else:
-            rows = self._claim_update_returning(where, binds, set_sql)
+            set_sql, set_binds = _assignments(sets)
+            sql = f"UPDATE jobs_active SET {set_sql} WHERE PandaID IN ({candidate_sql(where)}) RETURNING {_RETURNED}"
+            rows = self._fetchall(sql, {**binds, **set_binds})
         jobs = {row[0]: self._job_from_row(TABLE_ATTRIBUTES, row) for row in rows}
         self._attach_details(jobs)
         self._log_status(
@@ -128,28 +138,44 @@ class JobsClaimMixin(BaseProxy):
               "computingSite": j.computingSite, "modificationHost": j.modificationHost} for j in jobs.values()),
             now,
         )
-        return sorted(jobs.values(), key=lambda j: (-(j.currentPriority or 0), j.PandaID))
+        return _best_first(jobs)
 
-    def _claim_update_returning(self, where: str, binds: dict[str, Any], set_sql: str) -> list[tuple]:
-        """PostgreSQL and SQLite: select, lock and update in one statement.
+    def _claim_postgresql(self, where: str, binds: dict[str, Any], sets: dict[str, Any]) -> dict[int, JobSpec]:
+        """Claim, log the status change and read jobParameters in one statement (one round trip).
 
-        On PostgreSQL the candidates are an ``ARRAY(...)`` sub-select, which runs exactly once: a plain
+        The candidates are an ``ARRAY(...)`` sub-select, which runs exactly once: a plain
         ``IN (SELECT ... LIMIT n)`` may be re-run by the planner and then claim more than ``n`` jobs.
         """
-        if self._conn.backend == "postgresql":
-            candidates = f"= ANY(ARRAY({candidate_sql(where, SKIP_LOCKED)}))"
-        else:
-            candidates = f"IN ({candidate_sql(where)})"
-        sql = f"UPDATE jobs_active SET {set_sql} WHERE PandaID {candidates} RETURNING {_RETURNED}"
-        return self._fetchall(sql, binds)
+        set_sql, set_binds = _assignments(sets)
+        sql = (
+            f"WITH claimed AS (UPDATE jobs_active SET {set_sql} "
+            f"WHERE PandaID = ANY(ARRAY({candidate_sql(where, SKIP_LOCKED)})) RETURNING {_RETURNED}), "
+            f"logged AS (INSERT INTO job_status_log ({_LOG_COLUMNS}) SELECT {_LOG_COLUMNS} FROM claimed) "
+            f"SELECT {_CLAIMED}, p.jobParameters FROM claimed c LEFT JOIN job_params p ON p.PandaID = c.PandaID"
+        )
+        jobs = {}
+        for row in self._fetchall(sql, {**binds, **set_binds}):
+            job = self._job_from_row(TABLE_ATTRIBUTES, row)
+            job.jobParameters = row[-1]
+            jobs[job.PandaID] = job
+        return jobs
 
-    def _claim_select_then_update(self, where: str, binds: dict[str, Any], set_sql: str) -> list[tuple]:
-        """MariaDB has no UPDATE ... RETURNING: lock the ids, update them, read them back."""
-        select_binds = {k: v for k, v in binds.items() if not k.startswith("set_")}
-        ids = [row[0] for row in self._fetchall(candidate_sql(where, SKIP_LOCKED), select_binds)]
-        if not ids:
+    def _claim_select_then_update(self, where: str, binds: dict[str, Any], sets: dict[str, Any]) -> list[tuple]:
+        """MariaDB has no UPDATE ... RETURNING: lock the full rows, update them by id, and return the
+        locked rows with the new values applied (no read-back needed)."""
+        rows = self._fetchall(candidate_sql(where, SKIP_LOCKED, _RETURNED), binds)
+        if not rows:
             return []
-        in_ids, id_binds = self._in("id", ids)
-        set_binds = {k: v for k, v in binds.items() if k.startswith("set_")}
+        in_ids, id_binds = self._in("id", [row[0] for row in rows])
+        set_sql, set_binds = _assignments(sets)
         self._execute(f"UPDATE jobs_active SET {set_sql} WHERE PandaID IN {in_ids}", {**set_binds, **id_binds})
-        return self._fetchall(f"SELECT {_RETURNED} FROM jobs_active WHERE PandaID IN {in_ids}", id_binds)
+        changed = {_POSITION[name]: value for name, value in sets.items()}
+        return [tuple(changed.get(i, value) for i, value in enumerate(row)) for row in rows]
+
+
+def _assignments(sets: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return ", ".join(f"{name} = :set_{name}" for name in sets), {f"set_{name}": value for name, value in sets.items()}
+
+
+def _best_first(jobs: dict[int, JobSpec]) -> list[JobSpec]:
+    return sorted(jobs.values(), key=lambda j: (-(j.currentPriority or 0), j.PandaID))

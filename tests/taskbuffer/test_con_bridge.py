@@ -1,0 +1,139 @@
+"""ConBridge: DBProxy calls in a child process; a call past db_timeout kills the child and its session."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Iterator
+
+import pytest
+
+from pandasrv.config import load_settings
+from pandasrv.taskbuffer import errors
+from pandasrv.taskbuffer.con_bridge import ConBridge
+from pandasrv.taskbuffer.job_states import IllegalTransition
+from pandasrv.taskbuffer.proxy_pool import ProxyPool
+from pandasrv.taskbuffer.wrapped_cursor import connect
+from tests.taskbuffer.test_db_proxy import make_job
+
+TIMEOUT = 1.5
+
+
+@pytest.fixture
+def settings(db_url):
+    return load_settings(db_url=db_url, db_timeout=TIMEOUT, db_connections=2, db_bridge=True, db_pool_wait=30)
+
+
+@pytest.fixture
+def bridge(settings) -> Iterator[ConBridge]:
+    con_bridge = ConBridge(settings)
+    yield con_bridge
+    con_bridge.close()
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def session_exists(db_url: str, backend: str, session: int) -> bool:
+    if backend == "sqlite":
+        return process_exists(session)
+    sql = {
+        "postgresql": "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = :id",
+        "mysql": "SELECT COUNT(*) FROM information_schema.processlist WHERE id = :id",
+    }[backend]
+    conn = connect(db_url)
+    try:
+        return conn.cursor().execute(sql, {"id": session}).fetchone()[0] > 0
+    finally:
+        conn.close()
+
+
+def test_any_dbproxy_method_works_across_the_pipe(bridge):
+    stored = bridge.insert_jobs([make_job("a"), make_job("b")], "activated")
+    ids = [job.PandaID for job in stored]
+    assert stored[0].Files[1].lfn == f"a.{ids[0]}.out0"
+    claimed = bridge.claim_jobs("SITE", 5, node="wn")
+    assert sorted(job.PandaID for job in claimed) == ids
+    assert bridge.get_job_status(ids) == {i: ("sent", 0, None) for i in ids}
+    assert bridge.acquire_lease("c", "me", 60) is True
+    assert bridge.ping() is True and bridge.pid != os.getpid()
+    with pytest.raises(AttributeError):
+        bridge.no_such_method
+
+
+def test_exceptions_arrive_as_the_same_types(bridge):
+    (job,) = bridge.insert_jobs([make_job()])
+    with pytest.raises(IllegalTransition) as raised:
+        bridge.set_job_status([job.PandaID], "running")
+    assert (raised.value.old, raised.value.new) == ("defined", "running")
+    with pytest.raises(ValueError, match="not settable"):
+        bridge.set_job_status([job.PandaID], "activated", {"bogus": 1})
+    with pytest.raises(errors.DBError):
+        bridge.insert_output_report(None, 0, "managed", "finished", "{}")
+    assert bridge.get_job_status([job.PandaID])[job.PandaID][0] == "defined"  # the child is still fine
+
+
+def test_a_call_past_db_timeout_kills_the_child_and_its_session(bridge, db_url, backend):
+    assert bridge.ping()
+    pid, session = bridge.pid, bridge.session
+    started = time.monotonic()
+    with pytest.raises(errors.DBTimeout):
+        bridge.sleep(30)
+    assert time.monotonic() - started < TIMEOUT + 2
+    assert bridge.pid is None and not process_exists(pid)
+    deadline = time.monotonic() + 10
+    while session_exists(db_url, backend, session) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not session_exists(db_url, backend, session)
+    assert bridge.get_job_status([1]) == {}  # a fresh child serves the next call
+    assert bridge.pid not in (None, pid)
+
+
+def test_the_pool_keeps_serving_while_a_call_hangs(settings):
+    pool = ProxyPool(settings)
+    outcome: list[BaseException] = []
+
+    def hang() -> None:
+        try:
+            with pool.get() as proxy:
+                proxy.sleep(30)
+        except errors.DBTimeout as exc:
+            outcome.append(exc)
+
+    hanging = threading.Thread(target=hang)
+    hanging.start()
+    try:
+        with pool.get() as proxy:
+            assert proxy.insert_jobs([make_job()])[0].PandaID > 0
+        hanging.join(TIMEOUT + 10)
+        assert len(outcome) == 1
+        for _ in range(settings.db_connections):
+            with pool.get() as proxy:
+                assert proxy.get_job_status([10**12]) == {}
+    finally:
+        hanging.join()
+        pool.close()
+
+
+@pytest.mark.backends("sqlite")
+def test_a_child_that_dies_raises_connection_lost_and_is_replaced(bridge):
+    assert bridge.ping()
+    os.kill(bridge.pid, 9)
+    with pytest.raises(errors.ConnectionLost):
+        bridge.get_job_status([1])
+    assert bridge.get_job_status([1]) == {}
+
+
+@pytest.mark.backends("sqlite")
+def test_close_stops_the_child(bridge):
+    assert bridge.ping()
+    pid = bridge.pid
+    bridge.close()
+    assert bridge.pid is None and not process_exists(pid)
+    assert bridge.ping() is True
