@@ -114,12 +114,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(db_url: str, workers: int, threads: int, db_connections: int) -> Iterator[str]:
+def gunicorn(db_url: str, workers: int, threads: int, db_connections: int,
+             extra: dict[str, str]) -> Iterator[str]:
     port = free_port()
     cache = tempfile.mkdtemp(prefix="pandasrv-bench-cache-")
     env = {**os.environ, "PANDASRV_DB_URL": db_url, "PANDASRV_AUTH": "none", "PANDASRV_ACCESS_LOG": "false",
            "PANDASRV_LOG_LEVEL": "WARNING", "PANDASRV_CACHE_DIR": cache,
-           "PANDASRV_DB_CONNECTIONS": str(db_connections)}
+           "PANDASRV_DB_CONNECTIONS": str(db_connections),
+           **{f"PANDASRV_{key.upper()}": value for key, value in extra.items()}}
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "pandasrv.web.app:application",
                              "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
                              "--log-level", "warning", "--keep-alive", "30"], env=env, start_new_session=True)
@@ -248,7 +250,8 @@ def run(url: str, db_url: str, jobs: int, pilots: int, submitters: int) -> list[
 
 def print_table(backend: str, options: argparse.Namespace, results: list[dict[str, Any]]) -> None:
     print(f"\nbackend={backend} jobs={options.jobs} pilots={options.pilots} "
-          f"gunicorn workers={options.workers} threads={options.threads} db_connections={options.db_connections}")
+          f"gunicorn workers={options.workers} threads={options.threads} db_connections={options.db_connections} "
+          f"settings={options.setting}")
     print(f"{'endpoint':<22}{'count':>8}{'per s':>10}{'median ms':>11}{'p95 ms':>9}{'PanDA':>8}{'target':>8}")
     for entry in results:
         key = entry["endpoint"].split()[-1] if entry["endpoint"].startswith("updateJob") else entry["endpoint"].split()[0]
@@ -267,11 +270,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--db-connections", type=int, default=4)
+    parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra server setting, e.g. db_bridge=false (becomes PANDASRV_KEY)")
     options = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in options.setting)
     for backend in options.backend or ["postgresql", "sqlite"]:
         with fresh_database(backend) as db_url:
             add_queue(db_url)
-            with gunicorn(db_url, options.workers, options.threads, options.db_connections) as url:
+            with gunicorn(db_url, options.workers, options.threads, options.db_connections, extra) as url:
                 results = run(url, db_url, options.jobs, options.pilots, options.submitters)
         print_table(backend, options, results)
 

@@ -242,8 +242,9 @@ def queue_set(ctx: click.Context, name: str, settings: tuple[str, ...], db_url: 
 @click.option("--stage-dir", type=click.Path(file_okay=False), help="Where outputs go (default <workdir>/storage).")
 @click.option("--heartbeat", default=60.0, show_default=True, help="Seconds between running heartbeats.")
 @click.option("--label", default="user", show_default=True, help="prodSourceLabel asked for in getJob.")
+@click.option("--keep-workdir", is_flag=True, help="Keep each job's work directory after it ends.")
 def pilot(url: str, site: str, jobs: int, workdir: str, stage_dir: str | None, heartbeat: float,
-          label: str) -> None:
+          label: str, keep_workdir: bool) -> None:
     """Run a small generic pilot: get jobs from the server, run them, report back."""
     import logging
     from pathlib import Path
@@ -254,7 +255,7 @@ def pilot(url: str, site: str, jobs: int, workdir: str, stage_dir: str | None, h
     logging.getLogger("httpx").setLevel(logging.WARNING)
     done = run_pilot(PilotOptions(url=url, site=site, jobs=jobs, workdir=Path(workdir).resolve(),
                                   stage_dir=Path(stage_dir).resolve() if stage_dir else None,
-                                  heartbeat=heartbeat, label=label))
+                                  heartbeat=heartbeat, label=label, keep_workdir=keep_workdir))
     click.echo(f"ran {len(done)} job(s): {' '.join(map(str, done))}")
 
 

@@ -30,13 +30,13 @@ ERR_STAGEOUT = (1137, "Failed to stage-out file")
 ERR_KILLED = (1144, "This job was killed by panda server")
 ERR_TRF_DOWNLOAD = (1149, "Transform could not be downloaded")
 ERR_MISSING_OUTPUT = (1165, "Local output file is missing")
+FINAL_UPDATE_RETRIES = (2.0, 10.0, 30.0)
 
 
 @dataclass
 class PilotOptions:
     url: str
     site: str
-    queue: str | None = None
     jobs: int = 1
     workdir: Path = field(default_factory=lambda: Path.cwd() / "pilot-work")
     stage_dir: Path | None = None
@@ -79,24 +79,31 @@ class Pilot:
         return done
 
     def get_job(self) -> dict[str, Any] | None:
-        reply = self.dispatcher.call("getJob", {
-            "siteName": self.options.site,
-            "computingElement": self.options.queue or self.options.site,
-            "prodSourceLabel": self.options.label,
-            "node": self.options.node,
-            "diskSpace": shutil.disk_usage(self.options.workdir).free // 2**20,
-            "mem": 2000.0,
-            "cpu": 1000.0,
-            "allowOtherCountry": False,
-        })
+        try:
+            reply = self.dispatcher.call("getJob", self.job_request())
+        except httpx.HTTPError as exc:
+            log.warning("getJob from %s failed: %s", self.options.url, exc)
+            return None
         if status_code(reply) != 0 or not reply.get("PandaID"):
             log.info("no job from %s (StatusCode=%s)", self.options.url, reply.get("StatusCode"))
             return None
         log.info("received job: %s", reply["PandaID"])
         return reply
 
-    def update(self, job: dict[str, Any], state: str, **extra: Any) -> list[str]:
-        """Send one updateJob; return the back-channel commands in the answer."""
+    def job_request(self) -> dict[str, Any]:
+        return {
+            "siteName": self.options.site,
+            "computingElement": self.options.site,
+            "prodSourceLabel": self.options.label,
+            "node": self.options.node,
+            "diskSpace": shutil.disk_usage(self.options.workdir).free // 2**20,
+            "mem": 2000.0,
+            "cpu": 1000.0,
+            "allowOtherCountry": False,
+        }
+
+    def update(self, job: dict[str, Any], state: str, **extra: Any) -> list[str] | None:
+        """Send one updateJob; return the back-channel commands in the answer (None if it did not arrive)."""
         data = {
             "jobId": str(job["PandaID"]), "state": state, "timestamp": now_iso(),
             "siteName": self.options.site, "node": self.options.node,
@@ -108,7 +115,7 @@ class Pilot:
             reply = self.dispatcher.call("updateJob", data)
         except httpx.HTTPError as exc:
             log.warning("updateJob %s for %s failed: %s", state, job["PandaID"], exc)
-            return []
+            return None
         command = str(reply.get("command") or "NULL")
         return [] if command == "NULL" else command.split(",")
 
@@ -117,14 +124,22 @@ class Pilot:
         workdir.mkdir(parents=True, exist_ok=True)
         start = time.time()
         commands = self.update(job, "starting", startTime=start)
-        outcome = self.execute(job, workdir, killed="tobekilled" in commands)
+        outcome = self.execute(job, workdir, killed="tobekilled" in (commands or []))
         outcome, report = self.finish(job, workdir, outcome)
-        self.update(job, outcome.state, **final_fields(outcome, report, start))
+        self.send_final(job, outcome.state, final_fields(outcome, report, start))
         log.info("job %s %s (transExitCode=%s, pilot error=%s, files=%s)", job["PandaID"], outcome.state,
                  outcome.trans_exit_code, outcome.pilot_error, ",".join(report))
         if not self.options.keep_workdir:
             shutil.rmtree(workdir, ignore_errors=True)
         return outcome
+
+    def send_final(self, job: dict[str, Any], state: str, fields: dict[str, Any]) -> None:
+        """The final heartbeat carries the file report: without it the job is lost, so it is retried."""
+        for delay in FINAL_UPDATE_RETRIES:
+            if self.update(job, state, **fields) is not None:
+                return
+            time.sleep(delay)
+        log.error("the final update of job %s never reached the server", job["PandaID"])
 
     def execute(self, job: dict[str, Any], workdir: Path, *, killed: bool) -> Outcome:
         if killed:
@@ -146,7 +161,7 @@ class Pilot:
         next_beat = 0.0
         while True:
             if time.monotonic() >= next_beat:
-                if "tobekilled" in self.update(job, "running"):
+                if "tobekilled" in (self.update(job, "running") or []):
                     payload.kill()
                     log.info("job %s killed on the server's request", job["PandaID"])
                     return Outcome("failed", pilot_error=ERR_KILLED)

@@ -39,18 +39,18 @@ class ApiResource:
         self.services = services
         self.auth = authenticator
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, module: str = LEGACY) -> None:
-        self.handle(req, resp, module, name)
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, module: str | None = None) -> None:
+        self.handle(req, resp, module or LEGACY, name, v1=module is not None)
 
     on_post = on_put = on_head = on_get
 
-    def handle(self, req: falcon.Request, resp: falcon.Response, module: str, name: str) -> None:
+    def handle(self, req: falcon.Request, resp: falcon.Response, module: str, name: str, v1: bool) -> None:
         started = time.perf_counter()
-        legacy = module == LEGACY
+        legacy = not v1
         identity = ANONYMOUS
         try:
             method = REGISTRY.find(module, name)
-            if method is None:
+            if method is None or method.legacy == v1:
                 raise _Refused(403, f"method {name} is forbidden")
             try:
                 identity = self.auth.identify(req.env)

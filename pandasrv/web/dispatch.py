@@ -75,7 +75,7 @@ def acquire(call: Call, site: str, n: int, *, label: str | None, memory: Any = N
         scheduler_id=scheduler_id or None)
     if not jobs:
         return Acquired(SC_NO_JOBS, [], "no jobs in PanDA")
-    n_sent = call.tb.count_recent_sent(site, _dt.datetime.now(_dt.UTC).replace(tzinfo=None) - _dt.timedelta(seconds=60))
+    n_sent = call.services.recent_sent(site)
     return Acquired(SC_SUCCESS, [job_description(job, queue, n_sent) for job in jobs])
 
 

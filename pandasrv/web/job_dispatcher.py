@@ -42,8 +42,8 @@ def getJob(call: Call, siteName: str, timeout: Any = None, mem: Any = None, disk
            token: str | None = None) -> Protocol:
     """Hand activated jobs of queue ``siteName`` to a pilot; ``nJobs`` selects the bulk reply form."""
     privileged = call.is_pilot(voms_patch=not is_true(getProxyKey))
-    if not privileged and prodSourceLabel != "user":
-        return _role_refused("")
+    if not privileged and (prodSourceLabel != "user" or not call.identity.secure):
+        return _role_refused("")  # without a role only an identified user may fetch (only) own jobs
     bulk = nJobs not in (None, "")
     acquired = acquire(
         call, siteName, to_int(nJobs) or 1 if bulk else 1, label=prodSourceLabel or None, memory=mem,

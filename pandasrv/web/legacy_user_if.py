@@ -15,7 +15,8 @@ from pandasrv.web import pickles
 from pandasrv.web.codecs import BadRequest, Raw
 from pandasrv.web.context import Call
 from pandasrv.web.registry import endpoint
-from pandasrv.web.user_if import check_count, check_ids, offline_script, submit_jobs, switch_result
+from pandasrv.web.user_if import (
+    check_count, check_ids, offline_script, reassign_jobs, submit_jobs, switch_result)
 
 
 def _pickle(value: Any) -> Raw:
@@ -104,13 +105,7 @@ def killJobs(call: Call, ids: Any, code: Any = None, useMailAsID: Any = None, ki
 @endpoint("reassignJobs", role="user", denied=lambda m: "False")
 def reassignJobs(call: Call, ids: Any, forPending: Any = None, firstSubmission: Any = None) -> Raw:
     """Send own not-yet-started jobs back to the Setupper; reply: pickled True."""
-    panda_ids = _ids(ids)
-    flags = call.tb.reassign_jobs(panda_ids, user=call.user, is_production=call.is_production())
-    moved = [i for i, flag in zip(panda_ids, flags) if flag]
-    if moved:
-        from pandasrv.dataservice.setupper import start_setupper
-
-        start_setupper(call.settings, moved)
+    reassign_jobs(call, _ids(ids))
     return _pickle(True)
 
 

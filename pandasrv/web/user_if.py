@@ -11,6 +11,7 @@ import json
 import shlex
 from typing import Any
 
+from pandasrv.dataservice.setupper import start_setupper
 from pandasrv.taskbuffer.job_spec import JobSpec
 from pandasrv.web.codecs import BadRequest, fail, ok
 from pandasrv.web.context import Call
@@ -65,10 +66,11 @@ def submit_jobs(call: Call, jobs: list[JobSpec]) -> list[list[Any]]:
             raise BadRequest("production role is required to submit managed jobs")
         if not job.computingSite:
             raise BadRequest(f"job {job.jobName!r} has no computingSite")
-        if call.services.queue(job.computingSite) is None:
-            raise BadRequest(f"unknown queue {job.computingSite!r}: add it with 'pandasrv queue add'")
         if job.prodSourceLabel in USER_LABELS or not job.prodUserName:
             job.prodUserID, job.prodUserName = identity.dn, identity.user
+    for site in sorted({job.computingSite for job in jobs}):
+        if call.services.queue(site) is None:
+            raise BadRequest(f"unknown queue {site!r}: add it with 'pandasrv queue add'")
     user_jobs = [job for job in jobs if job.prodSourceLabel in USER_LABELS]
     if user_jobs:
         first = user_jobs[0]
@@ -78,11 +80,18 @@ def submit_jobs(call: Call, jobs: list[JobSpec]) -> list[list[Any]]:
             job.jobDefinitionID = job.jobDefinitionID or definition_id
             job.jobsetID = job.jobsetID or jobset_id
     stored = call.tb.insert_jobs(jobs, "defined")
-    from pandasrv.dataservice.setupper import start_setupper
-
     start_setupper(call.settings, [job.PandaID for job in stored])
     return [[job.PandaID, job.jobDefinitionID,
              {"jobsetID": job.jobsetID} if job.prodSourceLabel in USER_LABELS else job.jobName] for job in stored]
+
+
+def reassign_jobs(call: Call, panda_ids: list[int]) -> list[bool]:
+    """Back to ``defined`` (own jobs, or any with a production role), then through the Setupper again."""
+    flags = call.tb.reassign_jobs(panda_ids, user=call.user, is_production=call.is_production())
+    moved = [i for i, flag in zip(panda_ids, flags) if flag]
+    if moved:
+        start_setupper(call.settings, moved)
+    return flags
 
 
 def switch_result(result: str, panda_id: int) -> tuple[bool, str]:
@@ -144,13 +153,7 @@ def kill(call: Call, job_ids: list[int], code: int | None = None, use_email_as_i
 @endpoint("job/reassign", role="user", http=("POST",))
 def reassign(call: Call, job_ids: list[int]) -> dict[str, Any]:
     """Send jobs no pilot has started back to the Setupper; data is one flag per id."""
-    flags = call.tb.reassign_jobs(check_ids(job_ids), user=call.user, is_production=call.is_production())
-    moved = [i for i, flag in zip(job_ids, flags) if flag]
-    if moved:
-        from pandasrv.dataservice.setupper import start_setupper
-
-        start_setupper(call.settings, moved)
-    return ok(flags)
+    return ok(reassign_jobs(call, check_ids(job_ids)))
 
 
 @endpoint("job/set_command", role="production", http=("POST",))

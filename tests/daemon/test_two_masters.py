@@ -30,7 +30,7 @@ def test_sync_script_is_exclusive_across_masters_and_survives_a_killed_holder(db
     runs = by_start(record)
     for before, after in zip(runs, runs[1:]):
         assert after["start"] >= before["end"]                   # never two runs at once, on any machine
-        assert after["start"] - before["start"] >= PERIOD - EPS, [(r["pid"], r["ppid"], r["start"] % 1000, r["end"] % 1000) for r in runs]  # the period holds across machines
+        assert after["start"] - before["start"] >= PERIOD - EPS  # the period holds across machines
     # non-sync scripts run on every machine
     assert {r["ppid"] for r in records(tmp_path / "local.jsonl")} == {first.pid, second.pid}
 

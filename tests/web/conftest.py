@@ -96,8 +96,9 @@ def _environment(settings: dict[str, Any], extra_env: dict[str, str]) -> dict[st
 
 @contextlib.contextmanager
 def start_server(db_url: str, backend: str, workdir: Path, extra_env: dict[str, str] | None = None,
-                 **overrides: Any) -> Iterator[RunningServer]:
-    """Run ``pandasrv serve --no-daemon`` with test settings (bans and queues never cached) until the block ends.
+                 daemon: bool = False, **overrides: Any) -> Iterator[RunningServer]:
+    """Run ``pandasrv serve`` (``--no-daemon`` unless ``daemon``) with test settings (bans and queues never
+    cached) until the block ends.
 
     The Setupper plugin of VO ``gatedvo`` waits for a gate file per job in ``workdir/gates`` (see
     ``gated_setupper.py``); bodies are limited to 16 MiB and uploads to 1 MiB so limits are cheap to test.
@@ -113,7 +114,8 @@ def start_server(db_url: str, backend: str, workdir: Path, extra_env: dict[str, 
     gates.mkdir(exist_ok=True)
     env = _environment(settings, {GATE_DIR_VARIABLE: str(gates), **(extra_env or {})})
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen([sys.executable, "-m", "pandasrv.cli", "serve", "--no-daemon"], env=env,
+        command = [sys.executable, "-m", "pandasrv.cli", "serve"] + ([] if daemon else ["--no-daemon"])
+        process = subprocess.Popen(command, env=env,
                                    cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     running = RunningServer(f"http://127.0.0.1:{port}", db_url, backend, load_settings(**settings), log_path,
                             process, gates=gates)

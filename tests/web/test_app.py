@@ -12,7 +12,8 @@ from tests.web.helpers import JSON_HEADERS, parse_reply, pilot_call, submit_acti
 
 
 def test_unknown_methods_are_forbidden(server):
-    for path in ("/server/panda/noSuchMethod", "/api/v1/job/no_such_method", "/api/v1/nomodule/x"):
+    for path in ("/server/panda/noSuchMethod", "/api/v1/job/no_such_method", "/api/v1/nomodule/x",
+                 "/api/v1/panda/isAlive", "/server/panda/is_alive"):
         reply = httpx.post(server.url + path, data={"a": "1"})
         assert reply.status_code == 403
         assert reply.text == f"ERROR : method {path.rsplit('/', 1)[1]} is forbidden"

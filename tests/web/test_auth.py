@@ -116,6 +116,9 @@ def test_anonymous_callers_are_refused_secure_calls(x509_server):
     role = httpx.post(f"{url}/server/panda/getJob", data={"siteName": x509_server.queue},
                       headers={"Accept": "application/json"}).json()
     assert role["StatusCode"] == 60
+    as_user_label = httpx.post(f"{url}/server/panda/getJob", data={"siteName": x509_server.queue, "prodSourceLabel": "user"},
+                               headers={"Accept": "application/json"}).json()
+    assert as_user_label["StatusCode"] == 60
 
 
 def test_owner_checks(x509_server):

@@ -10,13 +10,13 @@ from tests.realclients import output_reports
 from tests.web.helpers import make_job, pilot_call, submit, wait_status
 
 PILOTS = 16
-JOBS = 120
+JOBS = 64
 
 
 def test_sixteen_pilots_each_job_once(server, fresh_queue):
     ids = []
-    for start in range(0, JOBS, 40):
-        ids += submit(server.url, [make_job(fresh_queue, f"c{i}") for i in range(start, start + 40)])
+    for start in range(0, JOBS, 32):
+        ids += submit(server.url, [make_job(fresh_queue, f"c{i}") for i in range(start, start + 32)])
     wait_status(server.tb, ids, "activated", timeout=120)
     received: list[int] = []
     errors: list[str] = []

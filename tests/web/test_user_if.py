@@ -97,6 +97,13 @@ def test_legacy_pickle_round_trip(server, fresh_queue):
     as_json = httpx.post(f"{server.url}/server/panda/getJobStatus", data={"ids": json.dumps([panda_id])},
                          headers={"Accept": "application/json"}).json()
     assert as_json[0]["jobName"] == "pickled"
+    full = pickles.loads(httpx.post(f"{server.url}/server/panda/getFullJobStatus", data={"ids": f"[{panda_id}]"}).content)
+    assert full[0].jobName == "pickled"
+    reassigned = httpx.post(f"{server.url}/server/panda/reassignJobs", data={"ids": json.dumps([panda_id])})
+    assert pickles.loads(reassigned.content) is True
+    wait_status(server.tb, [panda_id], "activated")
+    script = httpx.get(f"{server.url}/server/panda/getScriptOfflineRunning", params={"pandaID": panda_id}).text
+    assert "run.sh hello" in script
     killed = pickles.loads(httpx.post(f"{server.url}/server/panda/killJobs",
                                       data={"ids": pickles.dumps([panda_id]).decode()}).content)
     assert killed == [True]

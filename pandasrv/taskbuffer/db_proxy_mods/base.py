@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import logging
+import operator
 import os
 import time
 from typing import Any, Callable, Iterable, Sequence, TypeVar
@@ -177,7 +178,8 @@ class BaseProxy:
             return
         column_list = ",".join(columns)
         if self._conn.backend == "postgresql" and len(rows) >= COPY_MIN_ROWS:
-            self._copy_rows(table, column_list, [tuple(row[name] for name in columns) for row in rows])
+            values_of = operator.itemgetter(*columns) if len(columns) > 1 else lambda row: (row[columns[0]],)
+            self._copy_rows(table, column_list, [values_of(row) for row in rows])
         else:
             values = ",".join(f":{name}" for name in columns)
             self._executemany(f"INSERT INTO {table} ({column_list}) VALUES ({values})", rows)
