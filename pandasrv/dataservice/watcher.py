@@ -98,7 +98,7 @@ def rules(settings: Settings, now: _dt.datetime) -> list[tuple[str, dict[str, An
                                     ("pending", w.pending, "creationTime"),
                                     ("waiting", w.waiting, "creationTime")):
         result.append((status, {"statuses": (status,), "time_column": column, "before": _ago(now, seconds),
-                                "new_status": "closed", "values": _expiry(status, seconds)}))
+                                "new_status": "closed", "fail_files": True, "values": _expiry(status, seconds)}))
     return result
 
 

@@ -20,9 +20,9 @@ def _role_refused(message: str) -> Protocol:
     return Protocol({"StatusCode": SC_ROLE, "errorDialog": ROLE_DIALOG})
 
 
-def _id_list(text: Any, separators: str) -> list[int]:
-    """PandaIDs from a separated string (or a JSON list); anything non-numeric is a clear error."""
-    items = text if isinstance(text, list) else str(text or "").replace(separators, " ").split()
+def _id_list(text: Any) -> list[int]:
+    """PandaIDs from a whitespace- or comma-separated string (or a JSON list); non-numbers are a clear error."""
+    items = text if isinstance(text, list) else str(text or "").replace(",", " ").split()
     ids = [to_int(item) for item in items]
     if any(i is None for i in ids):
         raise BadRequest(f"ids must be PandaIDs, got {text!r}")
@@ -93,7 +93,7 @@ def updateJobsInBulk(call: Call, jobList: Any, harvester_id: str | None = None) 
 @endpoint("getStatus")
 def getStatus(call: Call, ids: Any, timeout: Any = None) -> Protocol:
     """Status and attemptNr of whitespace-separated PandaIDs (``notfound``/0 for unknown ones)."""
-    panda_ids = _id_list(ids, ",")
+    panda_ids = _id_list(ids)
     found = call.tb.get_job_status(panda_ids)
     statuses = [found.get(pid, ("notfound", 0, None)) for pid in panda_ids]
     return Protocol({"StatusCode": SC_SUCCESS, "status": " ".join(s[0] for s in statuses),
@@ -103,7 +103,7 @@ def getStatus(call: Call, ids: Any, timeout: Any = None) -> Protocol:
 @endpoint("checkJobStatus")
 def checkJobStatus(call: Call, ids: Any, timeout: Any = None) -> Protocol:
     """Status and pending command of comma-separated PandaIDs, always as JSON."""
-    panda_ids = _id_list(ids, ",")
+    panda_ids = _id_list(ids)
     found = call.tb.get_job_status(panda_ids)
     data = [{"status": found[pid][0], "command": found[pid][2] or "NULL"} if pid in found
             else {"status": "unknown", "command": "tobekilled"} for pid in panda_ids]

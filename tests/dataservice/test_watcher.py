@@ -75,6 +75,7 @@ def test_codes_and_diagnostics(tb):
         j = job(tb, panda_id)
         assert (j.jobStatus, j.taskBufferErrorCode) == ("closed", 102), status
         assert f"expired in {status}" in j.taskBufferErrorDiag
+        assert {f.status for f in j.Files} == {"failed"}  # so that their datasets can close
     assert all(j is None for j in tb.peek_jobs(list(stale.values()) + [sent, running], archived=False))
 
 

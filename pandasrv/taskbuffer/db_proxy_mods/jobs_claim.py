@@ -22,7 +22,6 @@ UNIFIED_LABELS: tuple[str, ...] = ("managed", "test", "prod_test", "install", "u
 _ORDER = "ORDER BY currentPriority DESC, PandaID"
 SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 _RETURNED = ",".join(TABLE_ATTRIBUTES)
-_CLAIMED = ",".join(f"c.{name}" for name in TABLE_ATTRIBUTES)
 _LOG_COLUMNS = "PandaID, modificationTime, jobStatus, prodSourceLabel, cloud, computingSite, modificationHost"
 _POSITION = {name: i for i, name in enumerate(TABLE_ATTRIBUTES)}
 
@@ -143,6 +142,9 @@ class JobsClaimMixin(BaseProxy):
     def _claim_postgresql(self, where: str, binds: dict[str, Any], sets: dict[str, Any]) -> dict[int, JobSpec]:
         """Claim, log the status change and read jobParameters in one statement (one round trip).
 
+        ``c.*`` is the RETURNING list, in TABLE_ATTRIBUTES order; it also keeps the statement under
+        psycopg's 4 kB limit for caching its parsed form.
+
         The candidates are an ``ARRAY(...)`` sub-select, which runs exactly once: a plain
         ``IN (SELECT ... LIMIT n)`` may be re-run by the planner and then claim more than ``n`` jobs.
         """
@@ -151,7 +153,7 @@ class JobsClaimMixin(BaseProxy):
             f"WITH claimed AS (UPDATE jobs_active SET {set_sql} "
             f"WHERE PandaID = ANY(ARRAY({candidate_sql(where, SKIP_LOCKED)})) RETURNING {_RETURNED}), "
             f"logged AS (INSERT INTO job_status_log ({_LOG_COLUMNS}) SELECT {_LOG_COLUMNS} FROM claimed) "
-            f"SELECT {_CLAIMED}, p.jobParameters FROM claimed c LEFT JOIN job_params p ON p.PandaID = c.PandaID"
+            "SELECT c.*, p.jobParameters FROM claimed c LEFT JOIN job_params p ON p.PandaID = c.PandaID"
         )
         jobs = {}
         for row in self._fetchall(sql, {**binds, **set_binds}):
