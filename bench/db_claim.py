@@ -173,7 +173,8 @@ def main() -> None:
     args = parser.parse_args()
     backends = args.backend or ["sqlite", "postgresql", "mysql"]
 
-    print(f"{args.jobs} jobs, {args.claimers} claimer processes, median of {args.repeat} runs, {os.cpu_count()} CPUs")
+    print(f"{args.jobs} jobs, {args.claimers} claimer processes, median of {args.repeat} runs, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
     header = (f"{'backend':<11} {'insert jobs/s':>13} {'claims/s':>9} {'claims/s bridged':>16} "
               f"{'ping µs':>8} {'bridged µs':>10} {'overhead µs':>11}")
     print(header)
@@ -182,6 +183,7 @@ def main() -> None:
         r = run_backend(backend, args)
         print(f"{backend:<11} {r['insert']:>13,.0f} {r['claim']:>9,.0f} {r['claim_bridge']:>16,.0f} "
               f"{r['direct_us']:>8.0f} {r['bridge_us']:>10.0f} {r['bridge_us'] - r['direct_us']:>11.0f}", flush=True)
+    print(f"load average {os.getloadavg()[0]:.1f} at end")
     print(f"targets: insert >= {TARGETS['insert']:,} jobs/s (PostgreSQL), claims >= {TARGETS['claim_pg']:,}/s "
           f"(PostgreSQL in-process), ConBridge overhead <= {TARGETS['overhead_us']} µs/call")
 

@@ -254,7 +254,8 @@ def print_table(backend: str, options: argparse.Namespace, results: list[dict[st
           f"settings={options.setting}")
     print(f"{'endpoint':<22}{'count':>8}{'per s':>10}{'median ms':>11}{'p95 ms':>9}{'PanDA':>8}{'target':>8}")
     for entry in results:
-        key = entry["endpoint"].split()[-1] if entry["endpoint"].startswith("updateJob") else entry["endpoint"].split()[0]
+        words = entry["endpoint"].split()
+        key = words[-1] if words[0] == "updateJob" else words[0]
         bar, target = REFERENCE[key]
         print(f"{entry['endpoint']:<22}{entry['count']:>8}{entry['rate']:>10.0f}{entry['median_ms']:>11.1f}"
               f"{entry['p95_ms']:>9.1f}{bar:>8}{target:>8}")

@@ -6,10 +6,12 @@ purpose: that is panda-client's wire format), so a server that accepts these acc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -83,14 +85,25 @@ class UserClient:
         self.http = client or httpx.Client(timeout=timeout)
 
     def upload(self, path: str) -> str:
-        """Put a script into the server cache and return the URL a pilot downloads it from."""
-        name = os.path.basename(path)
-        with open(path, "rb") as handle:
-            response = self.http.post(f"{self.base}/api/v1/file_server/upload_cache_file",
-                                      files={"file": (path, handle, "application/octet-stream")},
-                                      headers={"Accept": "application/json"})
-        envelope(response)
-        return f"{self.base}/cache/{name}"
+        """Put a script into the server cache and return the URL a pilot downloads it from.
+
+        The cache never overwrites a file, so the name carries a digest of the content: uploading the
+        same script again reuses the cached copy, and a changed script gets a new name.
+        """
+        content = Path(path).read_bytes()
+        stem, suffix = os.path.splitext(os.path.basename(path))
+        name = f"{stem}.{hashlib.sha256(content).hexdigest()[:12]}{suffix}"
+        url = f"{self.base}/cache/{name}"
+        response = self.http.post(f"{self.base}/api/v1/file_server/upload_cache_file",
+                                  files={"file": (name, content, "application/octet-stream")},
+                                  headers={"Accept": "application/json"})
+        try:
+            envelope(response)
+        except SubmitError:
+            cached = self.http.get(url)
+            if cached.status_code != 200 or cached.content != content:
+                raise
+        return url
 
     def submit(self, jobs: list[JobSpec]) -> list[int]:
         """Submit in batches of SUBMIT_BATCH; return the PandaIDs in submission order."""

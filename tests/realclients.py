@@ -215,3 +215,19 @@ def run_adder(server) -> bool:
     finally:
         task_buffer.close()
     return True
+
+
+def status_history(db_url: str, panda_id: int) -> list[str]:
+    """The job's states in the order the server recorded them (job_status_log)."""
+    from pandasrv.taskbuffer.wrapped_cursor import connect
+
+    conn = connect(db_url)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT jobStatus FROM job_status_log WHERE PandaID = :id ORDER BY modificationTime",
+                    {"id": panda_id})
+        states = [row[0] for row in cur.fetchall()]
+        conn.commit()
+        return states
+    finally:
+        conn.close()

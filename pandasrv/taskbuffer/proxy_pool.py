@@ -51,6 +51,8 @@ class ProxyPool:
         self._idle: queue.LifoQueue[_Slot] = queue.LifoQueue()
         self._slots = [_Slot(factory(settings)) for _ in range(self.size)]
         for slot in self._slots:
+            if isinstance(slot.proxy, ConBridge):
+                slot.proxy.start()  # children boot in the background; the first call does not pay for it
             self._idle.put(slot)
         self._closed = False
 

@@ -19,7 +19,9 @@ from pandasrv.web.codecs import Upload
 
 
 class _TimedCache:
-    """One value per key, refreshed after ``ttl`` seconds; ttl 0 means always refresh."""
+    """One value per key, refreshed after ``ttl`` seconds; ttl 0 means always refresh.
+
+    A miss (None) is never kept, so a queue added while the server runs is seen at once."""
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
@@ -34,7 +36,7 @@ class _TimedCache:
             if hit and hit[0] > now:
                 return hit[1]
         value = load()
-        if self.ttl > 0:
+        if self.ttl > 0 and value is not None:
             with self._lock:
                 self._values[key] = (now + self.ttl, value)
         return value

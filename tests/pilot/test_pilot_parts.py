@@ -6,7 +6,6 @@ import json
 import tarfile
 import time
 import zlib
-from pathlib import Path
 
 from pandasrv.pilot.payload import Payload, prepare_command
 from pandasrv.pilot.protocol import encode_body, parse_reply, status_code

@@ -15,12 +15,11 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from pandasrv.pilot.runner import Pilot, PilotOptions
 from pandasrv.pilot.stageout import adler32
 from pandasrv.submit import JobRequest, submit_jobs
-from tests.realclients import wait_activated, output_reports, peek_job, run_adder
+from tests.realclients import output_reports, peek_job, run_adder, wait_activated
 
 WRITER = """#!/bin/sh
 echo "payload args: $*"
@@ -103,9 +102,18 @@ def test_failing_payload_reports_failed(server, fresh_queue, tmp_path):
         assert peek_job(server.db_url, panda_id).jobStatus == "failed"
 
 
+def alive(pid: int) -> bool:
+    """A process that exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def test_server_kill_stops_the_payload(server, fresh_queue, tmp_path):
-    marker = tmp_path / "child-alive"
-    panda_id = submit(server, fresh_queue, tmp_path, f"#!/bin/sh\n(sleep 300; touch {marker}) &\nsleep 300\n")
+    child_pid = tmp_path / "child.pid"
+    panda_id = submit(server, fresh_queue, tmp_path, f"#!/bin/sh\nsleep 300 &\necho $! > {child_pid}\nwait\n")
     pilot = Pilot(options(server, fresh_queue, tmp_path, heartbeat=0.5))
     job = pilot.get_job()
     assert int(job["PandaID"]) == panda_id
@@ -113,25 +121,39 @@ def test_server_kill_stops_the_payload(server, fresh_queue, tmp_path):
     runner = threading.Thread(target=lambda: result.update(outcome=pilot.run_job(job)))
     runner.start()
     deadline = time.monotonic() + 30
-    while peek_job(server.db_url, panda_id).jobStatus != "running":
+    while peek_job(server.db_url, panda_id).jobStatus != "running" or not child_pid.exists():
         assert time.monotonic() < deadline, "the pilot never reported running"
         time.sleep(0.2)
+    pid = int(child_pid.read_text())
+    assert alive(pid)
 
     killed = httpx.post(f"{server.url}/api/v1/job/kill", json={"job_ids": [panda_id]}).json()
     assert killed["data"] == [True]
     runner.join(60)
     assert not runner.is_alive()
     assert result["outcome"].pilot_error[0] == 1144
+    assert not alive(pid), "the payload's child survived the kill"
 
     job = peek_job(server.db_url, panda_id)
     assert job.jobStatus == "holding"
     assert job.pilotErrorCode == 1144 and job.pilotErrorDiag == "This job was killed by panda server"
     status, report = single_report(server, panda_id)
     assert status == "failed" and len(report) == 1
-    assert not marker.exists()
     if run_adder(server):
         assert peek_job(server.db_url, panda_id).jobStatus == "cancelled"
 
 
 def test_no_job_means_no_work(server, fresh_queue, tmp_path):
     assert Pilot(options(server, fresh_queue, tmp_path)).run() == []
+
+
+def test_submit_reuses_an_uploaded_script(server, fresh_queue, tmp_path):
+    script = tmp_path / "same.sh"
+    script.write_text(WRITER)
+    first = submit_jobs(server.url, JobRequest(site=fresh_queue, transformation=""), 1, upload=str(script))
+    second = submit_jobs(server.url, JobRequest(site=fresh_queue, transformation=""), 2, upload=str(script))
+    trfs = {peek_job(server.db_url, pid).transformation for pid in first + second}
+    assert len(trfs) == 1 and httpx.get(trfs.pop()).text == WRITER
+    script.write_text(WRITER + "exit 0\n")
+    (changed,) = submit_jobs(server.url, JobRequest(site=fresh_queue, transformation=""), 1, upload=str(script))
+    assert httpx.get(peek_job(server.db_url, changed).transformation).text == WRITER + "exit 0\n"

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from pandasrv.submit import JobRequest, UserClient, build_jobs
-from tests.realclients import wait_activated, output_reports, peek_job
+from tests.realclients import output_reports, peek_job, wait_activated
 
 PILOT_AGENT = "pilot/3.11.5.1 (Python 3.11.7; Linux x86_64)"
 

@@ -3,7 +3,8 @@
 That version downloads payload scripts only from its built-in list of hosts, so against a local server
 its payload step fails with pilot error 1149 after getJob and ``starting``; it then stages out its log
 with the ``mv`` copytool and sends ``failed`` with a file report. The test judges the run from the
-server side: the job must be ``holding`` (or later, once the Adder ran) with the pilot's report stored.
+server side: the job's recorded states, ``holding`` with pilot error 1149 and the pilot's file report
+stored (the log file, whose size and checksum match the staged file), then ``failed`` after the Adder.
 
 A run takes about two minutes (the pilot waits for its threads at wrap-up), so by default it runs on
 SQLite only: the pilot exercises the HTTP protocol, and the backends' handling of the same calls is
@@ -14,12 +15,15 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 
 import httpx
 import pytest
 
 from pandasrv.submit import JobRequest, submit_jobs
-from tests.realclients import wait_activated, can_unshare, output_reports, peek_job, run_adder, run_real_pilot
+from pandasrv.pilot.stageout import adler32
+from tests.realclients import (can_unshare, output_reports, peek_job, run_adder, run_real_pilot, status_history,
+                               wait_activated)
 
 ALL_BACKENDS = bool(os.environ.get("PANDASRV_REAL_PILOT_ALL_BACKENDS"))
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600),
@@ -39,25 +43,32 @@ def test_real_pilot_runs_a_job(server, fresh_queue, tmp_path):
     queuedata = httpx.get(f"{server.url}/cache/schedconfig/{fresh_queue}.all.json").json()
     assert queuedata.get("panda_resource") == fresh_queue, "getJob's siteName is the queue's panda_resource"
 
-    proc = run_real_pilot(port=httpx.URL(server.url).port, queue=fresh_queue, queuedata=queuedata, workdir=tmp_path / "pilot")
-    pilot_log = proc.stdout + proc.stderr
-    assert f"received job: {panda_id}" in pilot_log or str(panda_id) in pilot_log, pilot_log[-3000:]
+    proc = run_real_pilot(port=httpx.URL(server.url).port, queue=fresh_queue, queuedata=queuedata,
+                          workdir=tmp_path / "pilot")
+    pilot_log = (proc.stdout + proc.stderr)[-3000:]
 
     job = peek_job(server.db_url, panda_id)
     log_lfn = next(f.lfn for f in job.Files if f.type == "log")
-    assert job.pilotErrorCode == 1149, (job.jobStatus, job.pilotErrorDiag, pilot_log[-3000:])
+    assert job.jobStatus == "holding", (job.jobStatus, pilot_log)
+    assert job.pilotErrorCode == 1149, (job.pilotErrorDiag, pilot_log)
     assert job.pilotID and "3.7.0.36" in job.pilotID
-    reports = output_reports(server.db_url, panda_id)
-    if reports:
-        (row,) = reports
-        assert job.jobStatus == "holding" and row["jobStatus"] == "failed"
-        report = json.loads(row["data"])
-        assert list(report) == [log_lfn]
-        entry = report[log_lfn]
-        staged = tmp_path / "pilot" / "se"
-        assert entry["surl"].startswith(f"file://localhost{staged}")
-        assert entry["fsize"] > 0 and len(entry["adler32"]) == 8 and entry["guid"]
-        if run_adder(server):
-            assert peek_job(server.db_url, panda_id).jobStatus == "failed"
-    else:
-        assert job.jobStatus == "failed", "without a stored report the Adder must already have finished the job"
+    history = status_history(server.db_url, panda_id)
+    assert history.index("sent") < history.index("starting") < history.index("holding"), history
+
+    (row,) = output_reports(server.db_url, panda_id)
+    assert row["jobStatus"] == "failed"
+    report = json.loads(row["data"])
+    assert list(report) == [log_lfn]
+    entry = report[log_lfn]
+    staged = tmp_path / "pilot" / "se"
+    assert entry["surl"].startswith(f"file://localhost{staged}")
+    # this pilot's mv copytool reports the storage path as surl but leaves the file in its PILOT_HOME
+    staged_log = tmp_path / "pilot" / "home" / log_lfn
+    assert entry["fsize"] == staged_log.stat().st_size and entry["adler32"] == adler32(staged_log)
+    uuid.UUID(entry["guid"])
+
+    if run_adder(server):
+        job = peek_job(server.db_url, panda_id)
+        assert job.jobStatus == "failed" and job.pilotErrorCode == 1149
+        assert next(f.GUID for f in job.Files if f.type == "log") == entry["guid"]
+        assert output_reports(server.db_url, panda_id) == []
