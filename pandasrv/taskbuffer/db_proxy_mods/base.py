@@ -27,6 +27,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 # From this many rows on, PostgreSQL inserts go through COPY.
 COPY_MIN_ROWS = 50
 
+# A stage table that grows by this many rows, and by this fraction of its size (or was never analysed),
+# gets its PostgreSQL statistics refreshed at once (see BaseProxy._refresh_statistics).
+ANALYZE_MIN_ROWS = 500
+ANALYZE_GROWTH = 0.2
+
 # How often a PostgreSQL backend checks that its client is still there while a query runs, so a
 # session whose ConBridge child was killed ends within about a second.
 _PG_CLIENT_CHECK_MS = 1000
@@ -194,6 +199,20 @@ class BaseProxy:
                     copy.write_row(row)
         except psycopg.Error as exc:
             raise self._conn.translate_error(exc) from exc
+
+    def _refresh_statistics(self, table: str, added: int) -> None:
+        """Re-analyse a table after a burst of rows, on PostgreSQL.
+
+        jobs_active is a queue: a burst of activated jobs on a table without current statistics makes
+        the planner prefer another index and sort the whole queue for every claim (15 ms per claim at
+        30,000 jobs instead of 1 ms). Autovacuum would fix the statistics only up to a minute later.
+        ANALYZE counts this transaction's own new rows and is cheap at the sizes where it triggers.
+        """
+        if self._conn.backend != "postgresql" or added < ANALYZE_MIN_ROWS:
+            return
+        rows = self._fetchall("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)", {"t": table})
+        if rows and (rows[0][0] < 0 or added > ANALYZE_GROWTH * rows[0][0]):
+            self._execute(f"ANALYZE {table}")
 
     # --- row mapping -----------------------------------------------------------------------------
     @staticmethod

@@ -43,6 +43,7 @@ class JobsInsertMixin(BaseProxy):
                     spec.status = "unknown"
                 file_rows.append(spec.row())
         self._insert_rows(table, TABLE_ATTRIBUTES, job_rows)
+        self._refresh_statistics(table, len(job_rows))
         self._insert_rows("files", FILE_ATTRIBUTES, file_rows)
         self._insert_rows("job_params", ("PandaID", "jobParameters"), param_rows)
         self._insert_rows("job_metadata", ("PandaID", "metaData"), meta_rows)

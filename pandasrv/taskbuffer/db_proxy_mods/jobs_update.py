@@ -162,8 +162,12 @@ class JobsUpdateMixin(BaseProxy):
         if not locked:
             return []
         target = job_states.table_of(new_status)
+        moved = 0
         for table in {row["table"] for row in locked} - {target}:
-            self._move_rows([row["PandaID"] for row in locked if row["table"] == table], table, target)
+            ids_here = [row["PandaID"] for row in locked if row["table"] == table]
+            self._move_rows(ids_here, table, target)
+            moved += len(ids_here)
+        self._refresh_statistics(target, moved)
         assignments = {**sets, "jobStatus": new_status, "modificationTime": now}
         changed = [row for row in locked if row["jobStatus"] != new_status]
         set_sql = ", ".join(f"{name} = :v_{name}" for name in assignments)
