@@ -17,6 +17,7 @@ install: $(STAMP)
 run: $(STAMP)
 	mkdir -p var
 	$(BIN)/pandasrv db init --if-missing
+	$(BIN)/pandasrv queue add LOCAL --if-missing
 	$(BIN)/pandasrv serve --host 127.0.0.1 --port 25080
 
 test: $(STAMP)

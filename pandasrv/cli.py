@@ -159,10 +159,12 @@ def _task_buffer(ctx: click.Context, db_url: str | None) -> Any:
 @click.option("--maxrss", type=int, help="Memory limit in MB.")
 @click.option("--maxwdir", type=int, help="Work directory limit in MB.")
 @click.option("--corecount", type=int, help="Cores per job slot.")
+@click.option("--if-missing", is_flag=True, help="Succeed quietly when the queue already exists.")
 @click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
 @click.pass_context
 def queue_add(ctx: click.Context, name: str, site: str | None, status: str, storage: str, maxtime: int | None,
-              maxrss: int | None, maxwdir: int | None, corecount: int | None, db_url: str | None) -> None:
+              maxrss: int | None, maxwdir: int | None, corecount: int | None, if_missing: bool,
+              db_url: str | None) -> None:
     """Add queue NAME."""
     from pandasrv.taskbuffer.errors import IntegrityError
     from pandasrv.web.queues import storages_for
@@ -174,6 +176,8 @@ def queue_add(ctx: click.Context, name: str, site: str | None, status: str, stor
     try:
         task_buffer.add_queue(name, site or name, status, data)
     except IntegrityError:
+        if if_missing:
+            return
         click.echo(f"pandasrv: queue {name} already exists (use 'pandasrv queue set')", err=True)
         sys.exit(1)
     finally:

@@ -2,10 +2,10 @@
 
 Each call crosses a pipe (our own processes on both ends, so pickle is fine). A call that takes longer
 than ``db_timeout`` gets its child SIGKILLed (the server session is terminated too, in case the
-server has not noticed yet), the caller gets ``DBTimeout`` at once, and the next call starts a fresh
-child. Children come from a forkserver: forking a threaded web worker is unsafe, and the forkserver
-(itself single-threaded, with the DB modules preloaded) starts a warm child in about 0.1 s where
-spawn needs a fresh interpreter and its imports (0.3-0.4 s).
+server has not noticed yet), the caller gets ``DBTimeout`` at once, and a fresh child boots in the
+background for the next call. Children come from a forkserver: forking a threaded web worker is
+unsafe, and the forkserver (itself single-threaded, with the DB modules preloaded) starts a warm,
+connected child in 0.1-0.2 s where spawn needs a fresh interpreter and its imports (0.3-0.4 s more).
 """
 
 from __future__ import annotations

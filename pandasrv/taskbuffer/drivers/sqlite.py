@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+import time
 from typing import TYPE_CHECKING, Any
 
 from pandasrv.taskbuffer import errors
@@ -30,6 +31,23 @@ for _declared in ("DATETIME", "TIMESTAMP"):
     sqlite3.register_converter(_declared, _parse_datetime)
 
 
+def _use_wal(raw: sqlite3.Connection, busy_timeout: float) -> None:
+    """Switch the file to WAL (a no-op once it is). The switch needs the database to itself and SQLite
+    answers "locked" at once, without its busy handler, when another process connects at the same time
+    (ConBridge children of one pool start together): retry until the busy timeout."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            raw.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+        if raw.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+            return
+        time.sleep(0.01)
+
+
 class SQLiteDriver(Driver):
     backend = "sqlite"
     errors = (sqlite3.Error,)
@@ -46,7 +64,7 @@ class SQLiteDriver(Driver):
             check_same_thread=False,
         )
         if path != ":memory:":
-            raw.execute("PRAGMA journal_mode=WAL")
+            _use_wal(raw, busy_timeout)
         raw.execute("PRAGMA synchronous=NORMAL")
         return raw
 
