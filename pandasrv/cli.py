@@ -247,8 +247,9 @@ def queue_set(ctx: click.Context, name: str, settings: tuple[str, ...], db_url: 
 @click.option("--heartbeat", default=60.0, show_default=True, help="Seconds between running heartbeats.")
 @click.option("--label", default="user", show_default=True, help="prodSourceLabel asked for in getJob.")
 @click.option("--keep-workdir", is_flag=True, help="Keep each job's work directory after it ends.")
+@click.option("--wait", default=30.0, show_default=True, help="Seconds to keep asking for a job before giving up.")
 def pilot(url: str, site: str, jobs: int, workdir: str, stage_dir: str | None, heartbeat: float,
-          label: str, keep_workdir: bool) -> None:
+          label: str, keep_workdir: bool, wait: float) -> None:
     """Run a small generic pilot: get jobs from the server, run them, report back."""
     import logging
     from pathlib import Path
@@ -259,7 +260,8 @@ def pilot(url: str, site: str, jobs: int, workdir: str, stage_dir: str | None, h
     logging.getLogger("httpx").setLevel(logging.WARNING)
     done = run_pilot(PilotOptions(url=url, site=site, jobs=jobs, workdir=Path(workdir).resolve(),
                                   stage_dir=Path(stage_dir).resolve() if stage_dir else None,
-                                  heartbeat=heartbeat, label=label, keep_workdir=keep_workdir))
+                                  heartbeat=heartbeat, label=label, keep_workdir=keep_workdir,
+                                  wait=wait))
     click.echo(f"ran {len(done)} job(s): {' '.join(map(str, done))}")
 
 
@@ -285,6 +287,22 @@ def submit(url: str, site: str, trf: str, arguments: str, upload: str | None, ou
         click.echo(f"pandasrv submit: {exc}", err=True)
         sys.exit(1)
     click.echo(" ".join(map(str, ids)))
+
+
+@main.command()
+@click.option("--url", required=True, help="Server base URL, e.g. http://127.0.0.1:25080.")
+@click.argument("panda_ids", nargs=-1, type=int, required=True)
+def status(url: str, panda_ids: tuple[int, ...]) -> None:
+    """Print the status of jobs (live or archived) and the errors they carry."""
+    import httpx
+
+    from pandasrv.submit import SubmitError, job_statuses
+
+    try:
+        click.echo("\n".join(job_statuses(url, list(panda_ids))))
+    except (SubmitError, httpx.HTTPError) as exc:
+        click.echo(f"pandasrv status: {exc}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from pandasrv.taskbuffer.file_spec import FileSpec
 from pandasrv.taskbuffer.job_spec import JobSpec
 
 SUBMIT_BATCH = 1000
+ERROR_FIELDS = ("transExitCode", "pilotErrorCode", "pilotErrorDiag", "exeErrorCode", "ddmErrorCode", "ddmErrorDiag",
+                "jobDispatcherErrorCode", "jobDispatcherErrorDiag", "taskBufferErrorCode", "taskBufferErrorDiag")
 
 
 class SubmitError(Exception):
@@ -118,8 +120,31 @@ class UserClient:
                 ids.append(int(entry[0]))
         return ids
 
+    def describe(self, panda_ids: list[int]) -> list[dict[str, Any] | None]:
+        """The jobs as panda-client's getFullJobStatus sees them (live or archived), None if unknown."""
+        response = self.http.post(f"{self.base}/api/v1/job/get_description_incl_archive",
+                                  json={"job_ids": panda_ids}, headers={"Accept": "application/json"})
+        return envelope(response)
+
     def close(self) -> None:
         self.http.close()
+
+
+def job_statuses(url: str, panda_ids: list[int]) -> list[str]:
+    """One line per job for ``pandasrv status``: id, status, queue and any error the job carries."""
+    client = UserClient(url)
+    try:
+        jobs = client.describe(panda_ids)
+    finally:
+        client.close()
+    lines = []
+    for panda_id, job in zip(panda_ids, jobs):
+        if job is None:
+            lines.append(f"{panda_id}\tunknown")
+            continue
+        errors = [f"{key}={job[key]}" for key in ERROR_FIELDS if job.get(key) not in (None, 0, "0", "", "NULL")]
+        lines.append("\t".join([str(panda_id), job["jobStatus"], str(job["computingSite"]), *errors]))
+    return lines
 
 
 def submit_jobs(url: str, request: JobRequest, count: int = 1, upload: str | None = None) -> list[int]:

@@ -44,6 +44,8 @@ class PilotOptions:
     label: str = "user"
     node: str = field(default_factory=socket.gethostname)
     keep_workdir: bool = False
+    wait: float = 0.0
+    poll: float = 2.0
 
 
 @dataclass
@@ -68,15 +70,27 @@ class Pilot:
         options.workdir.mkdir(parents=True, exist_ok=True)
 
     def run(self) -> list[int]:
-        """Run up to ``jobs`` jobs one after another; stop at the first "no job" answer."""
+        """Run up to ``jobs`` jobs one after another; stop when no job came within ``wait`` seconds.
+
+        Submission is asynchronous (the Setupper activates jobs just after the reply), so a pilot
+        started right after ``pandasrv submit`` may need to ask again a moment later.
+        """
         done: list[int] = []
         for _ in range(self.options.jobs):
-            job = self.get_job()
+            job = self.wait_for_job()
             if job is None:
                 break
             self.run_job(job)
             done.append(int(job["PandaID"]))
         return done
+
+    def wait_for_job(self) -> dict[str, Any] | None:
+        deadline = time.monotonic() + self.options.wait
+        job = self.get_job()
+        while job is None and time.monotonic() + self.options.poll <= deadline:
+            time.sleep(self.options.poll)
+            job = self.get_job()
+        return job
 
     def get_job(self) -> dict[str, Any] | None:
         try:

@@ -157,3 +157,29 @@ def test_submit_reuses_an_uploaded_script(server, fresh_queue, tmp_path):
     script.write_text(WRITER + "exit 0\n")
     (changed,) = submit_jobs(server.url, JobRequest(site=fresh_queue, transformation=""), 1, upload=str(script))
     assert httpx.get(peek_job(server.db_url, changed).transformation).text == WRITER + "exit 0\n"
+
+
+def test_pilot_waits_for_a_job_submitted_after_it_started(server, fresh_queue, tmp_path):
+    done: list[int] = []
+    pilot = threading.Thread(target=lambda: done.extend(
+        Pilot(options(server, fresh_queue, tmp_path, wait=60.0, poll=0.5)).run()))
+    pilot.start()
+    time.sleep(1.0)
+    panda_id = submit(server, fresh_queue, tmp_path, WRITER)
+    pilot.join(timeout=90)
+    assert not pilot.is_alive() and done == [panda_id]
+    assert peek_job(server.db_url, panda_id).jobStatus == "holding"
+
+
+def test_pilot_gives_up_after_its_wait(server, fresh_queue, tmp_path):
+    started = time.monotonic()
+    assert Pilot(options(server, fresh_queue, tmp_path, wait=1.0, poll=0.4)).run() == []
+    assert time.monotonic() - started >= 0.8
+
+
+def test_status_command_shows_live_and_unknown_jobs(server, fresh_queue, tmp_path):
+    panda_id = submit(server, fresh_queue, tmp_path, WRITER)
+    proc = subprocess.run([sys.executable, "-m", "pandasrv.cli", "status", "--url", server.url, str(panda_id),
+                           str(panda_id + 10**9)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f"{panda_id}\tactivated\t{fresh_queue}", f"{panda_id + 10**9}\tunknown"]
