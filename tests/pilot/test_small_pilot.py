@@ -1,7 +1,7 @@
 """``pandasrv pilot`` against a real server: payload, heartbeats, kill, stage-out and the file report.
 
 Each scenario is judged from the database: the final heartbeat leaves the job ``holding`` with a job
-output report; when the Adder exists it is run and the job must end in ``jobs_archived``.
+output report; then the Adder runs and the job must end in ``jobs_archived``.
 """
 
 from __future__ import annotations
@@ -78,13 +78,13 @@ def test_payload_output_is_staged_and_reported(server, fresh_queue, tmp_path):
         names = tar.getnames()
     assert any(name.endswith("payload.stdout") for name in names)
 
-    if run_adder(server):
-        job = peek_job(server.db_url, panda_id)
-        assert job.jobStatus == "finished"
-        assert output_reports(server.db_url, panda_id) == []
-        files = {f.lfn: f for f in job.Files}
-        assert files["out.txt"].GUID == entry["guid"] and files["out.txt"].fsize == entry["fsize"]
-        assert files[log_lfn].GUID == log_entry["guid"]
+    run_adder(server)
+    job = peek_job(server.db_url, panda_id)
+    assert job.jobStatus == "finished"
+    assert output_reports(server.db_url, panda_id) == []
+    files = {f.lfn: f for f in job.Files}
+    assert files["out.txt"].GUID == entry["guid"] and files["out.txt"].fsize == entry["fsize"]
+    assert files[log_lfn].GUID == log_entry["guid"]
 
 
 def test_failing_payload_reports_failed(server, fresh_queue, tmp_path):
@@ -98,8 +98,8 @@ def test_failing_payload_reports_failed(server, fresh_queue, tmp_path):
     status, report = single_report(server, panda_id)
     assert status == "failed"
     assert list(report) == [next(f.lfn for f in job.Files if f.type == "log")]
-    if run_adder(server):
-        assert peek_job(server.db_url, panda_id).jobStatus == "failed"
+    run_adder(server)
+    assert peek_job(server.db_url, panda_id).jobStatus == "failed"
 
 
 def alive(pid: int) -> bool:
@@ -139,8 +139,8 @@ def test_server_kill_stops_the_payload(server, fresh_queue, tmp_path):
     assert job.pilotErrorCode == 1144 and job.pilotErrorDiag == "This job was killed by panda server"
     status, report = single_report(server, panda_id)
     assert status == "failed" and len(report) == 1
-    if run_adder(server):
-        assert peek_job(server.db_url, panda_id).jobStatus == "cancelled"
+    run_adder(server)
+    assert peek_job(server.db_url, panda_id).jobStatus == "cancelled"
 
 
 def test_no_job_means_no_work(server, fresh_queue, tmp_path):

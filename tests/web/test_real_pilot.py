@@ -6,15 +6,12 @@ with the ``mv`` copytool and sends ``failed`` with a file report. The test judge
 server side: the job's recorded states, ``holding`` with pilot error 1149 and the pilot's file report
 stored (the log file, whose size and checksum match the staged file), then ``failed`` after the Adder.
 
-A run takes about two minutes (the pilot waits for its threads at wrap-up), so by default it runs on
-SQLite only: the pilot exercises the HTTP protocol, and the backends' handling of the same calls is
-covered by the wire and small-pilot tests. ``PANDASRV_REAL_PILOT_ALL_BACKENDS=1`` runs it on every backend.
+A run takes about two minutes (the pilot waits for its threads at wrap-up); it runs on every backend.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import uuid
 
 import httpx
@@ -22,8 +19,8 @@ import pytest
 
 from pandasrv.pilot.stageout import adler32
 from pandasrv.submit import JobRequest, submit_jobs
-from tests.realclients import (can_unshare, output_reports, peek_job, run_adder, run_real_pilot, status_history,
-                               wait_activated)
+from tests.realclients import (can_unshare, output_reports, peek_job, run_adder, run_real_pilot, skip_or_fail,
+                               status_history, wait_activated)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -31,10 +28,8 @@ SCRIPT = "#!/bin/sh\necho \"payload says: $*\"\n"
 
 
 def test_real_pilot_runs_a_job(server, fresh_queue, tmp_path):
-    if server.backend != "sqlite" and not os.environ.get("PANDASRV_REAL_PILOT_ALL_BACKENDS"):
-        pytest.skip("the real pilot runs on SQLite only unless PANDASRV_REAL_PILOT_ALL_BACKENDS=1")
     if not can_unshare():
-        pytest.skip("unshare --pid is not permitted here; the real pilot must not run outside a PID namespace")
+        skip_or_fail("unshare --pid is not permitted here; the real pilot must not run outside a PID namespace")
     script = tmp_path / "realpilot_echo.sh"
     script.write_text(SCRIPT)
     (panda_id,) = submit_jobs(server.url, JobRequest(site=fresh_queue, transformation="",
@@ -67,8 +62,9 @@ def test_real_pilot_runs_a_job(server, fresh_queue, tmp_path):
     assert entry["fsize"] == staged_log.stat().st_size and entry["adler32"] == adler32(staged_log)
     uuid.UUID(entry["guid"])
 
-    if run_adder(server):
-        job = peek_job(server.db_url, panda_id)
-        assert job.jobStatus == "failed" and job.pilotErrorCode == 1149
-        assert next(f.GUID for f in job.Files if f.type == "log") == entry["guid"]
-        assert output_reports(server.db_url, panda_id) == []
+    run_adder(server)
+    job = peek_job(server.db_url, panda_id)
+    assert job.jobStatus == "failed" and job.pilotErrorCode == 1149
+    log_file = next(f for f in job.Files if f.type == "log")
+    assert (log_file.GUID, log_file.fsize) == (entry["guid"], entry["fsize"])
+    assert output_reports(server.db_url, panda_id) == []
