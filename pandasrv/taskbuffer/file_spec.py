@@ -78,14 +78,18 @@ class FileSpec:
             raise ValueError("a file state must be a list")
         if len(state) > len(FILE_ATTRIBUTES) + 1:
             raise ValueError(f"a file state has at most {len(FILE_ATTRIBUTES) + 1} elements, got {len(state)}")
-        spec = cls()
+        from pandasrv.taskbuffer.job_spec import decode_value
+
+        spec = cls.__new__(cls)
         # The element after the attributes is the owner slot; a short client state puts it earlier.
         values = state[: len(FILE_ATTRIBUTES)]
         if values and values[-1] is None and len(state) <= len(FILE_ATTRIBUTES):
             values = values[:-1]
-        for name, value in zip(FILE_ATTRIBUTES, values):
-            object.__setattr__(spec, name, from_wire_null(decode_state_value(value)))
-        return spec.normalise()
+        for (name, kind, _), value in zip(FILE_COLUMNS, values):
+            object.__setattr__(spec, name, decode_value(kind, value))
+        for name in FILE_ATTRIBUTES[len(values):]:
+            object.__setattr__(spec, name, None)
+        return spec
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in FILE_ATTRIBUTES}

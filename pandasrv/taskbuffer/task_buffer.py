@@ -36,12 +36,11 @@ class TaskBuffer:
 
     # --- jobs: submit, claim, heartbeat --------------------------------------------------------
     def insert_jobs(self, jobs: list[JobSpec], status: str = "defined") -> list[JobSpec]:
-        """Store jobs; the given JobSpecs get their PandaIDs, row_IDs and LFNs in place, as in-process."""
-        stored = self._call("insert_jobs", jobs, status)
-        for original, result in zip(jobs, stored):
-            if original is not result:
-                original.__setstate__(result.__getstate__())
-        return jobs
+        """Store jobs; returns them with their PandaIDs, row_IDs and final LFNs.
+
+        Through a ConBridge the returned objects are copies: use the return value, not the arguments.
+        """
+        return self._call("insert_jobs", jobs, status)
 
     def claim_jobs(self, site: str, n: int = 1, *, labels: Sequence[str] = MANAGED_LABELS, **filters: Any) -> list[JobSpec]:
         return self._call("claim_jobs", site, n, labels=labels, **filters)

@@ -8,6 +8,8 @@ Identity only ever comes from values a trusted party vouched for: the configured
 
 from __future__ import annotations
 
+import functools
+
 import ipaddress
 import json
 import re
@@ -38,8 +40,9 @@ class Identity:
         """PanDA's "secure" request: a DN is known (and it is not a limited proxy)."""
         return bool(self.dn) and "/CN=limited proxy" not in self.dn
 
-    @property
+    @functools.cached_property
     def user(self) -> str | None:
+        """The compact user name (owner checks, bans, prodUserName); computed once per request."""
         return clean_user_id(self.dn) if self.dn else None
 
 

@@ -101,8 +101,8 @@ def test_bridged_pool_and_close(db_url):
 def test_task_buffer_calls_go_through_the_pool(db_url, bridge):
     task_buffer = TaskBuffer(settings_for(db_url, db_bridge=bridge))
     job = make_job()
-    assert task_buffer.insert_jobs([job], status="activated") == [job]
-    assert job.PandaID == 1 and job.Files[1].lfn == "job.1.out0"  # updated in place, even across the pipe
+    (stored,) = task_buffer.insert_jobs([job], status="activated")
+    assert stored.PandaID == 1 and stored.Files[1].lfn == "job.1.out0" and stored.jobName == job.jobName
     assert [j.PandaID for j in task_buffer.claim_jobs("SITE", 1, node="wn")] == [1]
     assert task_buffer.update_job(1, "running", {}, attempt_nr=0)["result"] == "ok"
     assert task_buffer.set_job_status([1], "holding") == [1]
