@@ -24,7 +24,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/db_claim.py
+	$(BIN)/python bench/web_api.py
+	$(BIN)/python bench/daemon_scripts.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

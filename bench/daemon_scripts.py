@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from web_api import fresh_database  # noqa: E402
+from databases import fresh_database  # noqa: E402
 
 from pandasrv.config import load_settings  # noqa: E402
 from pandasrv.daemon.scripts import add_sub, archive, copy_archive, dataset_manager, tmpwatch  # noqa: E402

@@ -16,63 +16,26 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import secrets
 import statistics
 import sys
-import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from databases import fresh_database  # noqa: E402
 from pandasrv.config import load_settings  # noqa: E402
 from pandasrv.taskbuffer.con_bridge import ConBridge  # noqa: E402
-from pandasrv.taskbuffer.db_admin import init_db  # noqa: E402
 from pandasrv.taskbuffer.db_proxy import DBProxy  # noqa: E402
 from pandasrv.taskbuffer.file_spec import FileSpec  # noqa: E402
 from pandasrv.taskbuffer.job_spec import JobSpec  # noqa: E402
-from pandasrv.taskbuffer.wrapped_cursor import connect  # noqa: E402
 
 SITE = "BENCH_SITE"
 BATCH = 1000
-SERVERS = {
-    "postgresql": os.environ.get("PANDASRV_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432"),
-    "mysql": os.environ.get("PANDASRV_TEST_MYSQL", "mysql://root@127.0.0.1:3306"),
-}
-ADMIN_DATABASE = {"postgresql": "postgres", "mysql": ""}
 TARGETS = {"insert": 10_000, "claim_pg": 2_000, "overhead_us": 150}
-
-
-@contextmanager
-def fresh_database(backend: str) -> Iterator[str]:
-    """A new, initialised database, dropped afterwards."""
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="pandasrv-bench-") as tmp:
-            url = f"sqlite:///{tmp}/bench.db"
-            init_db(url)
-            yield url
-        return
-    name = f"bench_claim_{secrets.token_hex(4)}"
-    admin(backend, f"CREATE DATABASE {name}")
-    try:
-        url = f"{SERVERS[backend]}/{name}"
-        init_db(url)
-        yield url
-    finally:
-        admin(backend, f"DROP DATABASE {name}")
-
-
-def admin(backend: str, statement: str) -> None:
-    """CREATE/DROP DATABASE outside a transaction (PostgreSQL refuses them inside one)."""
-    conn = connect(f"{SERVERS[backend]}/{ADMIN_DATABASE[backend]}")
-    try:
-        conn.raw.autocommit = True
-        conn.cursor().execute(statement)
-    finally:
-        conn.close()
 
 
 def make_jobs(n: int, offset: int) -> list[JobSpec]:
@@ -150,7 +113,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, float]:
     runs: dict[str, list[float]] = {"insert": [], "claim": [], "claim_bridge": [], "direct_us": [], "bridge_us": []}
     for _ in range(args.repeat):
         for key, bridged in (("claim", False), ("claim_bridge", True)):
-            with fresh_database(backend) as db_url:
+            with fresh_database(backend, "bench_claim") as db_url:
                 runs["insert"].append(bulk_insert(db_url, args.jobs))
                 rate, claims = claim_rate(db_url, args.claimers, bridged)
                 if claims != args.jobs:

@@ -17,7 +17,6 @@ import json
 import math
 import multiprocessing
 import os
-import secrets
 import signal
 import socket
 import statistics
@@ -33,59 +32,19 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from databases import fresh_database  # noqa: E402
 from pandasrv.submit import JobRequest, build_jobs, encode_jobs  # noqa: E402
-from pandasrv.taskbuffer.db_admin import init_db  # noqa: E402
 from pandasrv.taskbuffer.db_proxy import DBProxy  # noqa: E402
 
 QUEUE = "BENCH_QUEUE"
 BATCH = 1000
 # (real PanDA 1.0.4 on this machine kind, our target), per second
 REFERENCE = {"submit": (100, 5000), "getJob": (70, 700), "running": (120, 1200), "finished": (65, 650)}
-POSTGRES = os.environ.get("PANDASRV_TEST_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432")
-MYSQL = os.environ.get("PANDASRV_TEST_MYSQL", "mysql://root@127.0.0.1:3306")
 
 
 # --- database and server -------------------------------------------------------------------------
-
-@contextmanager
-def fresh_database(backend: str) -> Iterator[str]:
-    """A new, initialised database that is dropped afterwards."""
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="pandasrv-bench-") as tmp:
-            url = f"sqlite:///{tmp}/bench.db"
-            init_db(url)
-            yield url
-        return
-    name = f"bench_{secrets.token_hex(4)}"
-    server = POSTGRES if backend == "postgresql" else MYSQL
-    admin(backend, server, f"CREATE DATABASE {name}")
-    try:
-        url = f"{server}/{name}"
-        init_db(url)
-        yield url
-    finally:
-        admin(backend, server, f"DROP DATABASE {name}")
-
-
-def admin(backend: str, server: str, statement: str) -> None:
-    """CREATE/DROP DATABASE cannot run in a transaction, so it goes through the driver in autocommit."""
-    if backend == "postgresql":
-        import psycopg
-
-        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-            conn.execute(statement)
-    else:
-        import pymysql
-
-        parts = httpx.URL(server.replace("mysql://", "http://"))
-        conn = pymysql.connect(host=parts.host, port=parts.port or 3306, user=parts.username or "root",
-                               password=parts.password or "", autocommit=True)
-        try:
-            conn.cursor().execute(statement)
-        finally:
-            conn.close()
-
 
 def add_queue(db_url: str) -> None:
     proxy = DBProxy(db_url)
