@@ -183,3 +183,31 @@ def test_status_command_shows_live_and_unknown_jobs(server, fresh_queue, tmp_pat
                            str(panda_id + 10**9)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [f"{panda_id}\tactivated\t{fresh_queue}", f"{panda_id + 10**9}\tunknown"]
+
+
+def test_a_vanished_pilot_ends_failed_with_lost_heartbeat(server, fresh_queue, tmp_path):
+    """getJob, one ``running`` heartbeat, then silence: the Watcher (copy_archive) fails the job, code 100."""
+    import datetime as dt
+
+    from pandasrv.config import load_settings
+    from pandasrv.dataservice.watcher import run_watcher
+    from pandasrv.taskbuffer.task_buffer import TaskBuffer
+
+    panda_id = submit(server, fresh_queue, tmp_path, WRITER)
+    pilot = Pilot(options(server, fresh_queue, tmp_path))
+    job = pilot.get_job()
+    reply = pilot.dispatcher.call("updateJob", {"jobId": str(panda_id), "state": "running", "attemptNr": "0"})
+    assert int(job["PandaID"]) == panda_id and reply["command"] == "NULL"
+
+    settings = load_settings(db_url=server.db_url)
+    task_buffer = TaskBuffer(settings)
+    try:
+        assert run_watcher(task_buffer, settings) == {}
+        later = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=settings.watcher.heartbeat + 60)
+        moved = run_watcher(task_buffer, settings, now=later)
+    finally:
+        task_buffer.close()
+    assert [panda_id] in moved.values()
+    job = peek_job(server.db_url, panda_id)
+    assert job.jobStatus == "failed" and job.jobDispatcherErrorCode == 100
+    assert "lost heartbeat" in job.jobDispatcherErrorDiag
