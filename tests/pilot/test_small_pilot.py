@@ -165,7 +165,9 @@ def test_pilot_waits_for_a_job_submitted_after_it_started(server, fresh_queue, t
         Pilot(options(server, fresh_queue, tmp_path, wait=60.0, poll=0.5)).run()))
     pilot.start()
     time.sleep(1.0)
-    panda_id = submit(server, fresh_queue, tmp_path, WRITER)
+    script = tmp_path / "late.sh"
+    script.write_text(WRITER)
+    (panda_id,) = submit_jobs(server.url, JobRequest(site=fresh_queue, transformation=""), 1, upload=str(script))
     pilot.join(timeout=90)
     assert not pilot.is_alive() and done == [panda_id]
     assert peek_job(server.db_url, panda_id).jobStatus == "holding"

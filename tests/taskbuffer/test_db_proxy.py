@@ -7,6 +7,7 @@ from typing import Any, Iterator
 import pytest
 
 from pandasrv.taskbuffer.db_proxy import DBProxy
+from pandasrv.taskbuffer.db_proxy_mods.base import transaction
 from pandasrv.taskbuffer.db_proxy_mods.jobs_claim import MANAGED_LABELS, USER_LABELS, label_set
 from pandasrv.taskbuffer.file_spec import FileSpec
 from pandasrv.taskbuffer.job_spec import JobSpec
@@ -300,3 +301,23 @@ def test_a_failed_call_leaves_nothing_behind(proxy):
         proxy.set_job_status(ids, "activated")  # y would move first, x refuses: all rolled back
     assert proxy.get_job_status(ids) == {ids[0]: ("failed", 0, None), ids[1]: ("defined", 0, None)}
     assert proxy.peek_jobs(ids[1:], archived=False)[0].jobStatus == "defined"
+
+
+def test_insert_ignoring_duplicates_keeps_the_transaction_usable(proxy):
+    """The upsert path of leases and datasets: a second insert of the same key is a no-op, not an error."""
+    proxy.set_dataset_status("user.out", "output", "open")
+    proxy.set_dataset_status("user.out", "output", "closed")
+    other = DBProxy(proxy.db_url)
+    try:
+        other.set_dataset_status("user.out", "output", "tobeclosed")
+    finally:
+        other.close()
+
+    @transaction
+    def insert_twice(db: DBProxy) -> list[tuple]:
+        row = {"name": "dup", "type": "output", "status": "a", "creationTime": None, "modificationTime": None}
+        db._insert_ignoring_duplicates("datasets", tuple(row), "name", row)
+        db._insert_ignoring_duplicates("datasets", tuple(row), "name", {**row, "status": "b"})
+        return db._fetchall("SELECT name, status FROM datasets ORDER BY name")
+
+    assert insert_twice(proxy) == [("dup", "a"), ("user.out", "tobeclosed")]

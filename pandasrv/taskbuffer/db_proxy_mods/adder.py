@@ -92,12 +92,14 @@ class AdderMixin(BaseProxy):
 
     @transaction
     def set_dataset_status(self, name: str, dataset_type: str, status: str) -> None:
+        """Update or create the dataset row; two Closers doing this at once must not collide."""
         now = utcnow()
-        binds = {"name": name, "type": dataset_type, "status": status, "now": now}
-        cur = self._execute("UPDATE datasets SET status = :status, modificationTime = :now WHERE name = :name", binds)
+        cur = self._execute("UPDATE datasets SET status = :status, modificationTime = :now WHERE name = :name",
+                            {"name": name, "status": status, "now": now})
         if cur.rowcount == 0:
-            self._execute("INSERT INTO datasets (name, type, status, creationTime, modificationTime)"
-                          " VALUES (:name, :type, :status, :now, :now)", binds)
+            self._insert_ignoring_duplicates(
+                "datasets", ("name", "type", "status", "creationTime", "modificationTime"), "name",
+                {"name": name, "type": dataset_type, "status": status, "creationTime": now, "modificationTime": now})
 
     @transaction
     def mark_inputs_ready(self, dataset: str) -> list[int]:

@@ -169,6 +169,20 @@ class BaseProxy:
         """Row-lock suffix for a SELECT; SQLite has none (its write transaction locks the database)."""
         return "" if self._conn.backend == "sqlite" else " FOR UPDATE"
 
+    def _insert_ignoring_duplicates(self, table: str, columns: Sequence[str], key: str,
+                                    params: dict[str, Any]) -> Any:
+        """INSERT one row unless a row with the same ``key`` exists: race-safe without catching errors,
+        so the transaction stays usable (a failed INSERT would abort it on PostgreSQL)."""
+        values = ", ".join(f":{c}" for c in columns)
+        names = ", ".join(columns)
+        sql = {
+            "postgresql": f"INSERT INTO {table} ({names}) VALUES ({values}) ON CONFLICT ({key}) DO NOTHING",
+            "mysql": f"INSERT IGNORE INTO {table} ({names}) VALUES ({values})",
+            "sqlite": f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({values})",
+            "oracle": f"INSERT /*+ IGNORE_ROW_ON_DUPKEY_INDEX({table}({key})) */ INTO {table} ({names}) VALUES ({values})",
+        }[self._conn.backend]
+        return self._execute(sql, params)
+
     @staticmethod
     def _in(prefix: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
         """``(:p0,:p1,...)`` and its binds, for ``WHERE col IN ...`` over a bounded list."""

@@ -13,14 +13,6 @@ import datetime as _dt
 
 from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction, utcnow
 
-_INSERT_IGNORING_DUPLICATES = {
-    "postgresql": "INSERT INTO process_locks (component, lockedBy, lockedTime, expiresAt) "
-                  "VALUES (:c, :owner, :now, :expires) ON CONFLICT (component) DO NOTHING",
-    "mysql": "INSERT IGNORE INTO process_locks (component, lockedBy, lockedTime, expiresAt) "
-             "VALUES (:c, :owner, :now, :expires)",
-    "sqlite": "INSERT OR IGNORE INTO process_locks (component, lockedBy, lockedTime, expiresAt) "
-              "VALUES (:c, :owner, :now, :expires)",
-}
 
 
 class LocksMixin(BaseProxy):
@@ -34,7 +26,9 @@ class LocksMixin(BaseProxy):
             "WHERE component = :c AND (expiresAt < :now OR lockedBy = :owner)",
             binds,
         )
-        self._execute(_INSERT_IGNORING_DUPLICATES[self._conn.backend], binds)
+        self._insert_ignoring_duplicates("process_locks", ("component", "lockedBy", "lockedTime", "expiresAt"),
+                                         "component", {"component": component, "lockedBy": owner, "lockedTime": now,
+                                                       "expiresAt": binds["expires"]})
         return self._held_by(component, owner, binds["expires"])
 
     @transaction
