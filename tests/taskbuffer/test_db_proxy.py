@@ -321,3 +321,30 @@ def test_insert_ignoring_duplicates_keeps_the_transaction_usable(proxy):
         return db._fetchall("SELECT name, status FROM datasets ORDER BY name")
 
     assert insert_twice(proxy) == [("dup", "a"), ("user.out", "tobeclosed")]
+
+
+def test_first_submissions_of_a_new_user_do_not_collide(proxy):
+    """Concurrent first submissions race to create the user's row; each still gets its own jobsetID."""
+    import threading
+
+    results: list[tuple[int, int]] = []
+    failures: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def reserve() -> None:
+        db = DBProxy(proxy.db_url)
+        try:
+            start.wait()
+            results.append(db.reserve_user_ids("newcomer", "/CN=newcomer"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=reserve) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert sorted(jobset for _, jobset in results) == [1, 2, 3, 4, 5, 6]

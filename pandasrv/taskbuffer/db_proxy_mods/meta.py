@@ -68,17 +68,27 @@ class MetaMixin(BaseProxy):
     def get_banned_users(self) -> list[str]:
         return [row[0] for row in self._fetchall("SELECT name FROM users WHERE status = 'banned'")]
 
+    def _locked_user(self, name: str, dn: str | None) -> tuple[int, int]:
+        """Lock the user's row, creating it first if needed, and return its (jobDefinitionID, jobsetID).
+
+        Two first submissions of a new user may race: the insert that loses is ignored, and the
+        second look-up then waits for the winner's row instead of failing on a duplicate key.
+        """
+        select = f"SELECT jobDefinitionID, jobsetID FROM users WHERE name = :name{self._for_update}"
+        rows = self._fetchall(select, {"name": name})
+        if not rows:
+            self._insert_ignoring_duplicates(
+                "users", ("name", "dn", "jobDefinitionID", "jobsetID", "modificationTime"), "name",
+                {"name": name, "dn": dn, "jobDefinitionID": 0, "jobsetID": 0, "modificationTime": utcnow()})
+            rows = self._fetchall(select, {"name": name})
+        return int(rows[0][0] or 0), int(rows[0][1] or 0)
+
     @transaction
     def set_user_status(self, name: str, status: str | None, dn: str | None = None) -> None:
         """Ban (``banned``) or clear (None) a user, creating the user row if needed."""
-        now = utcnow()
-        if self._fetchall(f"SELECT name FROM users WHERE name = :name{self._for_update}", {"name": name}):
-            self._execute("UPDATE users SET status = :status, modificationTime = :now WHERE name = :name",
-                          {"status": status, "now": now, "name": name})
-        else:
-            self._execute("INSERT INTO users (name, dn, status, jobDefinitionID, jobsetID, modificationTime)"
-                          " VALUES (:name, :dn, :status, 0, 0, :now)",
-                          {"name": name, "dn": dn, "status": status, "now": now})
+        self._locked_user(name, dn)
+        self._execute("UPDATE users SET status = :status, modificationTime = :now WHERE name = :name",
+                      {"status": status, "now": utcnow(), "name": name})
 
     @transaction
     def reserve_user_ids(self, name: str, dn: str | None, job_definition_id: int | None = None,
@@ -87,19 +97,12 @@ class MetaMixin(BaseProxy):
 
         A value the client chose is kept and the counter moves past it; a missing one is the counter + 1.
         """
-        rows = self._fetchall(f"SELECT jobDefinitionID, jobsetID FROM users WHERE name = :name{self._for_update}",
-                              {"name": name})
-        last_def, last_set = (int(rows[0][0] or 0), int(rows[0][1] or 0)) if rows else (0, 0)
+        last_def, last_set = self._locked_user(name, dn)
         new_def = int(job_definition_id) if job_definition_id else last_def + 1
         new_set = int(jobset_id) if jobset_id else last_set + 1
-        binds = {"name": name, "dn": dn, "jdid": max(last_def, new_def), "jsid": max(last_set, new_set),
-                 "now": utcnow()}
-        if rows:
-            self._execute("UPDATE users SET jobDefinitionID = :jdid, jobsetID = :jsid, dn = :dn,"
-                          " modificationTime = :now WHERE name = :name", binds)
-        else:
-            self._execute("INSERT INTO users (name, dn, status, jobDefinitionID, jobsetID, modificationTime)"
-                          " VALUES (:name, :dn, NULL, :jdid, :jsid, :now)", binds)
+        self._execute("UPDATE users SET jobDefinitionID = :jdid, jobsetID = :jsid, dn = :dn, modificationTime = :now"
+                      " WHERE name = :name", {"name": name, "dn": dn, "jdid": max(last_def, new_def),
+                                              "jsid": max(last_set, new_set), "now": utcnow()})
         return new_def, new_set
 
     # --- sandbox files --------------------------------------------------------------------------------
