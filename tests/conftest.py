@@ -16,6 +16,7 @@ Each template is built once per session.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -221,12 +222,15 @@ def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def _fresh_database(backend: str, databases: TestDatabases, tmp_path: Path, initialised: bool) -> Iterator[str]:
+@contextlib.contextmanager
+def fresh_database(databases: TestDatabases, backend: str, workdir: Path, initialised: bool = True,
+                   prefix: str = "pandasrv_t") -> Iterator[str]:
+    """A new database (initialised at head, or empty) that lives as long as the block."""
     if backend == "sqlite":
-        yield databases.sqlite(tmp_path / ("pandasrv.db" if initialised else "empty.db"), initialised)
+        yield databases.sqlite(workdir / ("pandasrv.db" if initialised else "empty.db"), initialised)
         return
     server = databases.server(backend)
-    name = f"pandasrv_t_{secrets.token_hex(6)}"
+    name = f"{prefix}_{secrets.token_hex(6)}"
     try:
         yield server.create(name, initialised)
     finally:
@@ -236,10 +240,12 @@ def _fresh_database(backend: str, databases: TestDatabases, tmp_path: Path, init
 @pytest.fixture
 def db_url(backend: str, test_databases: TestDatabases, tmp_path: Path) -> Iterator[str]:
     """URL of a fresh database initialised at the head revision, dropped after the test."""
-    yield from _fresh_database(backend, test_databases, tmp_path, initialised=True)
+    with fresh_database(test_databases, backend, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
 def empty_db_url(backend: str, test_databases: TestDatabases, tmp_path: Path) -> Iterator[str]:
     """URL of a fresh, empty database (no tables), dropped after the test."""
-    yield from _fresh_database(backend, test_databases, tmp_path, initialised=False)
+    with fresh_database(test_databases, backend, tmp_path, initialised=False) as url:
+        yield url

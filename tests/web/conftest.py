@@ -27,7 +27,7 @@ from pandasrv.config import Settings, load_settings
 from pandasrv.taskbuffer.job_states import STAGE_TABLES
 from pandasrv.taskbuffer.task_buffer import TaskBuffer
 from pandasrv.taskbuffer.wrapped_cursor import connect
-from tests.conftest import selected_backends
+from tests.conftest import fresh_database, selected_backends
 from tests.web.gated_setupper import GATE_DIR_VARIABLE, GATED_VO, PLUGIN
 
 REPO = Path(__file__).resolve().parents[2]
@@ -140,27 +140,14 @@ def _wait_until_up(running: RunningServer, timeout: float = 60) -> None:
     raise RuntimeError(f"server did not answer within {timeout} s:\n{running.log()}")
 
 
-@contextlib.contextmanager
-def fresh_database(test_databases: Any, backend: str, workdir: Path) -> Iterator[str]:
-    """A new initialised database that lives as long as the block (one per server)."""
-    if backend == "sqlite":
-        yield test_databases.sqlite(workdir / "pandasrv.db", True)
-        return
-    db_server = test_databases.server(backend)
-    name = f"pandasrv_w_{secrets.token_hex(6)}"
-    try:
-        yield db_server.create(name, True)
-    finally:
-        db_server.drop(name)
-
-
 @pytest.fixture(scope="session", params=selected_backends())
 def server(request: pytest.FixtureRequest, test_databases: Any,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """The default server (auth none, production identity) on each backend, with queue TEST_QUEUE."""
     backend = request.param
     workdir = tmp_path_factory.mktemp(f"server-{backend}")
-    with fresh_database(test_databases, backend, workdir) as db_url, start_server(db_url, backend, workdir) as running:
+    with fresh_database(test_databases, backend, workdir, prefix="pandasrv_w") as db_url, \
+            start_server(db_url, backend, workdir) as running:
         running.add_queue(TEST_QUEUE)
         yield running
 
