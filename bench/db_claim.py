@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from databases import fresh_database  # noqa: E402
+
 from pandasrv.config import load_settings  # noqa: E402
 from pandasrv.taskbuffer.con_bridge import ConBridge  # noqa: E402
 from pandasrv.taskbuffer.db_proxy import DBProxy  # noqa: E402

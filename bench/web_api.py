@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from databases import fresh_database  # noqa: E402
+
 from pandasrv.submit import JobRequest, build_jobs, encode_jobs  # noqa: E402
 from pandasrv.taskbuffer.db_proxy import DBProxy  # noqa: E402
 

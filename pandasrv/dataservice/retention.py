@@ -39,7 +39,7 @@ def purge_database(task_buffer: Any, settings: Settings, now: _dt.datetime | Non
     batch = settings.retention.batch_size
     deleted = {"jobs_archived": _drain(lambda: task_buffer.purge_archived_jobs(before, batch), batch)}
     for table in HISTORY_TABLES:
-        deleted[table] = _drain(lambda: task_buffer.purge_history(table, before, batch), batch)
+        deleted[table] = _drain(lambda table=table: task_buffer.purge_history(table, before, batch), batch)
     if any(deleted.values()):
         log.info("retention: deleted %s", ", ".join(f"{n} from {t}" for t, n in deleted.items() if n))
     return deleted

@@ -63,8 +63,8 @@ def heartbeat_rules(settings: Settings, now: _dt.datetime) -> list[tuple[str, di
                 "new_status": "failed", "killed": False, "fail_files": True, **scope}
         rules.append((name, {**base, "diag": False,
                              "values": _dispatcher_failure(EC_WATCHER, f"lost heartbeat : no update for {_span(seconds)}")}))
-        rules.append((name + ":recovery", {**base, "diag": True,
-                                           "values": _dispatcher_failure(EC_RECOVERY, f"job recovery failed for {_span(seconds)}")}))
+        recovery = _dispatcher_failure(EC_RECOVERY, f"job recovery failed for {_span(seconds)}")
+        rules.append((name + ":recovery", {**base, "diag": True, "values": recovery}))
     return rules
 
 

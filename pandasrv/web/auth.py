@@ -9,7 +9,6 @@ Identity only ever comes from values a trusted party vouched for: the configured
 from __future__ import annotations
 
 import functools
-
 import ipaddress
 import json
 import re

@@ -11,8 +11,7 @@ from typing import Any
 
 from pandasrv.web.codecs import BadRequest, Protocol, Raw
 from pandasrv.web.context import Call
-from pandasrv.web.dispatch import (
-    MAX_IDS, ROLE_DIALOG, SC_FAILED, SC_ROLE, SC_SUCCESS, acquire, heartbeat, is_true, to_int)
+from pandasrv.web.dispatch import MAX_IDS, ROLE_DIALOG, SC_FAILED, SC_ROLE, SC_SUCCESS, acquire, heartbeat, is_true, to_int
 from pandasrv.web.registry import endpoint
 
 

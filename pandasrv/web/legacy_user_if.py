@@ -15,8 +15,7 @@ from pandasrv.web import pickles
 from pandasrv.web.codecs import BadRequest, Raw
 from pandasrv.web.context import Call
 from pandasrv.web.registry import endpoint
-from pandasrv.web.user_if import (
-    check_count, check_ids, offline_script, reassign_jobs, submit_jobs, switch_result)
+from pandasrv.web.user_if import check_count, check_ids, offline_script, reassign_jobs, submit_jobs, switch_result
 
 
 def _pickle(value: Any) -> Raw:

@@ -13,13 +13,16 @@ _ENVELOPE = {
 }
 
 
+_MODE = {True: "Synchronous", False: "Asynchronous: answers once the request is stored"}
+
+
 def _operation(method: Method, http: str) -> dict[str, Any]:
     security = {"any": "none", "user": "an identified caller", "production": "production role",
                 "pilot": "pilot or production role"}[method.role]
     operation: dict[str, Any] = {
         "operationId": f"{method.module}_{method.name}_{http}",
         "summary": method.summary,
-        "description": f"Requires {security}. {'Synchronous' if method.sync else 'Asynchronous: answers once the request is stored'}.",
+        "description": f"Requires {security}. {_MODE[method.sync]}.",
         "tags": [method.module],
     }
     if method.legacy:

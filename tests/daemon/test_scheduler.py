@@ -3,7 +3,6 @@ and DB sessions kept across runs. Each test runs a real master process with the 
 
 from __future__ import annotations
 
-
 import pytest
 
 from pandasrv.config import load_settings

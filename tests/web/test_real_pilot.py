@@ -19,8 +19,16 @@ import pytest
 
 from pandasrv.pilot.stageout import adler32
 from pandasrv.submit import JobRequest, submit_jobs
-from tests.realclients import (can_unshare, output_reports, peek_job, run_adder, run_real_pilot, skip_or_fail,
-                               status_history, wait_activated)
+from tests.realclients import (
+    can_unshare,
+    output_reports,
+    peek_job,
+    run_adder,
+    run_real_pilot,
+    skip_or_fail,
+    status_history,
+    wait_activated,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

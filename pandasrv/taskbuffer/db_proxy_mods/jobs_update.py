@@ -188,7 +188,8 @@ class JobsUpdateMixin(BaseProxy):
     def _move_rows(self, panda_ids: list[int], source: str, target: str) -> None:
         for part in chunks(panda_ids):
             in_ids, binds = self._in("id", part)
-            self._execute(f"INSERT INTO {target} ({_COPY_COLUMNS}) SELECT {_COPY_COLUMNS} FROM {source} WHERE PandaID IN {in_ids}", binds)
+            copy = f"INSERT INTO {target} ({_COPY_COLUMNS}) SELECT {_COPY_COLUMNS} FROM {source} WHERE PandaID IN {in_ids}"
+            self._execute(copy, binds)
             self._execute(f"DELETE FROM {source} WHERE PandaID IN {in_ids}", binds)
 
     # --- reads ------------------------------------------------------------------------------------

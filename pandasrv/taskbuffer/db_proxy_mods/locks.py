@@ -14,7 +14,6 @@ import datetime as _dt
 from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction, utcnow
 
 
-
 class LocksMixin(BaseProxy):
     @transaction
     def acquire_lease(self, component: str, owner: str, ttl: float) -> bool:

@@ -65,7 +65,7 @@ class Driver(abc.ABC):
         finally:
             cursor.close()
 
-    def begin(self, raw: Any, immediate: bool) -> None:
+    def begin(self, raw: Any, immediate: bool) -> None:  # noqa: B027 - a default, not an abstract step
         """Start a transaction. Server backends open one implicitly at the first statement."""
 
     def error_class(self, exc: BaseException, raw: Any) -> type[errors.DBError]:
