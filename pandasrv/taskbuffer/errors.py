@@ -22,6 +22,10 @@ class LockTimeout(DBError):
     """A row or table lock could not be obtained in time, or a deadlock was broken."""
 
 
+class Deadlock(LockTimeout):
+    """The server broke a deadlock by rolling this transaction back; running it again is safe."""
+
+
 class StatementTimeout(DBError):
     """The server cancelled a statement that ran past its statement timeout."""
 

@@ -12,6 +12,7 @@ import functools
 import logging
 import operator
 import os
+import random
 import time
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
@@ -32,6 +33,9 @@ COPY_MIN_ROWS = 50
 ANALYZE_MIN_ROWS = 500
 ANALYZE_GROWTH = 0.2
 
+# A deadlock victim's transaction is run this many times in all before the Deadlock reaches the caller.
+DEADLOCK_ATTEMPTS = 4
+
 # How often a PostgreSQL backend checks that its client is still there while a query runs, so a
 # session whose ConBridge child was killed ends within about a second.
 _PG_CLIENT_CHECK_MS = 1000
@@ -49,7 +53,9 @@ def transaction(fn: F | None = None, *, readonly: bool = False) -> Any:
     methods can be composed (``update_job`` writes the output report in its own transaction).
     A connection lost before COMMIT was sent means the server rolled everything back, so the call is
     retried once on a new connection; lost during COMMIT, the outcome is unknown and ConnectionLost is
-    raised. ``readonly`` methods take a deferred (shared) SQLite transaction instead of an immediate one.
+    raised. A transaction the server chose as a deadlock victim was rolled back whole, so it is run
+    again, a few times with a short random pause that lets the winner commit. ``readonly`` methods
+    take a deferred (shared) SQLite transaction instead of an immediate one.
     """
 
     def decorate(method: F) -> F:
@@ -58,12 +64,12 @@ def transaction(fn: F | None = None, *, readonly: bool = False) -> Any:
             if self._in_transaction:
                 return method(self, *args, **kwargs)
             try:
-                return self._run_transaction(method, readonly, args, kwargs)
+                return self._run_retrying_deadlocks(method, readonly, args, kwargs)
             except errors.ConnectionLost as exc:
                 if getattr(exc, "during_commit", False):
                     raise
                 log.warning("%s: connection lost before commit, retrying once on a new connection", method.__name__)
-            return self._run_transaction(method, readonly, args, kwargs)
+            return self._run_retrying_deadlocks(method, readonly, args, kwargs)
 
         return wrapper  # type: ignore[return-value]
 
@@ -119,6 +125,17 @@ class BaseProxy:
         if self._conn is None:
             self.connect()
         return self._conn
+
+    def _run_retrying_deadlocks(self, method: Callable[..., Any], readonly: bool, args: tuple, kwargs: dict) -> Any:
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            try:
+                return self._run_transaction(method, readonly, args, kwargs)
+            except errors.Deadlock:
+                if attempt == DEADLOCK_ATTEMPTS:
+                    raise
+                log.info("%s: deadlock victim, running it again (attempt %d)", method.__name__, attempt + 1)
+                time.sleep(random.uniform(0.005, 0.05) * attempt)
+        raise AssertionError("unreachable")
 
     def _run_transaction(self, method: Callable[..., Any], readonly: bool, args: tuple, kwargs: dict) -> Any:
         conn = self._connection()

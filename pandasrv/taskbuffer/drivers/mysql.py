@@ -29,7 +29,8 @@ CONNECTION_LOST = frozenset((
     2013, 2055,  # lost connection during query
     4031,  # disconnected for inactivity
 ))
-LOCK_TIMEOUT = frozenset((1205, 1213, 3572))  # lock wait timeout, deadlock, NOWAIT lock refused
+DEADLOCK = 1213
+LOCK_TIMEOUT = frozenset((1205, 3572))  # lock wait timeout, NOWAIT lock refused
 STATEMENT_TIMEOUT = frozenset((1969, 3024))  # MariaDB max_statement_time, MySQL max_execution_time
 
 
@@ -72,6 +73,8 @@ class MySQLDriver(Driver):
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
         if code in STATEMENT_TIMEOUT:
             return errors.StatementTimeout
+        if code == DEADLOCK:
+            return errors.Deadlock
         if code in LOCK_TIMEOUT:
             return errors.LockTimeout
         if isinstance(exc, pymysql.IntegrityError):

@@ -53,7 +53,9 @@ class PostgreSQLDriver(Driver):
     def error_class(self, exc: BaseException, raw: Any) -> type[errors.DBError]:
         if isinstance(exc, pg_errors.QueryCanceled):
             return errors.StatementTimeout
-        if isinstance(exc, (pg_errors.LockNotAvailable, pg_errors.DeadlockDetected)):
+        if isinstance(exc, pg_errors.DeadlockDetected):
+            return errors.Deadlock
+        if isinstance(exc, pg_errors.LockNotAvailable):
             return errors.LockTimeout
         if isinstance(exc, psycopg.IntegrityError):
             return errors.IntegrityError
