@@ -45,6 +45,19 @@ def default_scripts() -> dict[str, ScriptSettings]:
     }
 
 
+class MonitorSettings(BaseModel):
+    """The read-only pages under ``/monitor/`` and ``/metrics`` (docs/monitor.md)."""
+
+    enable: bool = True
+    page_size: int = Field(default=50, ge=1, le=1000)
+    # how long each web process keeps the job counts of the pages (seconds; 0 = count on every request)
+    counts_cache_seconds: float = Field(default=10.0, ge=0)
+    # with auth = token or x509: callers without an identity may see job summaries (never job parameters or files)
+    anonymous: bool = False
+    # users without the production role see only their own jobs
+    own_jobs_only: bool = False
+
+
 class DaemonSettings(BaseModel):
     enable: bool = True
     n_proc: int = Field(default=2, ge=1)
@@ -134,6 +147,7 @@ class Settings(BaseSettings):
     watcher: WatcherSettings = Field(default_factory=WatcherSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     plugins: PluginSettings = Field(default_factory=PluginSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
     _toml_file: str | None = None
 

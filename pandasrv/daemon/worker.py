@@ -2,7 +2,8 @@
 
 The worker leads its own process group so that the master can kill a hung run together with anything it
 started (ConBridge children, subprocesses). Its TaskBuffer — and so its database sessions — lives as long as
-the worker, across runs. A script that raises is logged and the worker carries on.
+the worker, across runs. A script that raises is logged and the worker carries on. Each run that was not
+skipped is recorded in ``daemon_runs`` (start, end, result, the error's text) for the monitor.
 
 Messages over the pipe (tuples): master → worker ``("run", name)`` and ``("stop",)``;
 worker → master ``("ready",)``, ``("done", name, outcome, retry_at, started)`` where ``outcome`` is ``ok``,
@@ -12,10 +13,12 @@ and ``started`` is when ``main`` was first called (after the lease was taken): t
 
 from __future__ import annotations
 
+import datetime as _dt
 import importlib
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -88,10 +91,23 @@ class ScriptRunner:
                     self._call(script)
             else:
                 self._call(script)
-            return "ok", None, started
-        except Exception:
+            outcome, message = "ok", None
+        except Exception as exc:
             log.exception("script %s failed", script.name)
-            return "error", None, started
+            outcome, message = "error", f"{exc.__class__.__name__}: {exc}"
+        self._record(script, started, outcome, message)
+        return outcome, None, started
+
+    def _record(self, script: Script, started: float, outcome: str, message: str | None) -> None:
+        """Best effort: a database too busy to take the record must not turn a good run into a failed one."""
+        def utc(epoch: float) -> _dt.datetime:
+            return _dt.datetime.fromtimestamp(epoch, _dt.UTC).replace(tzinfo=None)
+
+        try:
+            self.task_buffer.record_daemon_run(script.name, socket.gethostname(), utc(started), utc(time.time()),
+                                               outcome, message)
+        except Exception as exc:
+            log.warning("could not record the run of %s: %s", script.name, exc)
 
     def _call(self, script: Script) -> None:
         module = self._module(script)

@@ -15,6 +15,7 @@ from pandasrv.taskbuffer.db_proxy_mods.jobs_kill import JobsKillMixin
 from pandasrv.taskbuffer.db_proxy_mods.jobs_update import JobsUpdateMixin
 from pandasrv.taskbuffer.db_proxy_mods.locks import LocksMixin
 from pandasrv.taskbuffer.db_proxy_mods.meta import MetaMixin
+from pandasrv.taskbuffer.db_proxy_mods.monitor import MonitorMixin
 from pandasrv.taskbuffer.db_proxy_mods.output_reports import OutputReportsMixin
 from pandasrv.taskbuffer.db_proxy_mods.retention import RetentionMixin
 from pandasrv.taskbuffer.db_proxy_mods.watcher import WatcherMixin
@@ -32,6 +33,7 @@ class DBProxy(
     RetentionMixin,
     DaemonMixin,
     MetaMixin,
+    MonitorMixin,
     BaseProxy,
 ):
     """The composed proxy; see docs/internals.md §4 for the method contract."""

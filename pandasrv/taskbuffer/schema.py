@@ -185,6 +185,16 @@ datasets = table(
     column("creationTime", DATETIME),
     column("modificationTime", DATETIME),
 )
+# The last run of each daemon script on each machine (the monitor's daemon page).
+daemon_runs = table(
+    "daemon_runs",
+    column("script", sa.String(64), primary_key=True),
+    column("host", sa.String(128), primary_key=True),
+    column("startTime", DATETIME),
+    column("endTime", DATETIME),
+    column("result", sa.String(16)),
+    column("message", sa.String(500)),
+)
 
 # The claim (getJob): site and status first, then the hand-out order.
 CLAIM_INDEX = index(
@@ -207,6 +217,10 @@ index("ix_files_dispatch_dblock", files.c.dispatchDBlock)
 index("ix_files_prod_dblock", files.c.prodDBlock)
 index("ix_job_status_log_mtime", job_status_log.c.modificationTime)
 index("ix_pilot_log_time", pilot_log.c.timeStamp)
+# The monitor's filtered job lists, newest first (keyset pages on PandaID) over the archive.
+index("ix_jobs_archived_monitor_status", jobs_archived.c.jobStatus, jobs_archived.c.PandaID)
+index("ix_jobs_archived_monitor_site", jobs_archived.c.computingSite, jobs_archived.c.PandaID)
+index("ix_jobs_archived_monitor_user", jobs_archived.c.prodUserName, jobs_archived.c.PandaID)
 
 
 def create_sequences(connection: sa.Connection) -> None:

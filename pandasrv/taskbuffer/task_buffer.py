@@ -121,6 +121,13 @@ class TaskBuffer:
     def purge_history(self, table: str, before: Any, batch_size: int) -> int:
         return self._call("purge_history", table, before, batch_size)
 
+    def record_daemon_run(self, script: str, host: str, started: Any, ended: Any, result: str,
+                          message: str | None = None) -> None:
+        self._call("record_daemon_run", script, host, started, ended, result, message)
+
+    def daemon_runs(self) -> list[dict[str, Any]]:
+        return self._call("daemon_runs")
+
     def update_site_starts(self, since: Any, now: Any) -> dict[str, tuple[int, Any]]:
         return self._call("update_site_starts", since, now)
 
@@ -176,6 +183,27 @@ class TaskBuffer:
 
     def set_debug_mode(self, panda_id: int, on: bool, *, user: str | None, is_production: bool) -> str:
         return self._call("set_debug_mode", panda_id, on, user=user, is_production=is_production)
+
+    # --- monitor (read-only) ------------------------------------------------------------------------
+    def monitor_job_counts(self, by: Sequence[str], filters: dict[str, str] | None = None,
+                           archived: bool = True) -> list[tuple[Any, ...]]:
+        return self._call("monitor_job_counts", list(by), filters, archived)
+
+    def monitor_list_jobs(self, filters: dict[str, str], *, since: Any = None, before_id: int | None = None,
+                          limit: int = 50) -> list[dict[str, Any]]:
+        return self._call("monitor_list_jobs", filters, since=since, before_id=before_id, limit=limit)
+
+    def monitor_recent_errors(self, limit: int = 20) -> list[dict[str, Any]]:
+        return self._call("monitor_recent_errors", limit)
+
+    def monitor_status_history(self, panda_id: int) -> list[dict[str, Any]]:
+        return self._call("monitor_status_history", panda_id)
+
+    def monitor_leases(self) -> list[dict[str, Any]]:
+        return self._call("monitor_leases")
+
+    def monitor_site_data(self) -> dict[str, dict[str, Any]]:
+        return self._call("monitor_site_data")
 
     # --- diagnostics -----------------------------------------------------------------------------
     def sleep(self, seconds: float) -> None:

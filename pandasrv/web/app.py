@@ -18,6 +18,7 @@ from pandasrv.web import job_dispatcher, legacy_user_if, pilot_api, queues, user
 from pandasrv.web.auth import ANONYMOUS, Authenticator, AuthError, check_loopback
 from pandasrv.web.codecs import JSON_TYPE, BadRequest, decode_params, encode_legacy, encode_v1, fail, read_body, to_json
 from pandasrv.web.context import Call, Services
+from pandasrv.web.monitor.resource import add_routes as add_monitor_routes
 from pandasrv.web.openapi import openapi_document
 from pandasrv.web.registry import LEGACY, REGISTRY, Method, ParamError, cast_query, check_json
 
@@ -175,7 +176,8 @@ def create_app(settings: Settings) -> PandaApp:
     check_loopback(settings)
     logging.getLogger("pandasrv").setLevel(settings.log_level.upper())
     services = Services(settings)
-    api = ApiResource(services, Authenticator(settings))
+    authenticator = Authenticator(settings)
+    api = ApiResource(services, authenticator)
     app = PandaApp(cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = False
     app.add_route("/server/panda/{name}", api)
@@ -184,6 +186,8 @@ def create_app(settings: Settings) -> PandaApp:
     app.add_route("/cache/{name}", utils.CacheFile(settings))
     app.add_route("/cache/schedconfig/{name}", queues.SchedconfigFile(services))
     app.add_sink(_forbidden_sink, r"/(server|api)/")
+    if settings.monitor.enable:
+        add_monitor_routes(app, services, authenticator)
     app.services = services
     return app
 

@@ -1,4 +1,5 @@
-"""SQL of the daemon itself: lease look-ups for the scheduler and the per-queue counters of add_sub."""
+"""SQL of the daemon itself: lease look-ups for the scheduler, the per-queue counters of add_sub and the
+record of each script's last run (shown by the monitor)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import datetime as _dt
 from typing import Any
 
 from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction
+
+_RUN_COLUMNS = ("script", "host", "startTime", "endTime", "result", "message")
 
 
 class DaemonMixin(BaseProxy):
@@ -43,3 +46,20 @@ class DaemonMixin(BaseProxy):
                 self._execute("INSERT INTO site_data (site, getJob, updateJob, nStart, lastStart, lastUpdate)"
                               " VALUES (:site, 0, 0, :n, :last, :now)", binds)
         return {site: (n, last) for site, (n, last) in counts.items()}
+
+    @transaction
+    def record_daemon_run(self, script: str, host: str, started: _dt.datetime, ended: _dt.datetime, result: str,
+                          message: str | None = None) -> None:
+        """Keep the last run of ``script`` on ``host``: one row per pair, overwritten by each run."""
+        binds = {"script": script, "host": host, "startTime": started, "endTime": ended, "result": result,
+                 "message": (message or "")[:500] or None}
+        cur = self._execute("UPDATE daemon_runs SET startTime = :startTime, endTime = :endTime, result = :result,"
+                            " message = :message WHERE script = :script AND host = :host", binds)
+        if cur.rowcount == 0:
+            self._insert_ignoring_duplicates("daemon_runs", _RUN_COLUMNS, "script, host", binds)
+
+    @transaction(readonly=True)
+    def daemon_runs(self) -> list[dict[str, Any]]:
+        """Every recorded last run, newest first."""
+        rows = self._fetchall(f"SELECT {','.join(_RUN_COLUMNS)} FROM daemon_runs ORDER BY startTime DESC")
+        return [dict(zip(_RUN_COLUMNS, row)) for row in rows]

@@ -1,0 +1,116 @@
+"""Read-only queries of the monitor pages and ``pandasrv jobs``: counts, keyset-paged job lists, a job's
+status history, leases and per-queue pilot contact.
+
+Job lists are pages of PandaIDs in descending order ("newest first"): each page starts strictly below the
+last PandaID of the previous one, so a page deep into a million archived jobs costs the same as the first
+(an index range scan of ``limit`` rows per table, with the ``ix_jobs_*_monitor_*`` indexes when filtered).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Sequence
+
+from pandasrv.taskbuffer import job_states
+from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction
+
+# What a job list shows (every stage table has these columns).
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "PandaID", "jobName", "jobStatus", "computingSite", "prodUserName", "prodSourceLabel", "attemptNr",
+    "creationTime", "modificationTime", "startTime", "endTime", "transExitCode", "pilotErrorCode",
+    "exeErrorCode", "ddmErrorCode", "taskBufferErrorCode", "jobDispatcherErrorCode",
+)
+# Filter name -> column; values are compared for equality.
+FILTER_COLUMNS: dict[str, str] = {
+    "state": "jobStatus", "queue": "computingSite", "user": "prodUserName", "label": "prodSourceLabel",
+}
+GROUP_COLUMNS = frozenset({"jobStatus", "computingSite", "prodUserName", "prodSourceLabel"})
+_ERROR_COLUMNS = ("pilotErrorCode", "pilotErrorDiag", "exeErrorCode", "exeErrorDiag", "ddmErrorCode", "ddmErrorDiag",
+                  "supErrorCode", "supErrorDiag", "taskBufferErrorCode", "taskBufferErrorDiag",
+                  "jobDispatcherErrorCode", "jobDispatcherErrorDiag", "brokerageErrorCode", "brokerageErrorDiag")
+
+
+def _tables_for(state: str | None) -> tuple[str, ...]:
+    """Only the stage table that can hold ``state`` is read when the list is filtered by state."""
+    if state is None:
+        return job_states.STAGE_TABLES
+    table = job_states.TABLE_OF.get(state)
+    return (table,) if table else ()
+
+
+class MonitorMixin(BaseProxy):
+    @transaction(readonly=True)
+    def monitor_job_counts(self, by: Sequence[str], filters: dict[str, str] | None = None,
+                           archived: bool = True) -> list[tuple[Any, ...]]:
+        """Job counts grouped by ``by`` over the live (and, with ``archived``, the archived) jobs: ``(*keys, n)``."""
+        if not by or set(by) - GROUP_COLUMNS:
+            raise ValueError(f"cannot group jobs by {', '.join(sorted(set(by) - GROUP_COLUMNS)) or 'nothing'}")
+        where, binds = self._filter_sql(filters or {})
+        group = ",".join(by)
+        tables = _tables_for((filters or {}).get("state"))
+        counts: dict[tuple[Any, ...], int] = {}
+        for table in tables:
+            if table == job_states.ARCHIVED_TABLE and not archived:
+                continue
+            for row in self._fetchall(f"SELECT {group}, COUNT(*) FROM {table}{where} GROUP BY {group}", binds):
+                key = tuple(row[:-1])
+                counts[key] = counts.get(key, 0) + int(row[-1])
+        return [(*key, n) for key, n in sorted(counts.items(), key=lambda kv: tuple(str(k) for k in kv[0]))]
+
+    @transaction(readonly=True)
+    def monitor_list_jobs(self, filters: dict[str, str], *, since: _dt.datetime | None = None,
+                          before_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Up to ``limit`` job summaries matching ``filters``, newest PandaID first, all below ``before_id``."""
+        where, binds = self._filter_sql(filters, since=since, before_id=before_id)
+        columns = ",".join(SUMMARY_COLUMNS)
+        rows: list[tuple] = []
+        for table in _tables_for(filters.get("state")):
+            rows += self._fetchall(f"SELECT {columns} FROM {table}{where} ORDER BY PandaID DESC LIMIT {int(limit)}", binds)
+        rows.sort(key=lambda row: row[0], reverse=True)
+        return [dict(zip(SUMMARY_COLUMNS, row)) for row in rows[:limit]]
+
+    @transaction(readonly=True)
+    def monitor_recent_errors(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The most recently failed jobs with their error codes and diagnostics."""
+        columns = ("PandaID", "jobName", "computingSite", "prodUserName", "modificationTime", "transExitCode",
+                   *_ERROR_COLUMNS)
+        rows = self._fetchall(f"SELECT {','.join(columns)} FROM {job_states.ARCHIVED_TABLE} WHERE jobStatus = 'failed'"
+                              f" ORDER BY PandaID DESC LIMIT {int(limit)}")
+        return [dict(zip(columns, row)) for row in rows]
+
+    @transaction(readonly=True)
+    def monitor_status_history(self, panda_id: int) -> list[dict[str, Any]]:
+        """A job's status changes in the order they happened."""
+        columns = ("modificationTime", "jobStatus", "computingSite", "modificationHost")
+        rows = self._fetchall(f"SELECT {','.join(columns)} FROM job_status_log WHERE PandaID = :id"
+                              " ORDER BY modificationTime", {"id": panda_id})
+        return [dict(zip(columns, row)) for row in rows]
+
+    @transaction(readonly=True)
+    def monitor_leases(self) -> list[dict[str, Any]]:
+        """Every process-lock lease: component, holder, when taken and when it ends."""
+        columns = ("component", "lockedBy", "lockedTime", "expiresAt")
+        return [dict(zip(columns, row)) for row in
+                self._fetchall(f"SELECT {','.join(columns)} FROM process_locks ORDER BY component")]
+
+    @transaction(readonly=True)
+    def monitor_site_data(self) -> dict[str, dict[str, Any]]:
+        """Per queue: pilot contacts (getJob/updateJob counters), recent starts and their last times."""
+        columns = ("site", "getJob", "updateJob", "nStart", "lastStart", "lastUpdate")
+        return {row[0]: dict(zip(columns, row)) for row in
+                self._fetchall(f"SELECT {','.join(columns)} FROM site_data ORDER BY site")}
+
+    def _filter_sql(self, filters: dict[str, str], *, since: _dt.datetime | None = None,
+                    before_id: int | None = None) -> tuple[str, dict[str, Any]]:
+        unknown = set(filters) - set(FILTER_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown job filter {', '.join(sorted(unknown))}")
+        clauses = [f"{FILTER_COLUMNS[name]} = :f_{name}" for name in sorted(filters)]
+        binds: dict[str, Any] = {f"f_{name}": value for name, value in filters.items()}
+        if since is not None:
+            clauses.append("modificationTime >= :since")
+            binds["since"] = since
+        if before_id is not None:
+            clauses.append("PandaID < :before_id")
+            binds["before_id"] = before_id
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), binds
