@@ -127,11 +127,21 @@ class Settings(BaseSettings):
     local_fqans: list[str] = ["/pandasrv/Role=production"]
     production_dns: list[str] = []
     pilot_owners: list[str] = []
+    # VOs (FQAN groups without the leading slash) whose Role=production / Role=pilot grant those roles
+    production_vos: list[str] = ["atlas", "atlas/usatlas", "pandasrv"]
+    pilot_vos: list[str] = ["atlas", "atlas/usatlas", "osg", "ams", "Engage/LBNE"]
+    # PanDA's permissive "VOMS patch": any FQAN of these VOs (even Role=NULL) passes the pilot test.
+    # Off (empty) by default: it gives every plain member of the VO the pilot role.
+    voms_patch_vos: list[str] = []
+    # auth = none refuses callers that are not on loopback; true only behind a trusted proxy that authenticates
+    auth_none_behind_proxy: bool = False
     token_issuer: str = ""
     token_audience: str = ""
     token_jwks_url: str = ""
     token_jwks_file: str = ""
     token_groups_claim: str = "groups"
+    # clock skew allowed when checking exp, nbf and iat (seconds)
+    token_leeway_seconds: float = Field(default=30.0, ge=0, le=600)
     # x509 behind a reverse proxy: trust X-SSL-Client-S-DN / X-GRST-Cred-* request headers (the proxy must
     # set them and strip client copies). Off by default: a client could otherwise claim any DN.
     trust_proxy_headers: bool = False

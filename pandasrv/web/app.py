@@ -55,7 +55,7 @@ class ApiResource:
             try:
                 identity = self.auth.identify(req.env)
             except AuthError as exc:
-                raise _Refused(403, f"Token authentication failed. {exc}") from None
+                raise _Refused(403, str(exc)) from None
             user = identity.user
             if method.db and user and user in self.services.banned_users():
                 raise _Refused(403, f"{user} is banned")

@@ -1,29 +1,39 @@
 """Who is calling, and may they: identity from the front server or a token, and PanDA's two role tests.
 
 Identity only ever comes from values a trusted party vouched for: the configured local identity
-(``auth = none``, loopback only), a verified OIDC token (``token``), or the TLS front server's variables
+(``auth = none``, loopback peers only), a verified OIDC token (``token``), or the TLS front server's variables
 (``x509``: the WSGI environment, or ``X-SSL-Client-S-DN`` / ``X-GRST-Cred-*`` headers when
 ``trust_proxy_headers`` says a reverse proxy sets them and strips client copies).
+
+Ownership (``Identity.user``) is the compact DN name under x509 (the CA vouches for the DN) and
+issuer + subject under tokens (the display name is chosen by the user, so it is never used for anything
+but display). Roles come only from credentials that carry them: an FQAN (token group or VOMS) of a
+configured VO with that role, or a configured DN under x509; see docs/security.md.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
 import json
 import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
+from urllib.parse import quote, urlsplit
 
 import jwt
 
 from pandasrv.config import ConfigError, Settings
 
+Source = Literal["anonymous", "local", "x509", "token"]
+OWNER_WIDTH = 60  # prodUserName's column width
+
 
 class AuthError(Exception):
-    """The caller presented credentials that do not verify."""
+    """The caller presented credentials that do not verify; the message is the whole refusal."""
 
 
 @dataclass(frozen=True)
@@ -33,15 +43,21 @@ class Identity:
     vo: str | None = None
     role: str | None = None
     claims: dict[str, Any] = field(default_factory=dict)
+    source: Source = "anonymous"
+    owner: str | None = None
 
     @property
     def secure(self) -> bool:
-        """PanDA's "secure" request: a DN is known (and it is not a limited proxy)."""
+        """PanDA's "secure" request: a vouched identity (and under x509 not a limited proxy)."""
+        if self.source in ("local", "token"):
+            return True
         return bool(self.dn) and "/CN=limited proxy" not in self.dn
 
     @functools.cached_property
     def user(self) -> str | None:
-        """The compact user name (owner checks, bans, prodUserName); computed once per request."""
+        """The owner name (ownership, bans, prodUserName): the explicit owner, else the compact DN name."""
+        if self.owner:
+            return self.owner
         return clean_user_id(self.dn) if self.dn else None
 
 
@@ -86,45 +102,72 @@ def clean_user_id(dn: str) -> str:
 
 # --- roles ------------------------------------------------------------------------------------------
 
-_DISPATCH_ROLES = (
-    "/atlas/usatlas/Role=production", "/atlas/usatlas/Role=pilot", "/atlas/Role=production", "/atlas/Role=pilot",
-    "/osg/Role=pilot", "^/[^/]+/Role=production$", "/ams/Role=pilot", "/Engage/LBNE/Role=pilot",
-)
-_VO_PREFIXES = ("/atlas/", "/osg/", "/cms/", "/ams/", "/Engage/LBNE/")
-_STRICT_ROLES = ("/atlas/usatlas/Role=production", "/atlas/Role=production", "^/[^/]+/Role=production")
+def parse_fqan(fqan: str) -> tuple[str, str | None]:
+    """``/vo/group/Role=r/Capability=NULL`` -> (``vo/group``, ``r``); a missing or NULL role is None."""
+    group, _, rest = fqan.partition("/Role=")
+    role = rest.split("/", 1)[0] or None
+    return group.strip("/"), None if role in (None, "NULL") else role
 
 
-def has_pilot_role(identity: Identity, settings: Settings, voms_patch: bool = True) -> bool:
-    """The dispatcher's permissive test (getJob/updateJob): pilot or production role, or a pilot owner DN."""
-    for fqan in identity.fqans:
-        for pattern in _DISPATCH_ROLES:
-            if fqan.startswith(pattern) or re.match(pattern, fqan):
-                return True
-        if voms_patch and fqan.startswith(_VO_PREFIXES):
-            return True
+def _has_fqan_role(identity: Identity, role: str, vos: list[str]) -> bool:
+    return any(parse_fqan(f) == (vo, role) for f in identity.fqans for vo in vos)
+
+
+def _dn_matches(identity: Identity, patterns: list[str]) -> bool:
+    """Configured DNs count only for certificate identities: a token's DN is built from user-chosen names."""
     dn = identity.dn or ""
-    return bool(dn) and any(re.search(p, dn) for p in (*settings.production_dns, *settings.pilot_owners))
+    return identity.source == "x509" and bool(dn) and any(re.search(p, dn) for p in patterns)
 
 
 def has_production_role(identity: Identity, settings: Settings) -> bool:
-    """The strict test of UserIF and every v1 endpoint: a production role, no pilot role."""
+    """The strict test (UserIF, every v1 pilot call): ``/<vo>/Role=production`` of a ``production_vos`` VO,
+    or a certificate DN containing a ``production_dns`` entry."""
     dn = identity.dn or ""
-    if dn and any(entry in dn for entry in settings.production_dns):
+    if identity.source == "x509" and dn and any(entry in dn for entry in settings.production_dns):
         return True
-    return any(fqan.startswith(p) or re.match(p, fqan) for fqan in identity.fqans for p in _STRICT_ROLES)
+    return _has_fqan_role(identity, "production", settings.production_vos)
+
+
+def has_pilot_role(identity: Identity, settings: Settings, voms_patch: bool = True) -> bool:
+    """The dispatcher's test (getJob/updateJob): production role, ``/<vo>/Role=pilot`` of a ``pilot_vos`` VO,
+    a certificate DN matching ``pilot_owners``, or (only when ``voms_patch_vos`` is set) any FQAN of those VOs."""
+    if has_production_role(identity, settings) or _has_fqan_role(identity, "pilot", settings.pilot_vos):
+        return True
+    if voms_patch and settings.voms_patch_vos:
+        groups = {parse_fqan(f)[0] for f in identity.fqans}
+        if any(g == vo or g.startswith(vo + "/") for g in groups for vo in settings.voms_patch_vos):
+            return True
+    return _dn_matches(identity, [*settings.production_dns, *settings.pilot_owners])
+
+
+def is_loopback(address: str | None) -> bool:
+    try:
+        ip = ipaddress.ip_address((address or "").strip("[]"))
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or bool(mapped and mapped.is_loopback)
 
 
 # --- authenticators ------------------------------------------------------------------------------------
 
-def fqans_from_env(env: Mapping[str, str]) -> tuple[str, ...]:
+VOMS_ENVIRON_KEY = "pandasrv.voms_fqans"
+
+
+def fqans_from_env(env: Mapping[str, Any]) -> tuple[str, ...]:
+    """The caller's verified FQANs: mod_gridsite's ``GRST_CRED_*`` / ``GRST_CONN_*`` variables, plus those an
+    in-process VOMS verifier put under ``pandasrv.voms_fqans`` (a dotted WSGI key no HTTP header can set).
+
+    This is the one place FQANs enter; an attribute-certificate parser hands its result in through the key."""
     fqans: list[str] = []
-    for key in sorted(env):
-        value = env[key]
+    for key in sorted(k for k in env if isinstance(k, str) and k.startswith(("GRST_CRED_", "GRST_CONN_"))):
+        value = str(env[key])
         if key.startswith("GRST_CRED_") and value.startswith("VOMS"):
             fqans.append(value.split()[-1])
         elif key.startswith("GRST_CONN_") and value.startswith("fqan:"):
             fqans.append(value[len("fqan:"):])
-    return tuple(fqans)
+    fqans.extend(str(f) for f in env.get(VOMS_ENVIRON_KEY) or ())
+    return tuple(dict.fromkeys(fqans))
 
 
 def x509_variables(environ: Mapping[str, Any], trust_proxy_headers: bool) -> dict[str, str]:
@@ -146,8 +189,28 @@ def _origin(origin: str) -> tuple[str, str | None]:
     return origin, None
 
 
+def token_owner(issuer: str, subject: str) -> str:
+    """The owner name of a token identity: ``subject@issuer-host/path``, unique per (issuer, subject).
+
+    Anything longer than prodUserName's width (or with characters outside a safe set) becomes a digest,
+    ``token-<hex>``, which has no ``@`` and so never equals a readable owner name."""
+    where = urlsplit(issuer)
+    text = f"{subject}@{(where.netloc + where.path).rstrip('/')}"
+    if len(text) <= OWNER_WIDTH and re.fullmatch(r"[A-Za-z0-9._:+\-]+@[A-Za-z0-9._:/\-]+", text):
+        return text
+    return "token-" + hashlib.sha256(f"{issuer}\n{subject}".encode()).hexdigest()[:40]
+
+
+def _display(text: str) -> str:
+    """A user-chosen name as one DN value: slashes and ``=`` are escaped, so it can never add DN structure."""
+    return quote(text, safe=" @.:-_'()")
+
+
 class TokenVerifier:
-    """Checks OIDC JWTs against the configured issuer, audience and JWKS (a file or a URL)."""
+    """Checks OIDC JWTs against the configured issuer, audience and JWKS (a file or a URL).
+
+    ``exp`` and ``sub`` are required; ``nbf`` and ``iat`` are checked when present (with
+    ``token_leeway_seconds`` of clock skew)."""
 
     def __init__(self, settings: Settings) -> None:
         if not (settings.token_issuer and settings.token_audience):
@@ -167,27 +230,39 @@ class TokenVerifier:
         kid = jwt.get_unverified_header(token).get("kid")
         keys = [k for k in self._keys.keys if kid is None or k.key_id == kid] if self._keys else []
         if not keys:
-            raise AuthError("no JWKS key matches the token")
+            raise AuthError("Token authentication failed. no JWKS key matches the token")
         return keys[0].key
 
-    def verify(self, token: str, origin: str | None) -> Identity:
+    def claims(self, token: str) -> dict[str, Any]:
+        leeway = self.settings.token_leeway_seconds
         try:
             claims = jwt.decode(token, self._key(token), algorithms=["RS256", "RS384", "RS512", "ES256", "ES384"],
-                                audience=self.settings.token_audience, issuer=self.settings.token_issuer)
-        except (jwt.PyJWTError, ValueError, KeyError) as exc:
-            raise AuthError(f"invalid token: {exc}") from None
+                                audience=self.settings.token_audience, issuer=self.settings.token_issuer,
+                                leeway=leeway, options={"require": ["exp", "iss", "aud", "sub"]})
+        except (jwt.PyJWTError, ValueError, KeyError, TypeError) as exc:
+            raise AuthError(f"Token authentication failed. invalid token: {exc}") from None
+        issued = claims.get("iat")
+        if issued is not None and (not isinstance(issued, (int, float)) or issued > time.time() + leeway):
+            raise AuthError("Token authentication failed. invalid token: iat is not a time in the past")
+        if not isinstance(claims["sub"], str) or not claims["sub"]:
+            raise AuthError("Token authentication failed. invalid token: sub must be a non-empty string")
+        return claims
+
+    def verify(self, token: str, origin: str | None) -> Identity:
+        claims = self.claims(token)
         groups = [g.strip("/") for g in claims.get(self.settings.token_groups_claim) or [] if isinstance(g, str)]
         if not origin:
-            raise AuthError("the Origin header (vo or vo:role) is missing")
+            raise AuthError("Token authentication failed. the Origin header (vo or vo:role) is missing")
         vo, role = _origin(origin)
         wanted = f"{vo}/{role}" if role else vo
         if wanted not in groups:
-            raise AuthError(f"{wanted} is not in the token groups")
-        name = str(claims.get("name") or "").title()
-        nickname = claims.get("preferred_username") or claims.get("sub")
-        dn = f"/CN={name}/CN=nickname:{nickname}" if name else f"/CN={nickname}"
+            raise AuthError(f"Token authentication failed. {wanted} is not in the token groups")
+        owner = token_owner(str(claims["iss"]), claims["sub"])
+        name = claims.get("name") if isinstance(claims.get("name"), str) else ""
+        nickname = claims.get("preferred_username") if isinstance(claims.get("preferred_username"), str) else ""
+        dn = f"/CN={_display(name.title() or nickname or claims['sub'])}/CN=nickname:{_display(nickname or owner)}"
         fqan = f"/{vo}/Role={role}" if role else f"/{vo}/Role=NULL"
-        return Identity(dn=dn, fqans=(fqan,), vo=vo, role=role, claims=claims)
+        return Identity(dn=dn, fqans=(fqan,), vo=vo, role=role, claims=claims, source="token", owner=owner)
 
 
 class Authenticator:
@@ -196,13 +271,17 @@ class Authenticator:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.tokens = TokenVerifier(settings) if settings.auth == "token" else None
-        self._local = Identity(dn=settings.local_dn, fqans=tuple(settings.local_fqans))
+        local_vo = parse_fqan(settings.local_fqans[0])[0] if settings.local_fqans else None
+        self._local = Identity(dn=settings.local_dn, fqans=tuple(settings.local_fqans), vo=local_vo, source="local")
         self._cache: dict[tuple[str, str | None], tuple[float, Identity]] = {}
         self._lock = threading.Lock()
 
     def identify(self, environ: Mapping[str, Any]) -> Identity:
         mode = self.settings.auth
         if mode == "none":
+            peer = environ.get("REMOTE_ADDR")
+            if not self.settings.auth_none_behind_proxy and not is_loopback(peer):
+                raise AuthError(f"auth = none serves only loopback callers, not {peer!r}")
             return self._local
         variables = x509_variables(environ, self.settings.trust_proxy_headers)
         if mode == "token":
@@ -212,7 +291,9 @@ class Authenticator:
         dn = variables.get("SSL_CLIENT_S_DN")
         if not dn:
             return ANONYMOUS
-        return Identity(dn=dn, fqans=fqans_from_env(variables))
+        fqans = fqans_from_env({**variables, VOMS_ENVIRON_KEY: environ.get(VOMS_ENVIRON_KEY)})
+        vo = parse_fqan(fqans[0])[0].split("/")[0] if fqans else None
+        return Identity(dn=dn, fqans=fqans, vo=vo, source="x509")
 
     def _from_token(self, token: str, origin: str | None) -> Identity:
         key = (token, origin)
@@ -222,7 +303,7 @@ class Authenticator:
             if hit and hit[0] > now:
                 return hit[1]
         identity = self.tokens.verify(token, origin)
-        expires = float(identity.claims.get("exp") or 0) - time.time()
+        expires = float(identity.claims["exp"]) - time.time()
         with self._lock:
             if len(self._cache) > 10000:
                 self._cache.clear()
@@ -231,13 +312,10 @@ class Authenticator:
 
 
 def check_loopback(settings: Settings) -> None:
-    """``auth = none`` makes every caller the local identity, so it may only listen on loopback."""
+    """``auth = none`` makes every caller the local identity, so it may only listen on loopback (and
+    ``Authenticator.identify`` refuses every non-loopback peer as well)."""
     if settings.auth != "none":
         return
     host = settings.host
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not (host == "localhost" or is_loopback(host)):
         raise ConfigError(f"auth = none is only allowed on a loopback host, not {host!r}; set auth = token or x509")

@@ -9,11 +9,22 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+from falcon import testing
 
 from pandasrv.taskbuffer.file_spec import FileSpec
 from pandasrv.taskbuffer.job_spec import JobSpec
 
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+LOOPBACK = "127.0.0.1"
+
+
+class LocalClient(testing.TestClient):
+    """An in-process falcon client whose requests come from loopback unless a test says otherwise
+    (``auth = none`` refuses every other peer, and falcon's default peer is none at all)."""
+
+    def simulate_request(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("remote_addr", LOOPBACK)
+        return super().simulate_request(*args, **kwargs)
 
 
 def make_job(site: str, name: str = "job", label: str = "user", **values: Any) -> JobSpec:

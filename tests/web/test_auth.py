@@ -12,18 +12,33 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from pandasrv.config import ConfigError, load_settings
-from pandasrv.web.auth import Authenticator, Identity, check_loopback, clean_user_id, has_pilot_role, has_production_role
+from pandasrv.web.app import create_app
+from pandasrv.web.auth import (
+    OWNER_WIDTH,
+    Authenticator,
+    AuthError,
+    Identity,
+    check_loopback,
+    clean_user_id,
+    has_pilot_role,
+    has_production_role,
+    token_owner,
+)
 from tests.conftest import selected_backends
 from tests.web.conftest import REPO, fresh_database, start_server
-from tests.web.helpers import JSON_HEADERS, make_job, wait_status
+from tests.web.helpers import JSON_HEADERS, LocalClient, make_job, wait_status
 
 ALICE = "/DC=ch/DC=cern/OU=Users/CN=alice/CN=123456"
 BOB = "/DC=ch/DC=cern/OU=Users/CN=bob"
 PROD = "/DC=ch/DC=cern/OU=Robots/CN=prodsys"
 PILOT = "/DC=org/CN=pilot factory"
 CAROL = "/DC=ch/CN=carol"
+ISSUER, AUDIENCE = "https://issuer.test", "pandasrv-test"
 
 
 def as_user(dn: str, *fqans: str) -> dict[str, str]:
@@ -50,14 +65,70 @@ def test_clean_user_id_rules():
 
 
 def test_role_predicates():
-    settings = load_settings(production_dns=["prodsys"], pilot_owners=["pilot factory"])
-    user = Identity(dn=ALICE, fqans=("/myvo/Role=NULL",))
+    settings = load_settings(production_dns=["prodsys"], pilot_owners=["pilot factory"], production_vos=["myvo"])
+    user = Identity(dn=ALICE, fqans=("/myvo/Role=NULL",), source="x509")
     assert not has_production_role(user, settings) and not has_pilot_role(user, settings)
-    assert has_pilot_role(Identity(dn=ALICE, fqans=("/atlas/Role=NULL",)), settings)  # the VOMS patch
-    assert not has_pilot_role(Identity(dn=ALICE, fqans=("/atlas/Role=NULL",)), settings, voms_patch=False)
-    pilot = Identity(dn="/CN=x", fqans=("/osg/Role=pilot",))
+    member = Identity(dn=ALICE, fqans=("/atlas/Role=NULL",), source="x509")
+    assert not has_pilot_role(member, settings)  # the VOMS patch is off by default
+    patched = load_settings(voms_patch_vos=["atlas"])
+    assert has_pilot_role(member, patched) and not has_pilot_role(member, patched, voms_patch=False)
+    pilot = Identity(dn="/CN=x", fqans=("/osg/Role=pilot/Capability=NULL",), source="x509")
     assert has_pilot_role(pilot, settings) and not has_production_role(pilot, settings)
-    assert has_production_role(Identity(dn=PROD), settings) and has_pilot_role(Identity(dn=PILOT), settings)
+    assert has_production_role(Identity(dn=PROD, source="x509"), settings)
+    assert has_pilot_role(Identity(dn=PILOT, source="x509"), settings)
+    assert has_production_role(Identity(dn="/CN=x", fqans=("/myvo/Role=production",), source="x509"), settings)
+
+
+@pytest.mark.parametrize("fqan", ["/othervo/Role=production", "/myvo/sub/Role=production", "/myvofake/Role=production",
+                                  "/atlas/Role=production-not", "/myvo/Role=NULL", "/myvo", "myvo/Role=productio"])
+def test_production_role_is_only_the_configured_vos(fqan):
+    settings = load_settings(production_vos=["myvo"], pilot_vos=["myvo"])
+    identity = Identity(dn="/CN=x", fqans=(fqan,), source="x509")
+    assert not has_production_role(identity, settings)
+    assert not has_pilot_role(identity, settings)
+
+
+@pytest.mark.parametrize("source", ["token", "local", "anonymous"])
+def test_configured_dns_count_only_for_certificates(source):
+    """A token's DN is made of names the user chose: it must never match production_dns or pilot_owners."""
+    settings = load_settings(production_dns=["prodsys"], pilot_owners=["pilot factory"])
+    for dn in (PROD, PILOT, "/CN=prodsys/CN=nickname:pilot factory"):
+        identity = Identity(dn=dn, source=source)
+        assert not has_production_role(identity, settings) and not has_pilot_role(identity, settings)
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(st.text(min_size=1, max_size=80), st.text(min_size=1, max_size=80))
+def test_token_owners_are_unique_and_fit(sub_a, sub_b):
+    owner_a, owner_b = token_owner(ISSUER, sub_a), token_owner(ISSUER, sub_b)
+    assert len(owner_a) <= OWNER_WIDTH and owner_a == token_owner(ISSUER, sub_a)
+    assert (owner_a == owner_b) == (sub_a == sub_b)
+    assert token_owner("https://other.test", sub_a) != owner_a
+
+
+@pytest.mark.parametrize("peer", [None, "", "10.0.0.7", "192.168.1.1", "::ffff:10.0.0.1", "2001:db8::1", "localhost"])
+def test_auth_none_refuses_remote_peers(peer):
+    auth = Authenticator(load_settings(auth="none"))
+    with pytest.raises(AuthError, match="loopback"):
+        auth.identify({"REMOTE_ADDR": peer} if peer is not None else {})
+    behind_proxy = Authenticator(load_settings(auth="none", auth_none_behind_proxy=True))
+    assert behind_proxy.identify({"REMOTE_ADDR": peer}).source == "local"
+
+
+@pytest.mark.parametrize("peer", ["127.0.0.1", "127.3.4.5", "::1", "::ffff:127.0.0.1"])
+def test_auth_none_serves_loopback_peers(peer):
+    identity = Authenticator(load_settings(auth="none")).identify({"REMOTE_ADDR": peer})
+    assert identity.source == "local" and identity.secure and identity.dn == load_settings().local_dn
+
+
+def test_auth_none_refusal_through_the_app(tmp_path):
+    app = create_app(load_settings(auth="none", db_url=f"sqlite:///{tmp_path}/x.db"))
+    remote = LocalClient(app).simulate_get("/api/v1/system/get_attributes", remote_addr="10.9.8.7")
+    assert remote.status_code == 403 and "loopback" in remote.text
+    local = LocalClient(app).simulate_get("/api/v1/system/get_attributes")
+    assert local.status_code == 200 and local.json["data"]["production"] is True
+    page = LocalClient(app).simulate_get("/monitor/", remote_addr="10.9.8.7")
+    assert page.status_code == 403
 
 
 def test_proxy_headers_are_ignored_unless_trusted():
@@ -86,7 +157,7 @@ def x509_server(request, test_databases, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("x509")
     with fresh_database(test_databases, request.param, workdir) as db_url, \
             start_server(db_url, request.param, workdir, auth="x509", trust_proxy_headers=True,
-                         production_dns=["prodsys"], pilot_owners=["pilot factory"]) as running:
+                         production_dns=["prodsys"], pilot_owners=["pilot factory"], production_vos=["myvo"]) as running:
         running.add_queue(running.queue)
         yield running
 
@@ -184,9 +255,6 @@ def test_banned_users_get_403(x509_server):
 
 # --- OIDC tokens -------------------------------------------------------------------------------------
 
-ISSUER, AUDIENCE = "https://issuer.test", "pandasrv-test"
-
-
 @pytest.fixture(scope="module")
 def signing_key():
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -200,45 +268,92 @@ def token_server(request, test_databases, tmp_path_factory, signing_key):
     jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}))
     with fresh_database(test_databases, request.param, workdir) as db_url, \
             start_server(db_url, request.param, workdir, auth="token", token_issuer=ISSUER, token_audience=AUDIENCE,
-                         token_jwks_file=str(jwks)) as running:
+                         token_jwks_file=str(jwks), production_vos=["myvo"]) as running:
         running.add_queue(running.queue)
         yield running
 
 
 def token(key, **claims):
+    """A signed token; a claim given as None is left out."""
     now = int(time.time())
     body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "u-1", "name": "test user", "preferred_username": "tester",
             "groups": ["myvo", "myvo/production"], "iat": now, "exp": now + 600, **claims}
-    return jwt.encode(body, key, algorithm="RS256", headers={"kid": "k1"})
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, key, algorithm="RS256", headers={"kid": "k1"})
 
 
 def _attributes(server, headers):
     return httpx.get(f"{server.url}/api/v1/system/get_attributes", headers=headers)
 
 
+def bearer(key, origin="myvo", **claims):
+    return {"Authorization": f"Bearer {token(key, **claims)}", "Origin": origin}
+
+
 def test_token_identity_and_roles(token_server, signing_key):
     good = {"Authorization": f"Bearer {token(signing_key)}"}
     data = _attributes(token_server, {**good, "Origin": "myvo:production"}).json()["data"]
-    assert data["dn"] == "/CN=Test User/CN=nickname:tester" and data["user"] == "Test User"
+    assert data["dn"] == "/CN=Test User/CN=nickname:tester" and data["user"] == "u-1@issuer.test"
     assert data["fqans"] == ["/myvo/Role=production"] and data["production"] is True
     plain = _attributes(token_server, {**good, "Origin": "myvo"}).json()["data"]
     assert plain["fqans"] == ["/myvo/Role=NULL"] and plain["production"] is False
     assert _attributes(token_server, {**good, "Origin": "myvo.production"}).json()["data"]["production"] is True
     jobs = json.dumps([make_job(token_server.queue, "tok").to_state()])
     submitted = _v1(token_server, "job/submit", {"jobs": jobs}, {**good, "Origin": "myvo"})
-    assert token_server.tb.peek_jobs([submitted["data"][0][0]])[0].prodUserName == "Test User"
+    assert token_server.tb.peek_jobs([submitted["data"][0][0]])[0].prodUserName == "u-1@issuer.test"
     assert _attributes(token_server, {}).json()["data"]["dn"] is None
 
 
-@pytest.mark.parametrize("case", ["other-key", "audience", "expired", "group", "no-origin", "garbage"])
+def test_token_ownership_is_issuer_and_subject(token_server, signing_key):
+    """Same display name, or a DN-shaped username, never makes another account the owner."""
+    alice = bearer(signing_key, sub="alice-id", name="A Smith")
+    (alice_job,) = _submit(token_server, alice, token_server.add_queue(), "own")
+    owner = token_server.tb.peek_jobs([alice_job])[0].prodUserName
+    assert owner == "alice-id@issuer.test"
+    impostors = [bearer(signing_key, sub="mallory-1", name="a smith"),
+                 bearer(signing_key, sub="mallory-2", name=None, preferred_username="m/CN=A Smith"),
+                 bearer(signing_key, sub="mallory-3", name="x/CN=A Smith", preferred_username="alice-id")]
+    for headers in impostors:
+        data = _attributes(token_server, headers).json()["data"]
+        assert data["user"] != owner and data["dn"].count("/") == 2  # names are values, never DN structure
+        assert _v1(token_server, "job/kill", {"job_ids": [alice_job]}, headers)["data"] == [False]
+    assert _v1(token_server, "job/kill", {"job_ids": [alice_job]}, alice)["data"] == [True]
+
+
+def test_plain_vo_tokens_get_no_pilot_role(token_server, signing_key):
+    """Group ``atlas`` alone (the old VOMS patch) is not a pilot: no getJob of others' jobs, no updateJob."""
+    site = token_server.add_queue()
+    (job,) = _submit(token_server, bearer(signing_key, sub="owner-1"), site, "victim")
+    member = bearer(signing_key, "atlas", sub="member-1", groups=["atlas"])
+    got = httpx.post(f"{token_server.url}/server/panda/getJob", data={"siteName": site, "prodSourceLabel": "user"},
+                     headers={"Accept": "application/json", **member}).json()
+    assert got["StatusCode"] == 20  # served, but only own jobs (none)
+    refused = httpx.post(f"{token_server.url}/server/panda/getJob", data={"siteName": site},
+                         headers={"Accept": "application/json", **member}).json()
+    assert refused["StatusCode"] == 60
+    update = httpx.post(f"{token_server.url}/server/panda/updateJob", data={"jobId": job, "state": "failed"},
+                        headers={"Accept": "application/json", **member}).json()
+    assert update["StatusCode"] == 60
+    assert token_server.tb.get_job_status([job])[job][0] == "activated"
+
+
+@pytest.mark.parametrize("case", ["other-key", "audience", "expired", "group", "no-origin", "garbage", "no-exp",
+                                  "future-nbf", "future-iat", "foreign-issuer", "no-sub", "empty-sub", "none-alg"])
 def test_bad_tokens_are_refused(token_server, signing_key, case):
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    bearer = {
-        "other-key": token(other), "audience": token(signing_key, aud="someone-else"),
-        "expired": token(signing_key, exp=int(time.time()) - 10), "group": token(signing_key, groups=["othervo"]),
-        "no-origin": token(signing_key), "garbage": "not.a.jwt",
-    }[case]
-    headers = {"Authorization": f"Bearer {bearer}"}
+    later = int(time.time()) + 3600
+    bearer_token = {
+        "other-key": lambda: token(other), "audience": lambda: token(signing_key, aud="someone-else"),
+        "expired": lambda: token(signing_key, exp=int(time.time()) - 100),
+        "group": lambda: token(signing_key, groups=["othervo"]),
+        "no-origin": lambda: token(signing_key), "garbage": lambda: "not.a.jwt",
+        "no-exp": lambda: token(signing_key, exp=None), "future-nbf": lambda: token(signing_key, nbf=later),
+        "future-iat": lambda: token(signing_key, iat=later),
+        "foreign-issuer": lambda: token(signing_key, iss="https://elsewhere.test"),
+        "no-sub": lambda: token(signing_key, sub=None), "empty-sub": lambda: token(signing_key, sub=""),
+        "none-alg": lambda: jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": later,
+                                        "groups": ["myvo"]}, None, algorithm="none"),
+    }[case]()
+    headers = {"Authorization": f"Bearer {bearer_token}"}
     if case != "no-origin":
         headers["Origin"] = "myvo"
     reply = _attributes(token_server, headers)

@@ -8,7 +8,6 @@ import re
 from typing import Any, Iterator
 
 import pytest
-from falcon import testing
 from markupsafe import escape
 
 from pandasrv.config import load_settings
@@ -18,6 +17,7 @@ from pandasrv.taskbuffer.job_states import STAGE_TABLES
 from pandasrv.taskbuffer.task_buffer import TaskBuffer
 from pandasrv.taskbuffer.wrapped_cursor import connect
 from pandasrv.web.app import create_app
+from tests.web.helpers import LocalClient
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>&amp;'
 USER_DN = "/DC=org/CN=Alice Smith"
@@ -31,11 +31,11 @@ def make_job(name: str, site: str, user: str, label: str = "user", **values: Any
     return job
 
 
-def client(db_url: str, **overrides: Any) -> testing.TestClient:
+def client(db_url: str, **overrides: Any) -> LocalClient:
     settings = load_settings(db_url=db_url, db_bridge=False, db_connections=1,
                              monitor={"counts_cache_seconds": 0, "page_size": 50, **overrides.pop("monitor", {})},
                              **overrides)
-    return testing.TestClient(create_app(settings))
+    return LocalClient(create_app(settings))
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def db_counts(db_url: str, where: str = "", binds: dict[str, Any] | None = None)
         conn.close()
 
 
-def get_json(c: testing.TestClient, path: str, status: int = 200, **kwargs: Any) -> dict[str, Any]:
+def get_json(c: LocalClient, path: str, status: int = 200, **kwargs: Any) -> dict[str, Any]:
     reply = c.simulate_get(path, params={**kwargs.pop("params", {}), "format": "json"}, **kwargs)
     assert reply.status_code == status, reply.text
     assert reply.headers["content-type"].startswith("application/json")

@@ -112,12 +112,12 @@ class MonitorPages:
     def _viewer(self, req: falcon.Request) -> Viewer:
         """Who asks, under the configured identity mode (see docs/monitor.md, Access)."""
         settings = self.services.settings
-        if settings.auth == "none":
-            return Viewer()
         try:
             identity = self.auth.identify(req.env)
         except AuthError as exc:
             raise PageError(403, f"authentication failed: {exc}") from None
+        if settings.auth == "none":
+            return Viewer()
         if not identity.secure:
             if not settings.monitor.anonymous:
                 raise PageError(403, "the monitor needs a verified token or certificate")
