@@ -9,6 +9,7 @@ from __future__ import annotations
 from pandasrv.taskbuffer.db_proxy_mods.adder import AdderMixin
 from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy
 from pandasrv.taskbuffer.db_proxy_mods.daemon import DaemonMixin
+from pandasrv.taskbuffer.db_proxy_mods.harvester import HarvesterMixin
 from pandasrv.taskbuffer.db_proxy_mods.jobs_claim import JobsClaimMixin
 from pandasrv.taskbuffer.db_proxy_mods.jobs_insert import JobsInsertMixin
 from pandasrv.taskbuffer.db_proxy_mods.jobs_kill import JobsKillMixin
@@ -22,6 +23,7 @@ from pandasrv.taskbuffer.db_proxy_mods.watcher import WatcherMixin
 
 
 class DBProxy(
+    HarvesterMixin,
     JobsInsertMixin,
     JobsClaimMixin,
     JobsKillMixin,

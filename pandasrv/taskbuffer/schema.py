@@ -196,6 +196,109 @@ daemon_runs = table(
     column("message", sa.String(500)),
 )
 
+# --- Harvester (the pilot factory): instances, workers, their jobs, statistics, commands ----------------
+harvester_instances = table(
+    "harvester_instances",
+    column("harvester_ID", sa.String(50), primary_key=True),
+    column("owner", sa.String(250)),
+    column("hostName", sa.String(128)),
+    column("lastUpdate", DATETIME),
+    column("startTime", DATETIME),
+    column("sw_version", sa.String(64)),
+    column("commit_stamp", sa.String(64)),
+    column("description", sa.String(250)),
+    column("data", TEXT),
+)
+harvester_workers = table(
+    "harvester_workers",
+    column("harvesterID", sa.String(50), primary_key=True),
+    column("workerID", sa.BigInteger(), primary_key=True, autoincrement=False),
+    column("batchID", sa.String(80)),
+    column("queueName", sa.String(80)),
+    column("status", sa.String(80), nullable=False),
+    column("computingSite", sa.String(128)),
+    column("nCore", sa.BigInteger()),
+    column("nodeID", sa.String(80)),
+    column("submitTime", DATETIME),
+    column("startTime", DATETIME),
+    column("endTime", DATETIME),
+    column("lastUpdate", DATETIME, nullable=False),
+    column("stdOut", sa.String(250)),
+    column("stdErr", sa.String(250)),
+    column("batchLog", sa.String(250)),
+    column("jdl", sa.String(250)),
+    column("resourceType", sa.String(56)),
+    column("nativeExitCode", sa.BigInteger()),
+    column("nativeStatus", sa.String(80)),
+    column("diagMessage", sa.String(500)),
+    column("nJobs", sa.BigInteger()),
+    column("computingElement", sa.String(128)),
+    column("submissionHost", sa.String(128)),
+    column("harvesterHost", sa.String(128)),
+    column("errorCode", sa.BigInteger()),
+    column("jobType", sa.String(32)),
+    column("minRamCount", sa.BigInteger()),
+    column("syncLevel", sa.BigInteger()),
+    column("pilotStatus", sa.String(80)),
+    column("pilotStartTime", DATETIME),
+    column("pilotEndTime", DATETIME),
+)
+harvester_rel_jobs_workers = table(
+    "harvester_rel_jobs_workers",
+    column("harvesterID", sa.String(50), primary_key=True),
+    column("workerID", sa.BigInteger(), primary_key=True, autoincrement=False),
+    column("PandaID", sa.BigInteger(), primary_key=True, autoincrement=False),
+    column("lastUpdate", DATETIME),
+)
+harvester_worker_stats = table(
+    "harvester_worker_stats",
+    column("harvester_ID", sa.String(50), primary_key=True),
+    column("computingSite", sa.String(128), primary_key=True),
+    column("jobType", sa.String(32), primary_key=True),
+    column("resourceType", sa.String(56), primary_key=True),
+    column("status", sa.String(80), primary_key=True),
+    column("n_workers", sa.BigInteger()),
+    column("lastUpdate", DATETIME),
+)
+harvester_commands = table(
+    "harvester_commands",
+    column("command_id", sa.BigInteger(), primary_key=True, autoincrement=False),
+    column("harvester_ID", sa.String(50), nullable=False),
+    column("command", sa.String(64), nullable=False),
+    column("params", TEXT),
+    column("ack_requested", sa.BigInteger()),
+    column("status", sa.String(16), nullable=False),  # new -> retrieved -> acknowledged
+    column("creation_date", DATETIME),
+    column("status_date", DATETIME),
+)
+harvester_dialogs = table(
+    "harvester_dialogs",
+    column("harvester_id", sa.String(50), primary_key=True),
+    column("diagID", sa.BigInteger(), primary_key=True, autoincrement=False),
+    column("moduleName", sa.String(100)),
+    column("identifier", sa.String(100)),
+    column("creationTime", DATETIME),
+    column("messageLevel", sa.String(10)),
+    column("diagMessage", TEXT),
+)
+harvester_metrics = table(
+    "harvester_metrics",
+    column("harvester_ID", sa.String(50), primary_key=True),
+    column("harvester_host", sa.String(128), primary_key=True),
+    column("creation_time", DATETIME, primary_key=True),
+    column("metrics", TEXT),
+)
+# Target slots per queue; "" in gshare / resourceType means "the whole queue" (keys cannot be NULL).
+harvester_slots = table(
+    "harvester_slots",
+    column("pandaQueueName", sa.String(128), primary_key=True),
+    column("gshare", sa.String(64), primary_key=True),
+    column("resourceType", sa.String(56), primary_key=True),
+    column("numSlots", sa.BigInteger()),
+    column("modificationTime", DATETIME),
+    column("expirationTime", DATETIME),
+)
+
 # The claim (getJob): site and status first, then the hand-out order.
 CLAIM_INDEX = index(
     "ix_jobs_active_claim",
@@ -222,21 +325,38 @@ index("ix_jobs_archived_monitor_status", jobs_archived.c.jobStatus, jobs_archive
 index("ix_jobs_archived_monitor_site", jobs_archived.c.computingSite, jobs_archived.c.PandaID)
 index("ix_jobs_archived_monitor_user", jobs_archived.c.prodUserName, jobs_archived.c.PandaID)
 
+# Harvester: workers per queue and status (statistics, sweeps), a job's workers, the command queue, retention.
+index("ix_harvester_workers_site_status", harvester_workers.c.computingSite, harvester_workers.c.status)
+index("ix_harvester_workers_last_update", harvester_workers.c.lastUpdate)
+index("ix_harvester_rel_pandaid", harvester_rel_jobs_workers.c.PandaID)
+index("ix_harvester_commands_queue", harvester_commands.c.harvester_ID, harvester_commands.c.status,
+      harvester_commands.c.creation_date)
+index("ix_harvester_dialogs_time", harvester_dialogs.c.creationTime)
+index("ix_harvester_metrics_time", harvester_metrics.c.creation_time)
 
-def create_sequences(connection: sa.Connection) -> None:
-    """Create the ID sequences (PandaIDs and file row IDs start at 1).
+
+def create_sequences(connection: sa.Connection, names: Iterable[str] = SEQUENCES) -> None:
+    """Create the ID sequences (PandaIDs, file row IDs, Harvester command IDs start at 1).
 
     Native sequences on PostgreSQL, MariaDB and Oracle; on SQLite the ``id_sequences`` counter table
-    that ``WrappedConnection.next_ids`` advances with ``UPDATE ... RETURNING``.
+    that ``WrappedConnection.next_ids`` advances with ``UPDATE ... RETURNING``. A migration that brings
+    a new sequence calls ``add_sequences`` with its name.
     """
     if connection.dialect.name == "sqlite":
         connection.execute(sa.text(
             f"CREATE TABLE {SEQUENCE_TABLE} (name VARCHAR(64) NOT NULL PRIMARY KEY, value BIGINT NOT NULL)"
         ))
+    add_sequences(connection, names)
+
+
+def add_sequences(connection: sa.Connection, names: Iterable[str]) -> None:
+    """Create sequences ``names`` next to the existing ones (the SQLite counter table must exist)."""
+    names = list(names)
+    if connection.dialect.name == "sqlite":
         connection.execute(
             sa.text(f"INSERT INTO {SEQUENCE_TABLE} (name, value) VALUES (:name, 0)"),
-            [{"name": name} for name in SEQUENCES],
+            [{"name": name} for name in names],
         )
         return
-    for name in SEQUENCES:
+    for name in names:
         connection.execute(sa.text(f"CREATE SEQUENCE {name} START WITH 1 INCREMENT BY 1"))

@@ -184,6 +184,70 @@ class TaskBuffer:
     def set_debug_mode(self, panda_id: int, on: bool, *, user: str | None, is_production: bool) -> str:
         return self._call("set_debug_mode", panda_id, on, user=user, is_production=is_production)
 
+    # --- Harvester: instances, workers, statistics, commands, dialogs, metrics, slots ------------------
+    def harvester_heartbeat(self, harvester_id: str, owner: str | None, host: str | None,
+                            data: dict[str, Any]) -> None:
+        self._call("harvester_heartbeat", harvester_id, owner, host, data)
+
+    def list_harvester_instances(self) -> list[dict[str, Any]]:
+        return self._call("list_harvester_instances")
+
+    def update_workers(self, harvester_id: str, workers: list[dict[str, Any]]) -> list[bool]:
+        return self._call("update_workers", harvester_id, workers)
+
+    def relate_job_to_worker(self, harvester_id: str, worker_id: int, panda_ids: Sequence[int]) -> None:
+        self._call("relate_job_to_worker", harvester_id, worker_id, list(panda_ids))
+
+    def set_worker_pilot_status(self, harvester_id: str, worker_id: int, status: str, node_id: str | None) -> bool:
+        return self._call("set_worker_pilot_status", harvester_id, worker_id, status, node_id)
+
+    def get_max_worker_id(self, harvester_id: str) -> int | None:
+        return self._call("get_max_worker_id", harvester_id)
+
+    def get_workers(self, harvester_id: str, worker_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        return self._call("get_workers", harvester_id, None if worker_ids is None else list(worker_ids))
+
+    def report_worker_stats(self, harvester_id: str, site: str, stats: dict[str, Any]) -> None:
+        self._call("report_worker_stats", harvester_id, site, stats)
+
+    def get_worker_stats(self, since: Any) -> dict[str, Any]:
+        return self._call("get_worker_stats", since)
+
+    def add_harvester_command(self, harvester_id: str, command: str, params: Any = None, *,
+                              ack_requested: bool = False) -> int:
+        return self._call("add_harvester_command", harvester_id, command, params, ack_requested=ack_requested)
+
+    def acquire_harvester_commands(self, harvester_id: str, n: int) -> list[dict[str, Any]]:
+        return self._call("acquire_harvester_commands", harvester_id, n)
+
+    def acknowledge_harvester_commands(self, command_ids: Sequence[int]) -> int:
+        return self._call("acknowledge_harvester_commands", list(command_ids))
+
+    def list_harvester_commands(self, harvester_id: str) -> list[dict[str, Any]]:
+        return self._call("list_harvester_commands", harvester_id)
+
+    def sweep_queue(self, queue: str, statuses: list[str], computing_elements: Any, submission_hosts: list[str]) -> str:
+        return self._call("sweep_queue", queue, statuses, computing_elements, submission_hosts)
+
+    def add_harvester_dialogs(self, harvester_id: str, dialogs: list[dict[str, Any]]) -> None:
+        self._call("add_harvester_dialogs", harvester_id, dialogs)
+
+    def list_harvester_dialogs(self, harvester_id: str) -> list[dict[str, Any]]:
+        return self._call("list_harvester_dialogs", harvester_id)
+
+    def add_service_metrics(self, harvester_id: str, metrics: list[tuple[Any, str, str]]) -> None:
+        self._call("add_service_metrics", harvester_id, metrics)
+
+    def list_service_metrics(self, harvester_id: str) -> list[dict[str, Any]]:
+        return self._call("list_service_metrics", harvester_id)
+
+    def set_target_slots(self, queue: str, slots: int, gshare: str | None, resource_type: str | None,
+                         valid_days: int | None) -> str:
+        return self._call("set_target_slots", queue, slots, gshare, resource_type, valid_days)
+
+    def get_target_slots(self, queue: str) -> list[dict[str, Any]]:
+        return self._call("get_target_slots", queue)
+
     # --- monitor (read-only) ------------------------------------------------------------------------
     def monitor_job_counts(self, by: Sequence[str], filters: dict[str, str] | None = None,
                            archived: bool = True) -> list[tuple[Any, ...]]:

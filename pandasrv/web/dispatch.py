@@ -54,8 +54,11 @@ def acquire(call: Call, site: str, n: int, *, label: str | None, memory: Any = N
             remaining_time: Any = None, node: str | None = None, computing_element: str | None = None,
             prod_user_id: str | None = None, task_id: Any = None, background: Any = None,
             resource_type: str | None = None, scheduler_id: str | None = None,
-            privileged: bool = True) -> Acquired:
-    """Claim up to ``n`` activated jobs of queue ``site`` for this caller (panda-protocol.md §2.2)."""
+            privileged: bool = True, harvester_id: str | None = None, worker_id: Any = None) -> Acquired:
+    """Claim up to ``n`` activated jobs of queue ``site`` for this caller (panda-protocol.md §2.2).
+
+    A pilot started by Harvester names its instance and worker: the claimed jobs are related to that
+    worker, so the worker's fate reaches them (and a kill of them reaches the worker)."""
     queue = call.services.queue(site)
     if queue is None:
         return Acquired(SC_NO_JOBS, [], f"no queue named {site}")
@@ -75,6 +78,8 @@ def acquire(call: Call, site: str, n: int, *, label: str | None, memory: Any = N
         scheduler_id=scheduler_id or None)
     if not jobs:
         return Acquired(SC_NO_JOBS, [], "no jobs in PanDA")
+    if harvester_id and to_int(worker_id) is not None:
+        call.tb.relate_job_to_worker(harvester_id[:50], to_int(worker_id), [job.PandaID for job in jobs])
     n_sent = call.services.recent_sent(site)
     return Acquired(SC_SUCCESS, [job_description(job, queue, n_sent) for job in jobs])
 

@@ -48,7 +48,7 @@ def getJob(call: Call, siteName: str, timeout: Any = None, mem: Any = None, disk
         call, siteName, to_int(nJobs) or 1 if bulk else 1, label=prodSourceLabel or None, memory=mem,
         disk=diskSpace, remaining_time=remaining_time, node=node, computing_element=computingElement,
         prod_user_id=prodUserID, task_id=taskID, background=background, resource_type=resourceType,
-        scheduler_id=schedulerID, privileged=privileged)
+        scheduler_id=schedulerID, privileged=privileged, harvester_id=harvester_id, worker_id=worker_id)
     if acquired.status != SC_SUCCESS:
         return Protocol({"StatusCode": acquired.status, "errorDialog": acquired.message})
     if bulk:

@@ -54,7 +54,7 @@ def acquire_jobs(call: Call, site_name: str, timeout: int = 60, memory: int | No
         call, site_name, n_jobs, label=prod_source_label, memory=memory, disk=disk_space,
         remaining_time=remaining_time, node=node, computing_element=computing_element, prod_user_id=prod_user_id,
         task_id=task_id, background=background, resource_type=resource_type,
-        scheduler_id=scheduler_id or harvester_id)
+        scheduler_id=scheduler_id or harvester_id, harvester_id=harvester_id, worker_id=worker_id)
     if not acquired.jobs:
         return fail("No jobs in PanDA", {"StatusCode": acquired.status, "errorDialog": acquired.message})
     return ok({"StatusCode": SC_SUCCESS, "jobs": acquired.jobs})

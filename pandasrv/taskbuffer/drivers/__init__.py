@@ -21,7 +21,7 @@ from pandasrv.taskbuffer.drivers.sql_binds import Translated
 if TYPE_CHECKING:
     from pandasrv.taskbuffer.wrapped_cursor import WrappedCursor
 
-SEQUENCES: tuple[str, ...] = ("pandaid_seq", "file_row_id_seq")
+SEQUENCES: tuple[str, ...] = ("pandaid_seq", "file_row_id_seq", "harvester_command_id_seq")
 
 _MODULES = {
     "sqlite": "sqlite",

@@ -206,7 +206,7 @@ def upgrade() -> None:
     )
     for table in ("files", "job_status_log", "pilot_log"):
         op.create_index(f"ix_{table}_pandaid", table, [sa.text("PandaID")], quote=False)
-    create_sequences(op.get_bind())
+    create_sequences(op.get_bind(), ("pandaid_seq", "file_row_id_seq"))
 
 
 def downgrade() -> None:
