@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-DB_SCHEMES = ("sqlite", "postgresql", "mysql", "oracle")
+DB_SCHEMES = ("sqlite", "postgresql", "mysql")
 
 
 class ConfigError(Exception):
@@ -158,8 +158,6 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     plugins: PluginSettings = Field(default_factory=PluginSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
-
-    _toml_file: str | None = None
 
     @field_validator("db_url")
     @classmethod

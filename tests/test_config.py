@@ -36,6 +36,12 @@ def test_bad_values_name_the_setting(monkeypatch, env, name):
     assert name in message and "\n" not in message
 
 
+@pytest.mark.parametrize("url", ["oracle://u:p@h:1521/svc", "mssql://sa@h/db", "nonsense://"])
+def test_only_the_tested_database_schemes_are_accepted(url):
+    with pytest.raises(ConfigError, match="db_url"):
+        load_settings(db_url=url)
+
+
 def test_missing_config_file_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(str(tmp_path / "nope.toml"))

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import calendar
 import logging
-import os
-import secrets
-import socket
 import threading
 from types import TracebackType
 from typing import Any
@@ -20,12 +17,6 @@ from typing import Any
 from pandasrv.taskbuffer.errors import DBError
 
 log = logging.getLogger("pandasrv.daemon.lease")
-
-
-def owner_token() -> str:
-    """host-pid-random: unique per worker process even when two masters share one host."""
-    host = socket.gethostname().split(".")[0][:20]
-    return f"{host}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def to_epoch(value: Any) -> float | None:

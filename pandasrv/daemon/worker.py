@@ -26,8 +26,9 @@ from types import ModuleType
 from typing import Any
 
 from pandasrv.config import Settings
-from pandasrv.daemon.lease import Lease, owner_token
+from pandasrv.daemon.lease import Lease
 from pandasrv.daemon.schedule import Script
+from pandasrv.taskbuffer.owners import owner_token
 from pandasrv.taskbuffer.task_buffer import TaskBuffer
 
 log = logging.getLogger("pandasrv.daemon.worker")

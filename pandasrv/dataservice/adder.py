@@ -14,10 +14,10 @@ import uuid
 from typing import Any
 
 from pandasrv.config import Settings
-from pandasrv.daemon.lease import owner_token
 from pandasrv.dataservice.closer import run_closer
 from pandasrv.dataservice.plugins import Plugins
 from pandasrv.taskbuffer.job_spec import JobSpec
+from pandasrv.taskbuffer.owners import owner_token
 
 log = logging.getLogger("pandasrv.dataservice.adder")
 

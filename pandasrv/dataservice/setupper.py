@@ -94,7 +94,8 @@ class _Helper:
 
 
 def stop_setupper(timeout: float = 10.0) -> None:
-    """End this process's helper after it has set up what it was given (web worker shutdown)."""
+    """End this process's helper after it has set up what it was given, so a caller that drops its database
+    afterwards (``bench/daemon_scripts.py``) leaves no session behind."""
     with _Helper.lock:
         process, _Helper.process = _Helper.process, None
         if process is None or _Helper.owner_pid != os.getpid():

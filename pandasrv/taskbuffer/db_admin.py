@@ -27,7 +27,6 @@ _SQLALCHEMY_DRIVERS = {
     "postgresql": "postgresql+psycopg",
     "mysql": "mysql+pymysql",
     "mariadb": "mariadb+pymysql",
-    "oracle": "oracle+oracledb",
 }
 
 

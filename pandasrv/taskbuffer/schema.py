@@ -4,7 +4,7 @@ All identifiers are unquoted (``quote=False``) so that SQL written as ``PandaID`
 finds the same column on every backend, whatever case the backend folds names to. The job tables are
 generated from ``JOB_COLUMNS`` (the wire format's attribute list) and the files table from
 ``FILE_COLUMNS``. Column kinds map to types that keep values intact everywhere: microsecond datetimes
-(MariaDB ``DATETIME(6)``, Oracle ``TIMESTAMP``), double-precision floats (MariaDB ``FLOAT`` is single)
+(MariaDB ``DATETIME(6)``), double-precision floats (MariaDB ``FLOAT`` is single)
 and unbounded text (MariaDB ``LONGTEXT``).
 
 Migrations (``migrations/versions/``) must produce exactly this schema; ``tests/taskbuffer/test_schema.py``
@@ -16,14 +16,14 @@ from __future__ import annotations
 from typing import Iterable
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, oracle
+from sqlalchemy.dialects import mysql
 
 from pandasrv.taskbuffer.drivers import SEQUENCES
 from pandasrv.taskbuffer.file_spec import FILE_COLUMNS
 from pandasrv.taskbuffer.job_spec import JOB_COLUMNS, TABLE_ATTRIBUTES
 
 MARIADB = ("mysql", "mariadb")
-DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), *MARIADB).with_variant(oracle.TIMESTAMP(), "oracle")
+DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), *MARIADB)
 FLOAT = sa.Float().with_variant(mysql.DOUBLE(), *MARIADB)
 TEXT = sa.Text().with_variant(mysql.LONGTEXT(), *MARIADB)
 
@@ -338,7 +338,7 @@ index("ix_harvester_metrics_time", harvester_metrics.c.creation_time)
 def create_sequences(connection: sa.Connection, names: Iterable[str] = SEQUENCES) -> None:
     """Create the ID sequences (PandaIDs, file row IDs, Harvester command IDs start at 1).
 
-    Native sequences on PostgreSQL, MariaDB and Oracle; on SQLite the ``id_sequences`` counter table
+    Native sequences on PostgreSQL and MariaDB; on SQLite the ``id_sequences`` counter table
     that ``WrappedConnection.next_ids`` advances with ``UPDATE ... RETURNING``. A migration that brings
     a new sequence calls ``add_sequences`` with its name.
     """

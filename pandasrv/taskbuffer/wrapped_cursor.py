@@ -24,8 +24,7 @@ __all__ = ["connect", "WrappedConnection", "WrappedCursor"]
 
 def connect(db_url: str, statement_timeout: float | None = None) -> "WrappedConnection":
     """Open a connection. ``statement_timeout`` (seconds) is enforced by the server where it can be:
-    PostgreSQL ``statement_timeout``, MariaDB ``max_statement_time``, Oracle ``call_timeout``; SQLite
-    has none."""
+    PostgreSQL ``statement_timeout``, MariaDB ``max_statement_time``; SQLite has none."""
     return WrappedConnection(driver_for(db_url, statement_timeout))
 
 
@@ -117,14 +116,14 @@ class WrappedCursor:
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> "WrappedCursor":
         statement = self._driver.translate(sql)
-        self.connection._call(self._raw.execute, statement.sql, statement.params(self._params(params)))
+        self.connection._call(self._raw.execute, statement.sql, self._params(params))
         return self
 
     def executemany(self, sql: str, seq_of_params: Iterable[Mapping[str, Any]]) -> "WrappedCursor":
         """Run a statement once per parameter set, batched by the driver (pipelined on PostgreSQL,
         multi-row ``INSERT`` on MariaDB)."""
         statement = self._driver.translate(sql)
-        rows = [statement.params(self._params(params)) for params in seq_of_params]
+        rows = [self._params(params) for params in seq_of_params]
         if rows:
             self.connection._call(self._raw.executemany, statement.sql, rows)
         return self

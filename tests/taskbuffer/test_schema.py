@@ -150,5 +150,4 @@ def test_sqlalchemy_urls():
     assert db_admin.sqlalchemy_url("postgresql://u@h/d").drivername == "postgresql+psycopg"
     assert db_admin.sqlalchemy_url("mysql://u@h/d").drivername == "mysql+pymysql"
     assert db_admin.sqlalchemy_url("mysql://u@h/d").query["charset"] == "utf8mb4"
-    assert db_admin.sqlalchemy_url("oracle://u:p@h:1521/svc").drivername == "oracle+oracledb"
     assert db_admin.sqlalchemy_url("sqlite:///var/x.db").drivername == "sqlite"

@@ -11,10 +11,8 @@ from typing import Any
 
 from pandasrv.taskbuffer import job_states
 from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction, utcnow
-from pandasrv.taskbuffer.db_proxy_mods.retention import limit_clause
 from pandasrv.taskbuffer.job_spec import TABLE_ATTRIBUTES, JobSpec
 
-_ID_CHUNK = 1000
 _FILE_REPORT_COLUMNS = ("GUID", "fsize", "checksum", "md5sum", "status")
 
 
@@ -32,7 +30,7 @@ class AdderMixin(BaseProxy):
         columns = ",".join(TABLE_ATTRIBUTES)
         rows = self._fetchall(
             f"SELECT {columns} FROM {table} WHERE {clause} ORDER BY modificationTime, PandaID"
-            f" {limit_clause(self._conn.backend, limit)}", binds)
+            f" LIMIT {int(limit)}", binds)
         jobs = {row[0]: self._job_from_row(TABLE_ATTRIBUTES, row) for row in rows}
         self._attach_details(jobs)
         return list(jobs.values())

@@ -196,8 +196,33 @@ class BaseProxy:
             "postgresql": f"INSERT INTO {table} ({names}) VALUES ({values}) ON CONFLICT ({key}) DO NOTHING",
             "mysql": f"INSERT IGNORE INTO {table} ({names}) VALUES ({values})",
             "sqlite": f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({values})",
-            "oracle": f"INSERT /*+ IGNORE_ROW_ON_DUPKEY_INDEX({table}({key})) */ INTO {table} ({names}) VALUES ({values})",
         }[self._conn.backend]
+        return self._execute(sql, params)
+
+    def _update_else_insert(self, update_sql: str, table: str, columns: Sequence[str], key: str,
+                            params: dict[str, Any]) -> None:
+        """Run ``update_sql`` on an existing row, else insert the row: race-safe for updates that cannot
+        be written as a plain upsert (a SET that reads the old value). An insert that loses a race
+        is ignored and the update runs again on the winner's row. The update comes first for the
+        reason given in ``locks.py`` (MariaDB lock upgrades deadlock)."""
+        if self._execute(update_sql, params).rowcount:
+            return
+        if not self._insert_ignoring_duplicates(table, columns, key, params).rowcount:
+            self._execute(update_sql, params)
+
+    def _upsert(self, table: str, columns: Sequence[str], keys: Sequence[str], params: dict[str, Any]) -> Any:
+        """INSERT one row, or set its non-key ``columns`` to the new values if a row with the same ``keys``
+        exists: one statement, so two identical concurrent calls both succeed (a DELETE-then-INSERT
+        gives the loser a duplicate key)."""
+        values = ", ".join(f":{c}" for c in columns)
+        names = ", ".join(columns)
+        changed = [c for c in columns if c not in keys]
+        if self._conn.backend == "mysql":
+            sets = ", ".join(f"{c} = VALUES({c})" for c in changed)
+            sql = f"INSERT INTO {table} ({names}) VALUES ({values}) ON DUPLICATE KEY UPDATE {sets}"
+        else:
+            sets = ", ".join(f"{c} = excluded.{c}" for c in changed)
+            sql = f"INSERT INTO {table} ({names}) VALUES ({values}) ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"
         return self._execute(sql, params)
 
     @staticmethod

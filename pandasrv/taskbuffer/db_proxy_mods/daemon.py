@@ -9,6 +9,7 @@ from typing import Any
 from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction
 
 _RUN_COLUMNS = ("script", "host", "startTime", "endTime", "result", "message")
+_SITE_COLUMNS = ("site", "getJob", "updateJob", "nStart", "lastStart", "lastUpdate")
 
 
 class DaemonMixin(BaseProxy):
@@ -36,15 +37,12 @@ class DaemonMixin(BaseProxy):
                 entry[0] += int(n)
                 entry[1] = last if entry[1] is None or (last is not None and last > entry[1]) else entry[1]
         self._execute("UPDATE site_data SET nStart = 0, lastUpdate = :now", {"now": now})
+        update = ("UPDATE site_data SET nStart = :nStart, lastUpdate = :lastUpdate, lastStart = CASE"
+                  " WHEN lastStart IS NULL OR lastStart < :lastStart THEN :lastStart ELSE lastStart END WHERE site = :site")
         for site, (n, last) in counts.items():
-            binds = {"site": site, "n": n, "last": last, "now": now}
-            cur = self._execute(
-                "UPDATE site_data SET nStart = :n, lastUpdate = :now,"
-                " lastStart = CASE WHEN lastStart IS NULL OR lastStart < :last THEN :last ELSE lastStart END"
-                " WHERE site = :site", binds)
-            if cur.rowcount == 0:
-                self._execute("INSERT INTO site_data (site, getJob, updateJob, nStart, lastStart, lastUpdate)"
-                              " VALUES (:site, 0, 0, :n, :last, :now)", binds)
+            self._update_else_insert(update, "site_data", _SITE_COLUMNS, "site",
+                                     {"site": site, "getJob": 0, "updateJob": 0, "nStart": n, "lastStart": last,
+                                      "lastUpdate": now})
         return {site: (n, last) for site, (n, last) in counts.items()}
 
     @transaction
@@ -53,10 +51,9 @@ class DaemonMixin(BaseProxy):
         """Keep the last run of ``script`` on ``host``: one row per pair, overwritten by each run."""
         binds = {"script": script, "host": host, "startTime": started, "endTime": ended, "result": result,
                  "message": (message or "")[:500] or None}
-        cur = self._execute("UPDATE daemon_runs SET startTime = :startTime, endTime = :endTime, result = :result,"
-                            " message = :message WHERE script = :script AND host = :host", binds)
-        if cur.rowcount == 0:
-            self._insert_ignoring_duplicates("daemon_runs", _RUN_COLUMNS, "script, host", binds)
+        self._update_else_insert("UPDATE daemon_runs SET startTime = :startTime, endTime = :endTime, result = :result,"
+                                 " message = :message WHERE script = :script AND host = :host",
+                                 "daemon_runs", _RUN_COLUMNS, "script, host", binds)
 
     @transaction(readonly=True)
     def daemon_runs(self) -> list[dict[str, Any]]:

@@ -108,10 +108,10 @@ class MetaMixin(BaseProxy):
     # --- sandbox files --------------------------------------------------------------------------------
     @transaction
     def register_sandbox_file(self, file_name: str, size: int, checksum: str, host: str, dn: str | None) -> None:
-        binds = {"name": file_name, "size": size, "checksum": checksum, "host": host, "dn": dn, "now": utcnow()}
-        self._execute("DELETE FROM sandbox_files WHERE fileName = :name", {"name": file_name})
-        self._execute("INSERT INTO sandbox_files (fileName, fileSize, checksum, hostName, dn, creationTime)"
-                      " VALUES (:name, :size, :checksum, :host, :dn, :now)", binds)
+        """Record (or re-record, after an overwrite) an uploaded sandbox for validate_cache_file."""
+        self._upsert("sandbox_files", ("fileName", "fileSize", "checksum", "hostName", "dn", "creationTime"),
+                     ("fileName",), {"fileName": file_name, "fileSize": size, "checksum": checksum, "hostName": host,
+                                     "dn": dn, "creationTime": utcnow()})
 
     @transaction(readonly=True)
     def find_sandbox_file(self, size: int, checksum: str) -> dict[str, Any] | None:
@@ -151,11 +151,9 @@ class MetaMixin(BaseProxy):
     @transaction
     def set_config_value(self, app: str, component: str, key: str, value: str, *, vo: str = "",
                          value_type: str = "str") -> None:
-        where = "app = :app AND component = :component AND config_key = :key AND vo = :vo"
-        binds = {"app": app, "component": component, "key": key, "vo": vo}
-        self._execute(f"DELETE FROM config WHERE {where}", binds)
-        self._execute("INSERT INTO config (app, component, config_key, vo, value, type)"
-                      " VALUES (:app, :component, :key, :vo, :value, :type)", {**binds, "value": value, "type": value_type})
+        self._upsert("config", ("app", "component", "config_key", "vo", "value", "type"),
+                     ("app", "component", "config_key", "vo"),
+                     {"app": app, "component": component, "config_key": key, "vo": vo, "value": value, "type": value_type})
 
     @transaction(readonly=True)
     def get_config_values(self, app: str, component: str, vo: str = "") -> dict[str, str]:

@@ -17,18 +17,13 @@ HISTORY_TABLES = (("job_status_log", "modificationTime"), ("pilot_log", "timeSta
                   ("job_output_report", "timeStamp"))
 
 
-def limit_clause(backend: str, n: int) -> str:
-    """Row limit for a SELECT (Oracle spells it differently)."""
-    return f"FETCH FIRST {int(n)} ROWS ONLY" if backend == "oracle" else f"LIMIT {int(n)}"
-
-
 class RetentionMixin(BaseProxy):
     @transaction
     def purge_archived_jobs(self, before: _dt.datetime, batch_size: int) -> int:
         """Delete up to ``batch_size`` archived jobs last modified before ``before``, with all their rows."""
         rows = self._fetchall(
             f"SELECT PandaID FROM jobs_archived WHERE modificationTime < :before ORDER BY PandaID"
-            f" {limit_clause(self._conn.backend, batch_size)}", {"before": before})
+            f" LIMIT {int(batch_size)}", {"before": before})
         panda_ids = [row[0] for row in rows]
         if not panda_ids:
             return 0
@@ -42,7 +37,7 @@ class RetentionMixin(BaseProxy):
         """Delete old rows of one history table for up to ``batch_size`` jobs; returns the rows deleted."""
         column = dict(HISTORY_TABLES)[table]
         rows = self._fetchall(
-            f"SELECT DISTINCT PandaID FROM {table} WHERE {column} < :before {limit_clause(self._conn.backend, batch_size)}",
+            f"SELECT DISTINCT PandaID FROM {table} WHERE {column} < :before LIMIT {int(batch_size)}",
             {"before": before})
         if not rows:
             return 0

@@ -2,8 +2,8 @@
 
 ``WrappedConnection`` (``wrapped_cursor.py``) holds the common behaviour and asks its ``Driver`` how to
 connect, translate binds, adapt values, start a transaction, classify an error and fetch sequence
-values. Driver modules are imported only when a URL needs them, so ``oracledb`` (an optional extra) and
-the server drivers are never loaded by an SQLite-only process.
+values. Driver modules are imported only when a URL needs them, so the server drivers are never loaded by
+an SQLite-only process.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ _MODULES = {
     "postgresql": "postgresql",
     "mysql": "mysql",
     "mariadb": "mysql",
-    "oracle": "oracle",
 }
 
 
@@ -77,7 +76,7 @@ class Driver(abc.ABC):
 
 
 def driver_for(db_url: str, statement_timeout: float | None = None) -> Driver:
-    """The driver of a database URL (``sqlite:///path``, ``postgresql://``, ``mysql://``, ``oracle://``)."""
+    """The driver of a database URL (``sqlite:///path``, ``postgresql://``, ``mysql://``)."""
     url = make_url(db_url)
     name = _MODULES.get(url.get_backend_name())
     if name is None:
