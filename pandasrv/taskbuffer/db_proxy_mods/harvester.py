@@ -15,7 +15,6 @@ from typing import Any, Sequence
 
 from pandasrv.taskbuffer.db_proxy_mods.base import transaction, utcnow
 from pandasrv.taskbuffer.db_proxy_mods.jobs_update import JobsUpdateMixin, chunks
-from pandasrv.taskbuffer.db_proxy_mods.retention import limit_clause
 from pandasrv.taskbuffer.db_proxy_mods.watcher import WatcherMixin
 
 # Worker columns a caller may set (the primary key harvesterID/workerID and lastUpdate are set here).
@@ -265,7 +264,7 @@ class HarvesterMixin(JobsUpdateMixin, WatcherMixin):
         rows = self._fetchall(
             "SELECT command_id, command, params, ack_requested, creation_date FROM harvester_commands"
             " WHERE harvester_ID = :hid AND status = 'new' ORDER BY creation_date, command_id"
-            f" {limit_clause(self._conn.backend, n)}{lock}", {"hid": harvester_id})
+            f" LIMIT {int(n)}{lock}", {"hid": harvester_id})
         if not rows:
             return []
         in_ids, binds = self._in("c", [row[0] for row in rows])
@@ -328,7 +327,7 @@ class HarvesterMixin(JobsUpdateMixin, WatcherMixin):
 
     def _latest_harvester_at(self, queue: str) -> str | None:
         rows = self._fetchall("SELECT harvesterID FROM harvester_workers WHERE computingSite = :site"
-                              f" ORDER BY lastUpdate DESC {limit_clause(self._conn.backend, 1)}", {"site": queue})
+                              " ORDER BY lastUpdate DESC LIMIT 1", {"site": queue})
         return rows[0][0] if rows else None
 
     # --- dialogs, service metrics, target slots ------------------------------------------------------
