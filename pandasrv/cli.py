@@ -238,6 +238,62 @@ def queue_set(ctx: click.Context, name: str, settings: tuple[str, ...], db_url: 
     click.echo(f"queue {name} updated")
 
 
+@main.group("resource-type")
+def resource_type() -> None:
+    """Manage resource types (SCORE, MCORE, ...: core and memory-per-core ranges; db init adds the standard ones)."""
+
+
+@resource_type.command("list")
+@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
+@click.pass_context
+def resource_type_list(ctx: click.Context, db_url: str | None) -> None:
+    """List the resource types (a missing bound prints as -)."""
+    task_buffer = _task_buffer(ctx, db_url)
+    try:
+        types = task_buffer.get_resource_types()
+    finally:
+        task_buffer.close()
+    for t in types:
+        bounds = [("-" if t[k] is None else str(t[k])) for k in ("mincore", "maxcore", "minrampercore", "maxrampercore")]
+        click.echo(f"{t['resource_name']}\tcores={bounds[0]}..{bounds[1]}\tram_per_core={bounds[2]}..{bounds[3]}")
+
+
+@resource_type.command("set")
+@click.argument("name")
+@click.option("--min-core", type=int, help="Fewest cores (default: no lower bound).")
+@click.option("--max-core", type=int, help="Most cores (default: no upper bound).")
+@click.option("--min-ram-per-core", type=int, help="Least memory per core in MB.")
+@click.option("--max-ram-per-core", type=int, help="Most memory per core in MB.")
+@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
+@click.pass_context
+def resource_type_set(ctx: click.Context, name: str, min_core: int | None, max_core: int | None,
+                      min_ram_per_core: int | None, max_ram_per_core: int | None, db_url: str | None) -> None:
+    """Create or replace resource type NAME with the given ranges."""
+    task_buffer = _task_buffer(ctx, db_url)
+    try:
+        task_buffer.set_resource_type(name, min_core, max_core, min_ram_per_core, max_ram_per_core)
+    finally:
+        task_buffer.close()
+    click.echo(f"resource type {name} set")
+
+
+@resource_type.command("remove")
+@click.argument("name")
+@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
+@click.pass_context
+def resource_type_remove(ctx: click.Context, name: str, db_url: str | None) -> None:
+    """Remove resource type NAME."""
+    task_buffer = _task_buffer(ctx, db_url)
+    try:
+        removed = task_buffer.remove_resource_type(name)
+    finally:
+        task_buffer.close()
+    if not removed:
+        click.echo(f"pandasrv: no resource type named {name}", err=True)
+        sys.exit(1)
+    click.echo(f"resource type {name} removed")
+
+
 @main.command()
 @click.option("--url", required=True, help="Server base URL, e.g. http://127.0.0.1:25080.")
 @click.option("--site", required=True, help="PanDA queue (computingSite) to take jobs from.")

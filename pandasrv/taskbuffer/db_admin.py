@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from pandasrv.taskbuffer.errors import DBError
-from pandasrv.taskbuffer.schema import create_sequences, metadata
+from pandasrv.taskbuffer.schema import create_sequences, metadata, seed_resource_types
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -78,6 +78,7 @@ def init_db(db_url: str, if_missing: bool = False) -> bool:
                 raise DBError(f"database already initialised (revision {revision}); use 'pandasrv db upgrade'")
             metadata.create_all(connection)
             create_sequences(connection)
+            seed_resource_types(connection)
             command.stamp(alembic_config(connection), "head")
         return True
     finally:

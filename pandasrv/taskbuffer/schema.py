@@ -335,6 +335,27 @@ index("ix_harvester_dialogs_time", harvester_dialogs.c.creationTime)
 index("ix_harvester_metrics_time", harvester_metrics.c.creation_time)
 
 
+# The standard resource types (ATLAS's definitions, which Harvester and the pilot expect):
+# (name, min cores, max cores, min MB per core, max MB per core); None = unbounded.
+STANDARD_RESOURCE_TYPES: tuple[tuple[str, int | None, int | None, int | None, int | None], ...] = (
+    ("SCORE", 1, 1, None, 2000),
+    ("MCORE", 2, None, None, 2000),
+    ("SCORE_HIMEM", 1, 1, 2001, None),
+    ("MCORE_HIMEM", 2, None, 2001, None),
+)
+
+
+def seed_resource_types(connection: sa.Connection) -> None:
+    """Add the standard resource types that are missing (an operator's edits of existing ones stay)."""
+    have = {row[0] for row in connection.execute(sa.text("SELECT name FROM resource_types"))}
+    rows = [dict(zip(("name", "min_core", "max_core", "min_ram", "max_ram"), rt))
+            for rt in STANDARD_RESOURCE_TYPES if rt[0] not in have]
+    if rows:
+        connection.execute(sa.text(
+            "INSERT INTO resource_types (name, min_core, max_core, min_ram_per_core, max_ram_per_core)"
+            " VALUES (:name, :min_core, :max_core, :min_ram, :max_ram)"), rows)
+
+
 def create_sequences(connection: sa.Connection, names: Iterable[str] = SEQUENCES) -> None:
     """Create the ID sequences (PandaIDs, file row IDs, Harvester command IDs start at 1).
 

@@ -148,6 +148,13 @@ class TaskBuffer:
     def get_resource_types(self) -> list[dict[str, Any]]:
         return self._call("get_resource_types")
 
+    def set_resource_type(self, name: str, min_core: int | None, max_core: int | None,
+                          min_ram_per_core: int | None, max_ram_per_core: int | None) -> None:
+        self._call("set_resource_type", name, min_core, max_core, min_ram_per_core, max_ram_per_core)
+
+    def remove_resource_type(self, name: str) -> bool:
+        return self._call("remove_resource_type", name)
+
     def get_banned_users(self) -> list[str]:
         return self._call("get_banned_users")
 
@@ -165,8 +172,8 @@ class TaskBuffer:
         return self._call("find_sandbox_file", size, checksum)
 
     def job_statistics(self, by: Sequence[str] = ("computingSite", "jobStatus"),
-                       labels: Sequence[str] | None = None) -> list[tuple[Any, ...]]:
-        return self._call("job_statistics", list(by), None if labels is None else list(labels))
+                       labels: Sequence[str] | None = None, archived_since: Any = None) -> list[tuple[Any, ...]]:
+        return self._call("job_statistics", list(by), None if labels is None else list(labels), archived_since)
 
     def count_recent_sent(self, site: str, since: Any) -> int:
         return self._call("count_recent_sent", site, since)

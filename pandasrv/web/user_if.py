@@ -7,6 +7,7 @@ afterwards in a helper process and finds the jobs through the database.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import shlex
 from typing import Any
@@ -68,6 +69,11 @@ def submit_jobs(call: Call, jobs: list[JobSpec]) -> list[list[Any]]:
             raise BadRequest(f"job {job.jobName!r} has no computingSite")
         if job.prodSourceLabel in USER_LABELS or not job.prodUserName:
             job.prodUserID, job.prodUserName = identity.dn, identity.user
+    untyped = [job for job in jobs if not job.resource_type]
+    if untyped:
+        types = call.tb.get_resource_types()
+        for job in untyped:
+            job.resource_type = resource_type_of(job.coreCount, job.minRamCount, types)
     for site in sorted({job.computingSite for job in jobs}):
         if call.services.queue(site) is None:
             raise BadRequest(f"unknown queue {site!r}: add it with 'pandasrv queue add'")
@@ -83,6 +89,22 @@ def submit_jobs(call: Call, jobs: list[JobSpec]) -> list[list[Any]]:
     start_setupper(call.settings, [job.PandaID for job in stored])
     return [[job.PandaID, job.jobDefinitionID,
              {"jobsetID": job.jobsetID} if job.prodSourceLabel in USER_LABELS else job.jobName] for job in stored]
+
+
+def _within(value: int, low: int | None, high: int | None) -> bool:
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def resource_type_of(core_count: int | None, min_ram_count: int | None, types: list[dict[str, Any]]) -> str | None:
+    """The first resource type whose core and memory-per-core ranges hold the job (PanDA's JEDI does this
+    for task jobs; here a submitted job without one gets it, so per-resource-type statistics add up)."""
+    cores = max(1, core_count or 1)
+    ram_per_core = (min_ram_count or 0) // cores
+    for spec in types:
+        if _within(cores, spec["mincore"], spec["maxcore"]) and \
+                _within(ram_per_core, spec["minrampercore"], spec["maxrampercore"]):
+            return spec["resource_name"]
+    return None
 
 
 def reassign_jobs(call: Call, panda_ids: list[int]) -> list[bool]:
@@ -181,39 +203,95 @@ def generate_offline_execution_script(call: Call, job_id: int, days: int | None 
 
 # --- v1 statistics/* and metaconfig/* -----------------------------------------------------------------
 
-def _nested(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
-    """Rows ``(k1, ..., kn, count)`` as ``{k1: {...: {kn: count}}}``."""
+def _nested(rows: list[tuple[Any, ...]], *, skip: frozenset[str] = frozenset(),
+            zeros: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Rows ``(k1, ..., kn, status, count)`` as ``{k1: {...: {kn: {status: count}}}}``, as PanDA's statistics
+    calls answer: statuses in ``skip`` left out, every innermost map given the ``zeros`` states."""
     out: dict[str, Any] = {}
     for row in rows:
+        if str(row[-2]) in skip:
+            continue
         level = out
         for key in row[:-2]:
             level = level.setdefault(str(key), {})
-        level[str(row[-2])] = row[-1]
+        level[str(row[-2])] = level.get(str(row[-2]), 0) + int(row[-1])
+    depth = len(rows[0]) - 2 if rows else 0
+
+    def fill(level: dict[str, Any], remaining: int) -> None:
+        for value in level.values():
+            if remaining > 1:
+                fill(value, remaining - 1)
+            else:
+                for state in zeros:
+                    value.setdefault(state, 0)
+
+    if zeros and depth:
+        fill(out, depth)
     return out
+
+
+# PanDA leaves merging out (it breaks the pilot factories' arithmetic) and always shows these states.
+_ACTIVE_ZEROS = ("assigned", "activated", "running")
+_WINDOW_ZEROS = ("assigned", "activated", "running", "finished", "failed")
+MAX_TIME_WINDOW = 10080  # minutes (7 days)
+PRODUCTION_LABELS = ("managed", "test", "prod_test", "ptest", "rc_test", "rc_test2", "rc_alrb")
+ANALYSIS_LABELS = ("user", "panda")
+
+
+def _since(minutes: int | None, default_hours: int = 12) -> _dt.datetime:
+    now = _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+    return now - (_dt.timedelta(hours=default_hours) if minutes is None else _dt.timedelta(minutes=minutes))
+
+
+def _bad_window(time_window: int | None) -> bool:
+    return time_window is not None and not 0 <= time_window <= MAX_TIME_WINDOW
+
+
+_WINDOW_MESSAGE = 'Parameter "time_window" needs to be a positive integer smaller than 10080 min (7 days)'
 
 
 @endpoint("statistics/active_job_stats_by_site", http=("GET",))
 def active_job_stats_by_site(call: Call) -> dict[str, Any]:
-    """Live job counts per queue and status: ``{site: {status: n}}``."""
-    return ok(_nested(call.tb.job_statistics(("computingSite", "jobStatus"))))
+    """Live job counts per queue and status: ``{site: {status: n}}`` (Harvester's job statistics)."""
+    rows = call.tb.job_statistics(("computingSite", "jobStatus"))
+    return ok(_nested(rows, skip=frozenset({"merging"}), zeros=_ACTIVE_ZEROS))
 
 
 @endpoint("statistics/active_job_detailed_stats_by_site", http=("GET",))
 def active_job_detailed_stats_by_site(call: Call) -> dict[str, Any]:
-    """Live job counts per queue, label and status: ``{site: {label: {status: n}}}``."""
-    return ok(_nested(call.tb.job_statistics(("computingSite", "prodSourceLabel", "jobStatus"))))
+    """Live job counts ``{site: {resource_type: {label: {status: n}}}}`` (Harvester's worker adjuster)."""
+    rows = call.tb.job_statistics(("computingSite", "resource_type", "prodSourceLabel", "jobStatus"))
+    return ok(_nested(rows, skip=frozenset({"merging"}), zeros=_ACTIVE_ZEROS))
 
 
 @endpoint("statistics/job_stats_by_site_and_resource_type", http=("GET",))
-def job_stats_by_site_and_resource_type(call: Call) -> dict[str, Any]:
-    """Live job counts per queue, resource type and status."""
-    return ok(_nested(call.tb.job_statistics(("computingSite", "resource_type", "jobStatus"))))
+def job_stats_by_site_and_resource_type(call: Call, time_window: int | None = None) -> dict[str, Any]:
+    """Counts ``{site: {resource_type: {status: n}}}`` of live jobs and of jobs archived within
+    ``time_window`` minutes (default 12 h)."""
+    if _bad_window(time_window):
+        return fail(_WINDOW_MESSAGE, {})
+    rows = call.tb.job_statistics(("computingSite", "resource_type", "jobStatus"), archived_since=_since(time_window))
+    return ok(_nested(rows, zeros=_WINDOW_ZEROS))
+
+
+@endpoint("statistics/job_stats_by_site_share_and_resource_type", http=("GET",))
+def job_stats_by_site_share_and_resource_type(call: Call, time_window: int | None = None) -> dict[str, Any]:
+    """Counts ``{site: {label: {resource_type: {status: n}}}}`` of live jobs and of jobs archived within
+    ``time_window`` minutes (PanDA derives the label from the global share; here it is the job's own)."""
+    if _bad_window(time_window):
+        return fail(_WINDOW_MESSAGE, {})
+    rows = call.tb.job_statistics(("computingSite", "prodSourceLabel", "resource_type", "jobStatus"),
+                                  archived_since=_since(time_window))
+    return ok(_nested(rows, zeros=_WINDOW_ZEROS))
 
 
 @endpoint("statistics/job_stats_by_cloud", http=("GET",))
-def job_stats_by_cloud(call: Call) -> dict[str, Any]:
-    """Live job counts per cloud and status."""
-    return ok(_nested(call.tb.job_statistics(("cloud", "jobStatus"))))
+def job_stats_by_cloud(call: Call, type: str = "production") -> dict[str, Any]:
+    """Counts ``{cloud: {status: n}}`` of production or analysis jobs, live or archived in the last 12 h."""
+    if type not in ("production", "analysis"):
+        return fail('Parameter "type" needs to be either "production" or "analysis" ', {})
+    labels = PRODUCTION_LABELS if type == "production" else ANALYSIS_LABELS
+    return ok(_nested(call.tb.job_statistics(("cloud", "jobStatus"), labels, archived_since=_since(None))))
 
 
 @endpoint("metaconfig/get_resource_types", http=("GET",))

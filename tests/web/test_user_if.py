@@ -71,9 +71,9 @@ def test_debug_mode_command_and_offline_script(server, fresh_queue):
 def test_statistics_and_site_specs(server, fresh_queue):
     submit_activated(server, fresh_queue, 2)
     by_site = v1(server.url, "statistics/active_job_stats_by_site", method="GET")["data"]
-    assert by_site[fresh_queue] == {"activated": 2}
+    assert by_site[fresh_queue] == {"activated": 2, "assigned": 0, "running": 0}
     detailed = v1(server.url, "statistics/active_job_detailed_stats_by_site", method="GET")["data"]
-    assert detailed[fresh_queue] == {"user": {"activated": 2}}
+    assert detailed[fresh_queue] == {"SCORE": {"user": {"activated": 2, "assigned": 0, "running": 0}}}
     legacy = pickles.loads(httpx.get(f"{server.url}/server/panda/getJobStatisticsPerSite").content)
     assert legacy[fresh_queue] == {"activated": 2}
     specs = v1(server.url, "metaconfig/get_site_specs", method="GET")["data"]

@@ -63,6 +63,19 @@ class MetaMixin(BaseProxy):
                               " FROM resource_types ORDER BY name")
         return [dict(zip(columns, row)) for row in rows]
 
+    @transaction
+    def set_resource_type(self, name: str, min_core: int | None, max_core: int | None,
+                          min_ram_per_core: int | None, max_ram_per_core: int | None) -> None:
+        """Create or replace one resource type (None = unbounded)."""
+        self._execute("DELETE FROM resource_types WHERE name = :name", {"name": name})
+        self._execute("INSERT INTO resource_types (name, min_core, max_core, min_ram_per_core, max_ram_per_core)"
+                      " VALUES (:name, :a, :b, :c, :d)",
+                      {"name": name, "a": min_core, "b": max_core, "c": min_ram_per_core, "d": max_ram_per_core})
+
+    @transaction
+    def remove_resource_type(self, name: str) -> bool:
+        return self._execute("DELETE FROM resource_types WHERE name = :name", {"name": name}).rowcount > 0
+
     # --- users ------------------------------------------------------------------------------------------
     @transaction(readonly=True)
     def get_banned_users(self) -> list[str]:
@@ -122,8 +135,10 @@ class MetaMixin(BaseProxy):
     # --- statistics -------------------------------------------------------------------------------------
     @transaction(readonly=True)
     def job_statistics(self, by: Sequence[str] = ("computingSite", "jobStatus"),
-                       labels: Sequence[str] | None = None) -> list[tuple[Any, ...]]:
-        """Counts of live (defined and active) jobs grouped by ``by`` columns: rows ``(*keys, count)``."""
+                       labels: Sequence[str] | None = None,
+                       archived_since: _dt.datetime | None = None) -> list[tuple[Any, ...]]:
+        """Counts of live (defined and active) jobs grouped by ``by`` columns: rows ``(*keys, count)``;
+        with ``archived_since`` also the archived jobs modified since then."""
         allowed = {"computingSite", "jobStatus", "prodSourceLabel", "resource_type", "cloud", "gshare",
                    "processingType"}
         if not by or set(by) - allowed:
@@ -134,8 +149,12 @@ class MetaMixin(BaseProxy):
             in_labels, binds = self._in("label", labels)
             where = f" WHERE prodSourceLabel IN {in_labels}"
         counts: dict[tuple[Any, ...], int] = {}
-        for table in _LIVE_TABLES:
-            for row in self._fetchall(f"SELECT {group}, COUNT(*) FROM {table}{where} GROUP BY {group}", binds):
+        tables = [(table, where) for table in _LIVE_TABLES]
+        if archived_since is not None:
+            binds = {**binds, "since": archived_since}
+            tables.append(("jobs_archived", f"{where} {'AND' if where else 'WHERE'} modificationTime >= :since"))
+        for table, condition in tables:
+            for row in self._fetchall(f"SELECT {group}, COUNT(*) FROM {table}{condition} GROUP BY {group}", binds):
                 counts[tuple(row[:-1])] = counts.get(tuple(row[:-1]), 0) + int(row[-1])
         return [(*key, n) for key, n in sorted(counts.items(), key=lambda kv: tuple(str(k) for k in kv[0]))]
 

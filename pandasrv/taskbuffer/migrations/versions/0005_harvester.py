@@ -1,5 +1,6 @@
 """Harvester, the pilot factory: its instances, workers, the job-worker relation, worker statistics, the
-command queue, dialogs, service metrics and target slots; the Harvester command ID sequence.
+command queue, dialogs, service metrics and target slots; the Harvester command ID sequence; the standard
+resource types (SCORE, MCORE, SCORE_HIMEM, MCORE_HIMEM) where missing.
 
 Revision ID: 0005
 Revises: 0004
@@ -11,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from pandasrv.taskbuffer.schema import DATETIME, MARIADB_TABLE_OPTIONS, TEXT, add_sequences
+from pandasrv.taskbuffer.schema import DATETIME, MARIADB_TABLE_OPTIONS, TEXT, add_sequences, seed_resource_types
 
 revision = "0005"
 down_revision = "0004"
@@ -156,6 +157,7 @@ def upgrade() -> None:
     for name, table, columns in INDEXES:
         op.create_index(name, table, [sa.text(column) for column in columns], quote=False)
     add_sequences(op.get_bind(), (SEQUENCE,))
+    seed_resource_types(op.get_bind())
 
 
 def downgrade() -> None:
