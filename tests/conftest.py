@@ -141,6 +141,9 @@ class MariaDBServer:
                     statements.append(cursor.fetchone()[1])
                 cursor.execute(f"SELECT version_num FROM {template}.alembic_version")
                 statements += [f"INSERT INTO alembic_version VALUES ('{version}')" for (version,) in cursor.fetchall()]
+                cursor.execute(f"SELECT * FROM {template}.resource_types")  # the rows init_db seeds
+                statements += [f"INSERT INTO resource_types VALUES ({', '.join(self.admin.escape(v) for v in row)})"
+                               for row in cursor.fetchall()]
             finally:
                 cursor.execute(f"DROP DATABASE {template}")
         return statements
