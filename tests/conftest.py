@@ -17,6 +17,7 @@ Each template is built once per session.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import shutil
@@ -27,6 +28,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from pandasrv.taskbuffer.db_admin import init_db
+from pandasrv.web.app import INTERNAL_ERROR
 
 BACKENDS = ("sqlite", "postgresql", "mysql")
 SERVER_URLS = {
@@ -48,6 +50,44 @@ def selected_backends() -> tuple[str, ...]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "backends(*names): run the test only on these database backends")
+
+
+# --- no test may cause a 500 ----------------------------------------------------------------------------
+# Logs of the server processes tests started (tests/web/conftest.py's start_server adds each one).
+SERVER_LOGS: list[Path] = []
+
+
+class _InternalErrors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if INTERNAL_ERROR in record.getMessage():
+            self.messages.append(record.getMessage())
+
+
+@pytest.fixture(autouse=True)
+def no_internal_errors() -> Iterator[None]:
+    """Fail any test whose requests were answered 500, in-process or by a server it talked to: a 500 is
+    always a bug (bad input gets a 4xx), and the server logs each one with INTERNAL_ERROR."""
+    handler = _InternalErrors()
+    logger = logging.getLogger("pandasrv.web")
+    logger.addHandler(handler)
+    offsets = {path: path.stat().st_size for path in SERVER_LOGS if path.exists()}
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    found = list(handler.messages)
+    for path in list(SERVER_LOGS):
+        if path.exists():
+            with open(path, "rb") as log_file:
+                log_file.seek(offsets.get(path, 0))
+                found += [line for line in log_file.read().decode(errors="replace").splitlines()
+                          if INTERNAL_ERROR in line]
+    if found:
+        pytest.fail("the server answered 500:\n" + "\n".join(found[:20]), pytrace=False)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

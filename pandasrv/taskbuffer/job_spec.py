@@ -8,6 +8,7 @@ The column kinds declared here are also the source of the job tables' DDL (see `
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from typing import Any, Iterable
 
 from pandasrv.taskbuffer.file_spec import FileSpec
@@ -76,21 +77,39 @@ TABLE_ATTRIBUTES: tuple[str, ...] = tuple(a for a in ATTRIBUTES if a not in ("jo
 assert len(ATTRIBUTES) == 126
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
 def coerce(kind: str, value: Any) -> Any:
-    """Convert a wire value (often a string) to the Python type of its column; None stays None."""
+    """Convert a wire value (often a string) to the Python type of its column; None stays None.
+
+    A value no column can hold (beyond 64 bits, not finite) is a ValueError, like any other bad value."""
     if value is None:
         return None
     if kind == "int":
         if isinstance(value, bool):
             return int(value)
         if isinstance(value, int):
-            return value
-        text = str(value).strip()
-        if text == "":
-            return None
-        return int(float(text))
+            number = value
+        else:
+            text = str(value).strip()
+            if text == "":
+                return None
+            real = float(text)
+            if not math.isfinite(real):
+                raise ValueError(f"{text[:40]!r} is not a finite number")
+            number = int(real)
+        if not _INT64[0] <= number <= _INT64[1]:
+            raise ValueError(f"{number} does not fit a 64-bit column")
+        return number
     if kind == "float":
-        return float(value)
+        try:
+            real = float(value)
+        except OverflowError:
+            raise ValueError("number too large") from None
+        if not math.isfinite(real):
+            raise ValueError(f"{value!r} is not a finite number")
+        return real
     if kind == "datetime":
         if isinstance(value, _dt.datetime):
             return value.replace(tzinfo=None) if value.tzinfo is None else value.astimezone(_dt.UTC).replace(tzinfo=None)
@@ -145,6 +164,8 @@ class JobSpec:
         for name, kind, _ in JOB_COLUMNS:
             object.__setattr__(self, name, coerce(kind, from_wire_null(getattr(self, name))))
         for file in self.Files:
+            if not isinstance(file, FileSpec):
+                raise ValueError(f"Files must hold FileSpecs, not {type(file).__name__}")
             file.normalise()
         return self
 

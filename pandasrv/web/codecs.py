@@ -86,6 +86,54 @@ def read_body(stream: Any, content_length: int | None, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+MAX_DEPTH = 32
+ITEM_BYTES = 8  # what one decoded item (list element, dict key or value) is charged against the byte limit
+_SEQUENCES = (list, tuple, set, frozenset)
+_ATOMS = (str, bytes, int, float, bool, type(None))
+
+
+def check_decoded(value: Any, limit: int, what: str = "request") -> Any:
+    """Refuse a decoded value deeper than MAX_DEPTH or larger, fully expanded, than ``limit`` allows.
+
+    Expanded means every shared reference counted again, as ``str()`` or the database would see it: a
+    pickle can reuse one list a million times in a few bytes. Text counts its length, every other item
+    ITEM_BYTES, so nothing decoded is bigger than a body of ``limit`` bytes written out in full could be.
+    Walked level by level, so the cost stays linear in what is accepted.
+    """
+    level, depth, size = [value], 0, 0
+    while level:
+        if depth > MAX_DEPTH:
+            raise BadRequest(f"{what} is nested more than {MAX_DEPTH} levels deep")
+        below: list[Any] = []
+        for item in level:
+            kind = type(item)
+            if kind is str or kind is bytes:
+                size += len(item)
+            elif kind in _SEQUENCES:
+                below.extend(item)
+            elif kind is dict:
+                below.extend(item)
+                below.extend(item.values())
+            elif not isinstance(item, _ATOMS) and hasattr(kind, "__getstate__") and kind.__module__.startswith("pandasrv"):
+                below.append(item.__getstate__())  # JobSpec / FileSpec
+            size += ITEM_BYTES
+            if size + len(below) * ITEM_BYTES > limit:
+                raise BadRequest(f"{what} is too large once decoded: more than max_body_bytes {limit} bytes", 413)
+        level, depth = below, depth + 1
+    return value
+
+
+def loads_json(text: str | bytes, limit: int, what: str = "JSON") -> Any:
+    """``json.loads`` bounded like every decoded value; deep nesting is a BadRequest, never a RecursionError."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise BadRequest(f"{what} is nested more than {MAX_DEPTH} levels deep") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"received invalid JSON : {what} is not valid JSON: {exc}") from None
+    return check_decoded(data, limit, what)
+
+
 def gunzip(data: bytes, limit: int) -> bytes:
     """Decompress with the same bound as raw bodies, so a small gzip bomb cannot blow up memory."""
     decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -115,10 +163,7 @@ def _json_body(body: bytes, legacy: bool, limit: int) -> dict[str, Any]:
         body = gunzip(body, limit)
     if not body.strip():
         return {}
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"received invalid JSON : {exc}") from None
+    data = loads_json(body, limit, "the JSON body")
     if not isinstance(data, dict):
         raise BadRequest("received invalid JSON : the body must be a JSON object")
     if legacy:

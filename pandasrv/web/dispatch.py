@@ -14,10 +14,11 @@ from typing import Any
 
 from pandasrv.taskbuffer.db_proxy_mods.jobs_claim import label_set
 from pandasrv.taskbuffer.job_spec import JobSpec
-from pandasrv.taskbuffer.job_states import PILOT_STATES
+from pandasrv.taskbuffer.job_states import PILOT_STATES, IllegalTransition
 from pandasrv.web.auth import clean_user_id
 from pandasrv.web.codecs import BadRequest
 from pandasrv.web.context import Call
+from pandasrv.web.registry import INT64_MAX, INT64_MIN
 
 SC_SUCCESS, SC_TIMEOUT, SC_NO_JOBS, SC_FAILED, SC_INVALID, SC_ROLE = 0, 10, 20, 30, 50, 60
 ROLE_DIALOG = "no production/pilot role in VOMS FQANs or non pilot owner"
@@ -28,13 +29,14 @@ _COUNTER_CAP = 10**10 - 1
 
 
 def to_int(value: Any) -> int | None:
-    """PanDA's ``int(float(x))`` with bad or empty values as None, never an exception."""
+    """PanDA's ``int(float(x))`` with bad, empty or out-of-64-bit values as None, never an exception."""
     if value is None or isinstance(value, bool):
         return None
     try:
-        return int(float(value))
+        number = value if isinstance(value, int) else int(float(value))
     except (TypeError, ValueError, OverflowError):
         return None
+    return number if INT64_MIN <= number <= INT64_MAX else None
 
 
 def is_true(value: Any) -> bool:
@@ -255,10 +257,13 @@ def heartbeat(call: Call, job_id: Any, state: str, params: dict[str, Any]) -> di
         return {"StatusCode": SC_SUCCESS}
     attempt_nr = to_int(params.get("attemptNr"))
     final = state in ("finished", "failed")
-    result = call.tb.update_job(
-        panda_id, state, heartbeat_values(params), attempt_nr=attempt_nr,
-        report=str(params.get("xml") or "") if final else None, metadata=_text(params.get("metaData")),
-        pilot_log=_text(params.get("pilotLog")), stdout=_text(params.get("stdout")))
+    try:
+        result = call.tb.update_job(
+            panda_id, state, heartbeat_values(params), attempt_nr=attempt_nr,
+            report=str(params.get("xml") or "") if final else None, metadata=_text(params.get("metaData")),
+            pilot_log=_text(params.get("pilotLog")), stdout=_text(params.get("stdout")))
+    except IllegalTransition as exc:  # e.g. a pilot still running a job that was reassigned (activated again)
+        return {"StatusCode": SC_FAILED, "errorDialog": f"job {panda_id}: {exc}", "command": "tobekilled"}
     command = "tobekilled" if result["result"] in ("notfound", "badattemptnr") else result.get("command")
     return {"StatusCode": SC_SUCCESS, "command": command or NULL}
 

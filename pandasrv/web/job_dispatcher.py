@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pandasrv.web.codecs import BadRequest, Protocol, Raw
+from pandasrv.web.codecs import BadRequest, Protocol, Raw, loads_json
 from pandasrv.web.context import Call
 from pandasrv.web.dispatch import MAX_IDS, ROLE_DIALOG, SC_FAILED, SC_ROLE, SC_SUCCESS, acquire, heartbeat, is_true, to_int
-from pandasrv.web.registry import endpoint
+from pandasrv.web.registry import LooseInt, endpoint
 
 
 def _role_refused(message: str) -> Protocol:
@@ -31,21 +31,21 @@ def _id_list(text: Any) -> list[int]:
 
 
 @endpoint("getJob")
-def getJob(call: Call, siteName: str, timeout: Any = None, mem: Any = None, diskSpace: Any = None,
+def getJob(call: Call, siteName: str, timeout: LooseInt = None, mem: LooseInt = None, diskSpace: LooseInt = None,
            prodSourceLabel: str | None = None, node: str | None = None, computingElement: str | None = None,
            AtlasRelease: str | None = None, prodUserID: str | None = None, getProxyKey: Any = None,
            countryGroup: str | None = None, workingGroup: str | None = None, allowOtherCountry: Any = None,
-           taskID: Any = None, nJobs: Any = None, background: Any = None, resourceType: str | None = None,
-           harvester_id: str | None = None, worker_id: Any = None, schedulerID: str | None = None,
-           jobType: str | None = None, viaTopic: Any = None, remaining_time: Any = None, cpu: Any = None,
+           taskID: LooseInt = None, nJobs: LooseInt = None, background: Any = None, resourceType: str | None = None,
+           harvester_id: str | None = None, worker_id: LooseInt = None, schedulerID: str | None = None,
+           jobType: str | None = None, viaTopic: Any = None, remaining_time: LooseInt = None, cpu: LooseInt = None,
            token: str | None = None) -> Protocol:
     """Hand activated jobs of queue ``siteName`` to a pilot; ``nJobs`` selects the bulk reply form."""
     privileged = call.is_pilot(voms_patch=not is_true(getProxyKey))
     if not privileged and (prodSourceLabel != "user" or not call.identity.secure):
         return _role_refused("")  # without a role only an identified user may fetch (only) own jobs
-    bulk = nJobs not in (None, "")
+    bulk = nJobs is not None
     acquired = acquire(
-        call, siteName, to_int(nJobs) or 1 if bulk else 1, label=prodSourceLabel or None, memory=mem,
+        call, siteName, nJobs or 1 if bulk else 1, label=prodSourceLabel or None, memory=mem,
         disk=diskSpace, remaining_time=remaining_time, node=node, computing_element=computingElement,
         prod_user_id=prodUserID, task_id=taskID, background=background, resource_type=resourceType,
         scheduler_id=schedulerID, privileged=privileged, harvester_id=harvester_id, worker_id=worker_id)
@@ -62,7 +62,7 @@ def getJob(call: Call, siteName: str, timeout: Any = None, mem: Any = None, disk
 
 @endpoint("updateJob", role="pilot", denied=_role_refused)
 def updateJob(call: Call, jobId: str, state: str, xml: str = "", metaData: Any = "", pilotLog: str = "",
-              stdout: str = "", attemptNr: Any = None, timeout: Any = None, **values: Any) -> Protocol:
+              stdout: str = "", attemptNr: LooseInt = None, timeout: LooseInt = None, **values: Any) -> Protocol:
     """The pilot heartbeat and final report; finished/failed are stored as holding plus an output report."""
     if jobId == "NULL":
         return Protocol({"StatusCode": SC_SUCCESS})
@@ -75,9 +75,9 @@ def updateJob(call: Call, jobId: str, state: str, xml: str = "", metaData: Any =
 def updateJobsInBulk(call: Call, jobList: Any, harvester_id: str | None = None) -> Raw:
     """Several heartbeats in one call (Harvester); the reply is ``[true, [reply, ...]]`` as JSON."""
     try:
-        items = json.loads(jobList) if isinstance(jobList, str) else jobList
-    except ValueError as exc:
-        return Raw(json.dumps([False, f"jobList is not valid JSON: {exc}"]))
+        items = loads_json(jobList, call.settings.max_body_bytes, "jobList") if isinstance(jobList, str) else jobList
+    except BadRequest as exc:
+        return Raw(json.dumps([False, f"jobList: {exc}"]))
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         return Raw(json.dumps([False, "jobList must be a JSON list of objects"]))
     replies = []

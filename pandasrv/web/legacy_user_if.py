@@ -12,9 +12,9 @@ from typing import Any
 from pandasrv.taskbuffer.job_spec import JobSpec
 from pandasrv.taskbuffer.wire import json_default
 from pandasrv.web import pickles
-from pandasrv.web.codecs import BadRequest, Raw
+from pandasrv.web.codecs import BadRequest, Raw, loads_json
 from pandasrv.web.context import Call
-from pandasrv.web.registry import endpoint
+from pandasrv.web.registry import LooseInt, ParamError, convert, endpoint
 from pandasrv.web.user_if import check_count, check_ids, offline_script, reassign_jobs, submit_jobs, switch_result
 
 
@@ -26,28 +26,29 @@ def _is_json(text: Any) -> bool:
     return isinstance(text, list) or (isinstance(text, str) and text.lstrip()[:1] in ("[", "{"))
 
 
-def _decode(text: Any) -> Any:
-    """JSON if it looks like JSON, else an allow-listed pickle; both failures are clear errors."""
+def _decode(call: Call, text: Any) -> Any:
+    """JSON if it looks like JSON, else an allow-listed pickle; both bounded, both failures clear errors."""
     if isinstance(text, list):
         return text
+    limit = call.settings.max_body_bytes
     if _is_json(text):
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise BadRequest(f"invalid JSON: {exc}") from None
+        return loads_json(text, limit)
     try:
-        return pickles.loads(text or "")
+        return pickles.loads(text or "", limit)
     except pickles.PickleRefused as exc:
         raise BadRequest(str(exc)) from None
 
 
-def _ids(text: Any) -> list[int]:
-    value = _decode(text)
+def _ids(call: Call, text: Any) -> list[int]:
+    value = _decode(call, text)
     if isinstance(value, (tuple, set)):
         value = list(value)
-    if isinstance(value, list):
-        value = [int(v) if isinstance(v, str) and v.isdigit() else v for v in value]
-    return check_ids(value)
+    if not isinstance(value, list):
+        raise BadRequest("ids must be a list of PandaIDs")
+    try:
+        return check_ids([convert("ids[]", int, v, typed=not isinstance(v, str)) for v in value])
+    except ParamError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 @endpoint("submitJobs", role="user", denied=lambda m: "False", sync=False)
@@ -55,7 +56,7 @@ def submitJobs(call: Call, jobs: Any, toPending: Any = None) -> Any:
     """Submit JobSpecs (pickled list, or JSON states); reply: pickled ``(PandaID, jobDefinitionID, name)`` list."""
     as_json = _is_json(jobs)
     try:
-        decoded = _decode(jobs)
+        decoded = _decode(call, jobs)
         if not isinstance(decoded, list):
             raise BadRequest("jobs must be a list")
         check_count(len(decoded))
@@ -75,7 +76,7 @@ def submitJobs(call: Call, jobs: Any, toPending: Any = None) -> Any:
 
 
 def _describe(call: Call, ids: Any) -> Any:
-    jobs = call.tb.peek_jobs(_ids(ids))
+    jobs = call.tb.peek_jobs(_ids(call, ids))
     if call.accept_json:
         return Raw(json.dumps([job.to_dict() if job else None for job in jobs], default=json_default),
                    "application/json")
@@ -95,16 +96,16 @@ def getFullJobStatus(call: Call, ids: Any) -> Any:
 
 
 @endpoint("killJobs", role="user", denied=lambda m: "False")
-def killJobs(call: Call, ids: Any, code: Any = None, useMailAsID: Any = None, killOpts: Any = None) -> Raw:
+def killJobs(call: Call, ids: Any, code: LooseInt = None, useMailAsID: Any = None, killOpts: Any = None) -> Raw:
     """Kill own jobs (any job with a production role); reply: pickled list of flags."""
-    kill_code = int(code) if str(code or "").isdigit() else 3
-    return _pickle(call.tb.kill_jobs(_ids(ids), user=call.user, is_production=call.is_production(), code=kill_code))
+    kill_code = code if code is not None and code >= 0 else 3
+    return _pickle(call.tb.kill_jobs(_ids(call, ids), user=call.user, is_production=call.is_production(), code=kill_code))
 
 
 @endpoint("reassignJobs", role="user", denied=lambda m: "False")
 def reassignJobs(call: Call, ids: Any, forPending: Any = None, firstSubmission: Any = None) -> Raw:
     """Send own not-yet-started jobs back to the Setupper; reply: pickled True."""
-    reassign_jobs(call, _ids(ids))
+    reassign_jobs(call, _ids(call, ids))
     return _pickle(True)
 
 
@@ -119,19 +120,14 @@ def getJobStatisticsPerSite(call: Call, predefined: Any = None, workingGroup: An
 
 
 @endpoint("setDebugMode", role="user", denied=lambda m: m)
-def setDebugMode(call: Call, pandaID: Any, modeOn: Any = "True") -> str:
+def setDebugMode(call: Call, pandaID: int, modeOn: Any = "True") -> str:
     """Switch debug mode of an own job; reply ``Succeeded`` or the reason it was refused."""
-    if not str(pandaID).isdigit():
-        return f"invalid pandaID {pandaID!r}"
-    result = call.tb.set_debug_mode(int(pandaID), str(modeOn) == "True", user=call.user,
-                                    is_production=call.is_production())
-    return switch_result(result, int(pandaID))[1]
+    result = call.tb.set_debug_mode(pandaID, str(modeOn) == "True", user=call.user, is_production=call.is_production())
+    return switch_result(result, pandaID)[1]
 
 
 @endpoint("getScriptOfflineRunning")
-def getScriptOfflineRunning(call: Call, pandaID: Any, days: Any = None) -> str:
+def getScriptOfflineRunning(call: Call, pandaID: int, days: LooseInt = None) -> str:
     """A shell script that reruns the job's payload outside PanDA."""
-    if not str(pandaID).isdigit():
-        return f"ERROR: invalid pandaID {pandaID!r}"
-    (job,) = call.tb.peek_jobs([int(pandaID)], with_files=False)
+    (job,) = call.tb.peek_jobs([pandaID], with_files=False)
     return offline_script(job) if job else f"ERROR: job {pandaID} not found"

@@ -15,8 +15,10 @@ import pickle
 from decimal import Decimal
 from typing import Any
 
+from pandasrv.config import Settings
 from pandasrv.taskbuffer.file_spec import FileSpec
 from pandasrv.taskbuffer.job_spec import JobSpec
+from pandasrv.web.codecs import BadRequest, check_decoded
 
 _JOB_NAMES = ("pandaserver.taskbuffer.JobSpec", "taskbuffer.JobSpec", "pandasrv.taskbuffer.job_spec")
 _FILE_NAMES = ("pandaserver.taskbuffer.FileSpec", "taskbuffer.FileSpec", "pandasrv.taskbuffer.file_spec")
@@ -50,15 +52,23 @@ class _AllowListUnpickler(pickle.Unpickler):
         raise PickleRefused("persistent references are not accepted")
 
 
-def loads(data: bytes | str) -> Any:
-    """Unpickle client data through the allow-list; every failure is a PickleRefused."""
+DEFAULT_LIMIT: int = Settings.model_fields["max_body_bytes"].default
+
+
+def loads(data: bytes | str, limit: int = DEFAULT_LIMIT) -> Any:
+    """Unpickle client data through the allow-list, bounded like every decoded value (shared references
+    counted again, see ``codecs.check_decoded``); every failure is a PickleRefused."""
     raw = data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data
     try:
-        return _AllowListUnpickler(io.BytesIO(raw), encoding="latin1").load()
+        value = _AllowListUnpickler(io.BytesIO(raw), encoding="latin1").load()
     except PickleRefused:
         raise
-    except Exception as exc:  # truncated or corrupt data raises many different types
+    except Exception as exc:  # truncated or corrupt data raises many different types (RecursionError too)
         raise PickleRefused(f"invalid pickle: {exc.__class__.__name__}: {exc}") from None
+    try:
+        return check_decoded(value, limit, "the pickle")
+    except BadRequest as exc:
+        raise PickleRefused(str(exc)) from None
 
 
 def _plain(value: Any) -> Any:

@@ -8,10 +8,12 @@ drift apart. Anything not registered here is forbidden.
 from __future__ import annotations
 
 import inspect
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
 Role = Literal["any", "user", "production", "pilot"]
 LEGACY = "panda"
@@ -71,7 +73,7 @@ REGISTRY = Registry()
 
 
 def _params_of(handler: Callable[..., Any]) -> tuple[tuple[Param, ...], bool]:
-    hints = typing.get_type_hints(handler)
+    hints = typing.get_type_hints(handler, include_extras=True)
     params: list[Param] = []
     accepts_any = False
     for index, p in enumerate(inspect.signature(handler).parameters.values()):
@@ -114,105 +116,188 @@ def endpoint(
     return register
 
 
-# --- types ---------------------------------------------------------------------------------------
+# --- types: the one place where request values become handler arguments -------------------------
 
 class ParamError(ValueError):
     """A parameter has the wrong type or cannot be cast; the message names the parameter."""
 
 
-def _unwrap(annotation: Any) -> tuple[Any, bool]:
-    """Return (inner type, optional?) for ``X | None``."""
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+LOOSE = "loose"
+# PanDA's pilot numbers: a non-number (``""``, ``NULL``) means "not given", but a number must fit 64 bits.
+LooseInt = Annotated[int | None, LOOSE]
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool, bool]:
+    """Return (inner type, optional?, loose?) for ``Annotated[X | None, LOOSE]`` and plain ``X | None``."""
+    loose = False
+    if typing.get_origin(annotation) is Annotated:
+        loose = LOOSE in annotation.__metadata__
+        annotation = annotation.__origin__
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        args = tuple(a for a in typing.get_args(annotation) if a is not type(None))
+        optional = len(args) < len(typing.get_args(annotation))
         if len(args) == 1:
-            return args[0], True
-    return annotation, False
+            return args[0], optional, loose
+        return typing.Union[args], optional, loose  # noqa: UP007 - a runtime union of the remaining types
+    return annotation, False, loose
 
 
-def _cast_scalar(name: str, kind: Any, value: Any) -> Any:
-    if kind is Any or kind is object:
+def _type_name(kind: Any) -> str:
+    return {int: "a 64-bit integer", float: "a finite number", str: "a string", bool: "a boolean",
+            dict: "an object"}.get(kind, "a list" if typing.get_origin(kind) is list else "a value")
+
+
+def _refuse(name: str, kind: Any, value: Any) -> ParamError:
+    shown = repr(value) if isinstance(value, (str, int, float, bool)) else type(value).__name__
+    return ParamError(f"Type error: {name} must be {_type_name(kind)}, got {shown[:100]}")
+
+
+def _text(name: str, value: str) -> str:
+    """Text that every database can store: no NUL character and no lone surrogate (undecodable bytes)."""
+    if "\x00" in value:
+        raise ParamError(f"Type error: {name} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ParamError(f"Type error: {name} must be valid UTF-8 text") from None
+    return value
+
+
+def _int(name: str, value: Any, typed: bool) -> int:
+    if isinstance(value, bool) or (typed and not isinstance(value, int)):
+        raise _refuse(name, int, value)
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.isascii():
+        text = value.strip()
+        if _INTEGER.fullmatch(text):
+            number = int(text)
+        else:  # PanDA's int(float(x)) for "1.0" and "1e3"
+            try:
+                real = float(text)
+            except ValueError:
+                raise _refuse(name, int, value) from None
+            if not math.isfinite(real):
+                raise _refuse(name, int, value)
+            number = int(real)
+    else:
+        raise _refuse(name, int, value)
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise _refuse(name, int, value)
+    return number
+
+
+def _float(name: str, value: Any, typed: bool) -> float:
+    if isinstance(value, bool) or (typed and not isinstance(value, (int, float))):
+        raise _refuse(name, float, value)
+    if isinstance(value, str) and not value.isascii():
+        raise _refuse(name, float, value)
+    try:
+        real = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise _refuse(name, float, value) from None
+    if not math.isfinite(real):
+        raise _refuse(name, float, value)
+    return real
+
+
+def _bool(name: str, value: Any, typed: bool) -> bool:
+    if isinstance(value, bool):
         return value
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
+    if not typed and isinstance(value, str):
+        text = value.strip().lower()
         if text in ("true", "1", "yes"):
             return True
         if text in ("false", "0", "no", ""):
             return False
-        raise ParamError(f"Type error: {name} must be a boolean, got {value!r}")
-    if kind is int:
-        if isinstance(value, bool):
-            raise ParamError(f"Type error: {name} must be an integer, got {value!r}")
-        try:
-            return int(float(value)) if isinstance(value, str) else int(value)
-        except (TypeError, ValueError):
-            raise ParamError(f"Type error: {name} must be an integer, got {value!r}") from None
-    if kind is float:
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ParamError(f"Type error: {name} must be a number, got {value!r}") from None
-    if kind is str:
-        return value if isinstance(value, str) else str(value)
-    return value
+    raise _refuse(name, bool, value)
 
 
-def cast_query(name: str, annotation: Any, value: Any) -> Any:
-    """Cast a query-string value (or list of them) to the declared type, as v1 GET does."""
-    kind, optional = _unwrap(annotation)
-    if value == "None" and (optional or kind is not str):
-        return None
-    origin = typing.get_origin(kind)
-    if origin is list:
-        (item,) = typing.get_args(kind) or (Any,)
-        values = value if isinstance(value, list) else [value]
-        if len(values) == 1 and isinstance(values[0], str) and "," in values[0] and item is int:
-            values = values[0].split(",")
-        return [_cast_scalar(name, item, v) for v in values]
-    if origin is dict or kind is dict:
-        raise ParamError(f"Type error: {name} cannot be given in a query string")
-    if isinstance(value, list):
-        value = value[-1]
-    return _cast_scalar(name, kind, value)
+def _str(name: str, value: Any, typed: bool) -> str:
+    if not isinstance(value, str):
+        raise _refuse(name, str, value)
+    return _text(name, value)
 
 
-def check_json(name: str, annotation: Any, value: Any) -> Any:
-    """A JSON body value must already have the declared type (ints are accepted for floats)."""
-    kind, optional = _unwrap(annotation)
-    if value is None:
-        if optional:
+_SCALARS: dict[Any, Callable[[str, Any, bool], Any]] = {int: _int, float: _float, bool: _bool, str: _str}
+
+
+def convert(name: str, annotation: Any, value: Any, typed: bool) -> Any:
+    """Convert and range-check one request value against its declared type, or raise ParamError.
+
+    ``typed`` values come from a JSON body and must already have the declared JSON type; the others are
+    query or form strings (a list of them when a key is repeated). Integers are 64-bit and written in
+    ASCII digits, numbers are finite, strings are storable text; ``Any`` passes through unchanged.
+    """
+    kind, optional, loose = _unwrap(annotation)
+    if value is None or (not typed and value == "None" and (optional or kind is not str)):
+        if optional or kind is Any:
             return None
         raise ParamError(f"Type error: {name} must not be null")
+    if kind is Any or kind is object:
+        return value
     origin = typing.get_origin(kind) or kind
-    expected: dict[Any, tuple[type, ...]] = {
-        int: (int,), float: (int, float), str: (str,), bool: (bool,), list: (list,), dict: (dict,)}
-    if origin in expected:
-        ok = isinstance(value, expected[origin]) and not (origin in (int, float) and isinstance(value, bool))
-        if not ok:
-            raise ParamError(f"Type error: {name} must be {_type_name(kind)}, got {type(value).__name__}")
-        if origin is list:
-            (item,) = typing.get_args(kind) or (Any,)
-            for element in value:
-                check_json(f"{name}[]", item, element)
-    return value
+    if origin in (typing.Union, types.UnionType):
+        for member in typing.get_args(kind):
+            try:
+                return convert(name, member, value, typed)
+            except ParamError:
+                continue
+        raise ParamError(f"Type error: {name} has an unexpected type ({type(value).__name__})")
+    if origin is list:
+        (item,) = typing.get_args(kind) or (Any,)
+        if typed:
+            if not isinstance(value, list):
+                raise _refuse(name, kind, value)
+            values = value
+        else:
+            values = value if isinstance(value, list) else [value]
+            if len(values) == 1 and isinstance(values[0], str) and "," in values[0] and item is int:
+                values = values[0].split(",")
+        return [convert(f"{name}[]", item, v, typed) for v in values]
+    if origin is dict:
+        if not (typed and isinstance(value, dict)):
+            raise ParamError(f"Type error: {name} must be an object in a JSON body")
+        return value
+    if not typed and isinstance(value, list):
+        value = value[-1]  # a repeated query key: the last one wins
+    scalar = _SCALARS.get(origin)
+    if scalar is None:
+        return value
+    if loose and not typed and origin is int:
+        try:
+            return _int(name, value, typed)
+        except ParamError:
+            if isinstance(value, str) and _looks_numeric(value):
+                raise
+            return None
+    return scalar(name, value, typed)
 
 
-def _type_name(kind: Any) -> str:
-    return {int: "an integer", float: "a number", str: "a string", bool: "a boolean"}.get(
-        kind, "a list" if typing.get_origin(kind) is list else "an object")
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def json_schema(annotation: Any) -> dict[str, Any]:
-    kind, optional = _unwrap(annotation)
+    """The OpenAPI schema of a declared type, with the bounds ``convert`` enforces."""
+    kind, optional, loose = _unwrap(annotation)
     origin = typing.get_origin(kind) or kind
-    simple = {int: "integer", float: "number", str: "string", bool: "boolean", dict: "object"}
-    if origin in simple:
-        schema: dict[str, Any] = {"type": simple[origin]}
+    if origin is int:
+        schema: dict[str, Any] = {"type": "integer", "format": "int64", "minimum": INT64_MIN, "maximum": INT64_MAX}
+    elif origin in (float, str, bool, dict):
+        schema = {"type": {float: "number", str: "string", bool: "boolean", dict: "object"}[origin]}
     elif origin is list:
         (item,) = typing.get_args(kind) or (Any,)
         schema = {"type": "array", "items": json_schema(item)}
+    elif origin in (typing.Union, types.UnionType):
+        schema = {"anyOf": [json_schema(member) for member in typing.get_args(kind)]}
     else:
         schema = {}
     if optional and schema:

@@ -8,13 +8,12 @@ afterwards in a helper process and finds the jobs through the database.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import shlex
 from typing import Any
 
 from pandasrv.dataservice.setupper import start_setupper
 from pandasrv.taskbuffer.job_spec import JobSpec
-from pandasrv.web.codecs import BadRequest, fail, ok
+from pandasrv.web.codecs import BadRequest, fail, loads_json, ok
 from pandasrv.web.context import Call
 from pandasrv.web.registry import endpoint
 
@@ -25,12 +24,9 @@ USER_LABELS = frozenset({"user", "panda", "ptest", "rc_test", "rc_test2", "rc_al
 KNOWN_LABELS = USER_LABELS | {"managed", "test", "prod_test", "install", "rucio_test", "unified"}
 
 
-def decode_job_states(text: Any) -> list[JobSpec]:
-    """The ``jobs`` JSON string of panda-client: a list of positional job states."""
-    try:
-        states = json.loads(text) if isinstance(text, str) else text
-    except ValueError as exc:
-        raise BadRequest(f"jobs is not valid JSON: {exc}") from None
+def decode_job_states(text: Any, limit: int) -> list[JobSpec]:
+    """The ``jobs`` JSON string of panda-client: a list of positional job states (bounded like the body)."""
+    states = loads_json(text, limit, "jobs") if isinstance(text, str) else text
     if not isinstance(states, list):
         raise BadRequest("jobs must be a JSON list of job states")
     check_count(len(states))
@@ -140,7 +136,7 @@ def offline_script(job: JobSpec) -> str:
 @endpoint("job/submit", role="user", http=("POST",), sync=False)
 def submit(call: Call, jobs: str) -> dict[str, Any]:
     """Submit jobs (a JSON string of positional job states, at most 5000); data lists the new PandaIDs."""
-    return ok(submit_jobs(call, decode_job_states(jobs)))
+    return ok(submit_jobs(call, decode_job_states(jobs, call.settings.max_body_bytes)))
 
 
 @endpoint("job/get_status", http=("GET",))

@@ -27,7 +27,7 @@ from pandasrv.config import Settings, load_settings
 from pandasrv.taskbuffer.job_states import STAGE_TABLES
 from pandasrv.taskbuffer.task_buffer import TaskBuffer
 from pandasrv.taskbuffer.wrapped_cursor import connect
-from tests.conftest import fresh_database, selected_backends
+from tests.conftest import SERVER_LOGS, fresh_database, selected_backends
 from tests.web.gated_setupper import GATE_DIR_VARIABLE, GATED_VO, PLUGIN
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,6 +110,7 @@ def start_server(db_url: str, backend: str, workdir: Path, extra_env: dict[str, 
                 "max_body_bytes": MAX_BODY_BYTES, "max_upload_bytes": MAX_UPLOAD_BYTES,
                 "plugins": {"setupper": {GATED_VO: PLUGIN}}, **overrides}
     log_path = workdir / f"server-{port}.log"
+    SERVER_LOGS.append(log_path)
     gates = workdir / "gates"
     gates.mkdir(exist_ok=True)
     env = _environment(settings, {GATE_DIR_VARIABLE: str(gates), **(extra_env or {})})

@@ -44,7 +44,8 @@ def test_openapi_document_lists_every_registered_method(server):
     submit_body = paths["/api/v1/job/submit"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert submit_body["properties"]["jobs"] == {"type": "string"} and submit_body["required"] == ["jobs"]
     status_params = {p["name"]: p for p in paths["/api/v1/job/get_status"]["get"]["parameters"]}
-    assert status_params["job_ids"]["schema"] == {"type": "array", "items": {"type": "integer"}}
+    assert status_params["job_ids"]["schema"] == {"type": "array", "items": {
+        "type": "integer", "format": "int64", "minimum": -(2**63), "maximum": 2**63 - 1}}
     assert "production role" in paths["/api/v1/job/set_command"]["post"]["description"]
 
 
