@@ -32,6 +32,7 @@ class InProcess:
         return self.app.services.task_buffer
 
     def request(self, method: str, path: str, **kwargs: Any) -> falcon.testing.Result:
+        kwargs.setdefault("remote_addr", "127.0.0.1")  # auth = none serves loopback peers only
         return self.client.simulate_request(method, path, **kwargs)
 
 
