@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from pandasrv.config import Settings
+from pandasrv.logic.policy import ANALYSIS_LABELS
 
 log = logging.getLogger("pandasrv.dataservice.watcher")
 
@@ -25,7 +26,6 @@ EC_TRANSFERRING = 104
 EC_KILL = 100          # taskBufferErrorCode: killed
 EC_EXPIRE = 102        # taskBufferErrorCode: expired before running
 
-USER_LABELS = ("user", "panda")
 RUNNING_STATES = ("starting", "running")
 KILLABLE_ACTIVE = ("sent", "starting", "running", "holding", "transferring", "merging")
 
@@ -83,13 +83,13 @@ def rules(settings: Settings, now: _dt.datetime) -> list[tuple[str, dict[str, An
     ]
     result += heartbeat_rules(settings, now)
     result += [
-        ("transferring", {**active, "statuses": ("transferring",), "labels": USER_LABELS,
+        ("transferring", {**active, "statuses": ("transferring",), "labels": ANALYSIS_LABELS,
                           "before": _ago(now, w.heartbeat),
                           "values": _dispatcher_failure(EC_TRANSFERRING, f"transferring timeout after {_span(w.heartbeat)}")}),
-        ("holding[user]", {**active, "statuses": ("holding",), "labels": USER_LABELS,
+        ("holding[user]", {**active, "statuses": ("holding",), "labels": ANALYSIS_LABELS,
                            "before": _ago(now, w.holding_user),
                            "values": _dispatcher_failure(EC_HOLDING, f"holding timeout after {_span(w.holding_user)}")}),
-        ("holding", {**active, "statuses": ("holding",), "not_labels": USER_LABELS, "before": _ago(now, w.holding),
+        ("holding", {**active, "statuses": ("holding",), "not_labels": ANALYSIS_LABELS, "before": _ago(now, w.holding),
                      "values": _dispatcher_failure(EC_HOLDING, f"holding timeout after {_span(w.holding)}")}),
     ]
     for status, seconds, column in (("defined", w.defined, "modificationTime"),

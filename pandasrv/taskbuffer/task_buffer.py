@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-from pandasrv.taskbuffer.db_proxy_mods.jobs_claim import MANAGED_LABELS, label_set
+from pandasrv.taskbuffer.db_proxy_mods.jobs_claim import DEFAULT_LABELS
 from pandasrv.taskbuffer.job_spec import JobSpec
 from pandasrv.taskbuffer.proxy_pool import ProxyPool
 
-__all__ = ["TaskBuffer", "label_set"]
+__all__ = ["TaskBuffer"]
 
 
 class TaskBuffer:
@@ -42,7 +42,7 @@ class TaskBuffer:
         """
         return self._call("insert_jobs", jobs, status)
 
-    def claim_jobs(self, site: str, n: int = 1, *, labels: Sequence[str] = MANAGED_LABELS, **filters: Any) -> list[JobSpec]:
+    def claim_jobs(self, site: str, n: int = 1, *, labels: Sequence[str] = DEFAULT_LABELS, **filters: Any) -> list[JobSpec]:
         return self._call("claim_jobs", site, n, labels=labels, **filters)
 
     def update_job(self, panda_id: int, status: str, values: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pandasrv.taskbuffer.db_proxy_mods.jobs_claim import label_set
+from pandasrv.logic.policy import label_set
 from pandasrv.taskbuffer.job_spec import JobSpec
 from pandasrv.taskbuffer.job_states import PILOT_STATES, IllegalTransition
 from pandasrv.web.auth import clean_user_id

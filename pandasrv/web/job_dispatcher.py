@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pandasrv.logic.policy import fetch_scope
 from pandasrv.web.codecs import BadRequest, Protocol, Raw, loads_json
 from pandasrv.web.context import Call
 from pandasrv.web.dispatch import MAX_IDS, ROLE_DIALOG, SC_FAILED, SC_ROLE, SC_SUCCESS, acquire, heartbeat, is_true, to_int
@@ -40,9 +41,11 @@ def getJob(call: Call, siteName: str, timeout: LooseInt = None, mem: LooseInt = 
            jobType: str | None = None, viaTopic: Any = None, remaining_time: LooseInt = None, cpu: LooseInt = None,
            token: str | None = None) -> Protocol:
     """Hand activated jobs of queue ``siteName`` to a pilot; ``nJobs`` selects the bulk reply form."""
-    privileged = call.is_pilot(voms_patch=not is_true(getProxyKey))
-    if not privileged and (prodSourceLabel != "user" or not call.identity.secure):
-        return _role_refused("")  # without a role only an identified user may fetch (only) own jobs
+    scope = fetch_scope(prodSourceLabel or None, identified=call.identity.secure,
+                        pilot=call.is_pilot(voms_patch=not is_true(getProxyKey)))
+    if scope is None:
+        return _role_refused("")
+    privileged = scope == "all"
     bulk = nJobs is not None
     acquired = acquire(
         call, siteName, nJobs or 1 if bulk else 1, label=prodSourceLabel or None, memory=mem,

@@ -12,16 +12,15 @@ import shlex
 from typing import Any
 
 from pandasrv.dataservice.setupper import start_setupper
+from pandasrv.logic.policy import ANALYSIS_LABELS, ROLE_TEXT, RULES, SERVER_FIELDS, may_submit, user_priority, user_working_group
 from pandasrv.taskbuffer.job_spec import JobSpec
+from pandasrv.web.auth import Identity, parse_fqan
 from pandasrv.web.codecs import BadRequest, fail, loads_json, ok
 from pandasrv.web.context import Call
 from pandasrv.web.registry import endpoint
 
 MAX_SUBMIT = 5000
 MAX_IDS = 5500
-# Labels whose submit reply names the jobset (analysis jobs); their owner is always the caller.
-USER_LABELS = frozenset({"user", "panda", "ptest", "rc_test", "rc_test2", "rc_alrb"})
-KNOWN_LABELS = USER_LABELS | {"managed", "test", "prod_test", "install", "rucio_test", "unified"}
 
 
 def decode_job_states(text: Any, limit: int) -> list[JobSpec]:
@@ -55,16 +54,19 @@ def submit_jobs(call: Call, jobs: list[JobSpec]) -> list[list[Any]]:
     """Validate all, store all, hand the PandaIDs to the Setupper; returns the submit reply items."""
     check_count(len(jobs))
     identity = call.identity
+    production = call.is_production()
     for job in jobs:
         job.prodSourceLabel = job.prodSourceLabel or "user"
-        if job.prodSourceLabel not in KNOWN_LABELS:
+        rule = RULES.get(job.prodSourceLabel)
+        if rule is None:
             raise BadRequest(f"unknown prodSourceLabel {job.prodSourceLabel!r}")
-        if job.prodSourceLabel == "managed" and not call.is_production():
-            raise BadRequest("production role is required to submit managed jobs")
+        if not may_submit(rule.label, identified=identity.secure, production=production):
+            raise BadRequest(f"{ROLE_TEXT[rule.submit]} is required to submit {rule.label} jobs")
         if not job.computingSite:
             raise BadRequest(f"job {job.jobName!r} has no computingSite")
-        if job.prodSourceLabel in USER_LABELS or not job.prodUserName:
-            job.prodUserID, job.prodUserName = identity.dn, identity.user
+        job.prodUserID, job.prodUserName = identity.dn, identity.user
+        if not production:
+            restrict_user_fields(job, identity)
     untyped = [job for job in jobs if not job.resource_type]
     if untyped:
         types = call.tb.get_resource_types()
@@ -73,7 +75,7 @@ def submit_jobs(call: Call, jobs: list[JobSpec]) -> list[list[Any]]:
     for site in sorted({job.computingSite for job in jobs}):
         if call.services.queue(site) is None:
             raise BadRequest(f"unknown queue {site!r}: add it with 'pandasrv queue add'")
-    user_jobs = [job for job in jobs if job.prodSourceLabel in USER_LABELS]
+    user_jobs = [job for job in jobs if job.prodSourceLabel in ANALYSIS_LABELS]
     if user_jobs:
         first = user_jobs[0]
         definition_id, jobset_id = call.tb.reserve_user_ids(identity.user, identity.dn, first.jobDefinitionID,
@@ -84,7 +86,19 @@ def submit_jobs(call: Call, jobs: list[JobSpec]) -> list[list[Any]]:
     stored = call.tb.insert_jobs(jobs, "defined")
     start_setupper(call.settings, [job.PandaID for job in stored])
     return [[job.PandaID, job.jobDefinitionID,
-             {"jobsetID": job.jobsetID} if job.prodSourceLabel in USER_LABELS else job.jobName] for job in stored]
+             {"jobsetID": job.jobsetID} if job.prodSourceLabel in ANALYSIS_LABELS else job.jobName] for job in stored]
+
+
+def restrict_user_fields(job: JobSpec, identity: Identity) -> None:
+    """A caller without the production role sets only user fields (docs/security.md): server fields are
+    cleared, the priority is clamped, the VO is the caller's and a workingGroup needs a matching FQAN group."""
+    for name in SERVER_FIELDS:
+        setattr(job, name, None)
+    job.currentPriority = user_priority(job.currentPriority)
+    job.assignedPriority = user_priority(job.assignedPriority)
+    job.VO = (identity.vo or "")[:16] or None
+    groups = tuple(parse_fqan(fqan)[0] for fqan in identity.fqans)
+    job.workingGroup = user_working_group(job.workingGroup, identity.vo, groups)
 
 
 def _within(value: int, low: int | None, high: int | None) -> bool:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+from pandasrv.logic.policy import label_set
 from pandasrv.taskbuffer.db_proxy import DBProxy
-from pandasrv.taskbuffer.db_proxy_mods.jobs_claim import MANAGED_LABELS, SKIP_LOCKED, candidate_sql, claim_filter
+from pandasrv.taskbuffer.db_proxy_mods.jobs_claim import SKIP_LOCKED, candidate_sql, claim_filter
 from pandasrv.taskbuffer.wrapped_cursor import connect
 from tests.taskbuffer.test_db_proxy import make_job
 
@@ -27,7 +28,7 @@ def test_claim_select_uses_the_claim_index(db_url):
     proxy.claim_jobs("SITE7", 100)
     proxy.close()
 
-    where, binds = claim_filter("SITE7", MANAGED_LABELS, memory=2000, walltime=3600)
+    where, binds = claim_filter("SITE7", label_set(None), memory=2000, walltime=3600)
     values = ", ".join(f"'{value}'" if isinstance(value, str) else str(value) for value in [*binds.values(), 1])
     conn = connect(db_url)
     try:

@@ -8,7 +8,6 @@ import pytest
 
 from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.db_proxy_mods.base import transaction
-from pandasrv.taskbuffer.db_proxy_mods.jobs_claim import MANAGED_LABELS, USER_LABELS, label_set
 from pandasrv.taskbuffer.file_spec import FileSpec
 from pandasrv.taskbuffer.job_spec import JobSpec
 from pandasrv.taskbuffer.job_states import IllegalTransition
@@ -78,14 +77,6 @@ def test_insert_in_the_stage_table_of_the_status(proxy):
 
 
 # --- claim ------------------------------------------------------------------------------------------
-def test_label_sets():
-    assert label_set(None) == label_set("managed") == MANAGED_LABELS == ("managed", "test", "prod_test", "install")
-    assert label_set("user") == USER_LABELS == ("user", "panda", "install")
-    assert set(label_set("unified")) == {"managed", "test", "prod_test", "install", "user", "panda"}
-    assert label_set("test") == ("prod_test", "install", "test")
-    assert label_set("ptest") == ("ptest",)
-
-
 def test_claim_hands_out_matching_jobs_best_first(proxy):
     low, high, same_a, same_b = activated(
         proxy, make_job("low", priority=10), make_job("high", priority=900),
@@ -106,7 +97,7 @@ def test_claim_hands_out_matching_jobs_best_first(proxy):
     assert [job.PandaID for job in proxy.claim_jobs("SITE", 10)] == [same_b, low]
     assert proxy.claim_jobs("SITE", 10) == []
     assert proxy.get_job_status([high, low]) == {high: ("sent", 0, None), low: ("sent", 0, None)}
-    assert [job.jobName for job in proxy.claim_jobs("SITE", 5, labels=USER_LABELS)] == ["user_job"]
+    assert [job.jobName for job in proxy.claim_jobs("SITE", 5, labels=("user", "panda"))] == ["user_job"]
 
 
 def test_claim_filters(proxy):

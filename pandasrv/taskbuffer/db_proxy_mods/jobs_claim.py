@@ -14,29 +14,14 @@ from typing import Any, Sequence
 from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction, utcnow
 from pandasrv.taskbuffer.job_spec import TABLE_ATTRIBUTES, JobSpec
 
-MANAGED_LABELS: tuple[str, ...] = ("managed", "test", "prod_test", "install")
-USER_LABELS: tuple[str, ...] = ("user", "panda", "install")
-TEST_LABELS: tuple[str, ...] = ("prod_test", "install", "test")
-UNIFIED_LABELS: tuple[str, ...] = ("managed", "test", "prod_test", "install", "user", "panda")
+# The claim's own default; which labels a getJob request receives is pandasrv.logic.policy.label_set.
+DEFAULT_LABELS: tuple[str, ...] = ("managed",)
 
 _ORDER = "ORDER BY currentPriority DESC, PandaID"
 SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 _RETURNED = ",".join(TABLE_ATTRIBUTES)
 _LOG_COLUMNS = "PandaID, modificationTime, jobStatus, prodSourceLabel, cloud, computingSite, modificationHost"
 _POSITION = {name: i for i, name in enumerate(TABLE_ATTRIBUTES)}
-
-
-def label_set(prod_source_label: str | None) -> tuple[str, ...]:
-    """The prodSourceLabels a getJob request may receive (panda-protocol.md §2.2)."""
-    if prod_source_label in (None, "", "managed"):
-        return MANAGED_LABELS
-    if prod_source_label == "user":
-        return USER_LABELS
-    if prod_source_label == "unified":
-        return UNIFIED_LABELS
-    if prod_source_label == "test":
-        return TEST_LABELS
-    return (prod_source_label,)
 
 
 def claim_filter(
@@ -92,7 +77,7 @@ class JobsClaimMixin(BaseProxy):
         site: str,
         n: int = 1,
         *,
-        labels: Sequence[str] = MANAGED_LABELS,
+        labels: Sequence[str] = DEFAULT_LABELS,
         memory: int = 0,
         disk: int = 0,
         walltime: int = 0,
