@@ -12,7 +12,8 @@ import shlex
 from typing import Any
 
 from pandasrv.dataservice.setupper import start_setupper
-from pandasrv.logic.policy import ANALYSIS_LABELS, ROLE_TEXT, RULES, SERVER_FIELDS, may_submit, user_priority, user_working_group
+from pandasrv.logic import policy
+from pandasrv.logic.policy import ROLE_TEXT, RULES, SERVER_FIELDS, may_submit, user_priority, user_working_group
 from pandasrv.taskbuffer.job_spec import JobSpec
 from pandasrv.web.auth import Identity, parse_fqan
 from pandasrv.web.codecs import BadRequest, fail, loads_json, ok
@@ -75,7 +76,7 @@ def submit_jobs(call: Call, jobs: list[JobSpec]) -> list[list[Any]]:
     for site in sorted({job.computingSite for job in jobs}):
         if call.services.queue(site) is None:
             raise BadRequest(f"unknown queue {site!r}: add it with 'pandasrv queue add'")
-    user_jobs = [job for job in jobs if job.prodSourceLabel in ANALYSIS_LABELS]
+    user_jobs = [job for job in jobs if job.prodSourceLabel in policy.ANALYSIS_LABELS]
     if user_jobs:
         first = user_jobs[0]
         definition_id, jobset_id = call.tb.reserve_user_ids(identity.user, identity.dn, first.jobDefinitionID,
@@ -86,7 +87,7 @@ def submit_jobs(call: Call, jobs: list[JobSpec]) -> list[list[Any]]:
     stored = call.tb.insert_jobs(jobs, "defined")
     start_setupper(call.settings, [job.PandaID for job in stored])
     return [[job.PandaID, job.jobDefinitionID,
-             {"jobsetID": job.jobsetID} if job.prodSourceLabel in ANALYSIS_LABELS else job.jobName] for job in stored]
+             {"jobsetID": job.jobsetID} if job.prodSourceLabel in policy.ANALYSIS_LABELS else job.jobName] for job in stored]
 
 
 def restrict_user_fields(job: JobSpec, identity: Identity) -> None:
