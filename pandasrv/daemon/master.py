@@ -20,11 +20,12 @@ import sys
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Callable
 
 from pandasrv.config import Settings
 from pandasrv.daemon.schedule import load_schedule
 from pandasrv.daemon.worker import worker_main
+from pandasrv.supervisor import command
 
 log = logging.getLogger("pandasrv.daemon.master")
 
@@ -218,18 +219,18 @@ def run_master(settings: Settings) -> None:
     DaemonMaster(settings).run()
 
 
-def start_master(settings: Settings) -> subprocess.Popen:
-    """Start the master as a child process (``pandasrv serve``); stop it with ``terminate()`` + ``wait()``.
+def master_spawn(settings: Settings) -> Callable[[], subprocess.Popen]:
+    """A callable that starts the master as a child process; what ``pandasrv serve`` hands its Supervisor.
 
     A fresh interpreter rather than a fork of the caller: the web server's threads and sockets must not leak
     into the daemon. The settings travel as JSON on the child's stdin.
     """
-    process = subprocess.Popen([sys.executable, "-m", "pandasrv.daemon.master"], stdin=subprocess.PIPE,
-                               start_new_session=True, close_fds=True)
-    assert process.stdin is not None
-    process.stdin.write(settings.model_dump_json().encode())
-    process.stdin.close()
-    return process
+    return command([sys.executable, "-m", "pandasrv.daemon.master"], stdin=settings.model_dump_json().encode())
+
+
+def start_master(settings: Settings) -> subprocess.Popen:
+    """Start the master as a child process, unsupervised; stop it with ``terminate()`` + ``wait()``."""
+    return master_spawn(settings)()
 
 
 def _main() -> None:

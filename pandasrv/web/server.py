@@ -1,5 +1,8 @@
 """``pandasrv serve``: the web application under gunicorn (W processes x T threads), plus the daemon.
 
+gunicorn's arbiter restarts web workers that die; the daemon master is a child of the same process, kept
+running by a ``Supervisor`` thread (restart with backoff, logged; see ``pandasrv.supervisor``).
+
 The application object is built in the gunicorn master (it touches no database); each worker builds
 its own TaskBuffer after the fork, so no database session or ConBridge child is ever shared.
 """
@@ -7,12 +10,12 @@ its own TaskBuffer after the fork, so no database session or ConBridge child is 
 from __future__ import annotations
 
 import logging
-import subprocess
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
 from pandasrv.config import Settings
+from pandasrv.supervisor import Supervisor
 from pandasrv.web.app import create_app
 
 log = logging.getLogger("pandasrv.web.server")
@@ -60,23 +63,18 @@ class PandaServer(BaseApplication):
 
 
 def serve(settings: Settings, daemon: bool = True) -> None:
-    """Run the web server in the foreground; with ``daemon`` the daemon master runs alongside."""
+    """Run the web server in the foreground; with ``daemon`` the daemon master runs alongside, supervised."""
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
     server = PandaServer(settings)
-    master: subprocess.Popen | None = None
+    supervisor = Supervisor()
     if daemon and settings.daemon.enable:
-        from pandasrv.daemon.master import start_master
+        from pandasrv.daemon.master import master_spawn
 
-        master = start_master(settings)
+        master = supervisor.add("daemon master", master_spawn(settings))
         log.info("daemon master started (pid %d)", master.pid)
+        supervisor.start()
     try:
         server.run()
     finally:
-        if master is not None:
-            master.terminate()
-            try:
-                master.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                master.kill()
-                master.wait()
+        supervisor.stop()
