@@ -129,6 +129,13 @@ def daemon(ctx: click.Context, db_url: str | None, n_proc: int | None) -> None:
 def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None, threads: int | None,
           db_url: str | None, no_daemon: bool) -> None:
     """Run the PanDA web server (gunicorn) and, unless --no-daemon, the daemon master."""
+    import os
+    import shutil
+
+    from pandasrv.metrics_dir import prepare_multiprocess_dir
+
+    metrics_dir = prepare_multiprocess_dir()  # before prometheus-client is imported: sums over all processes
+    serving_pid = os.getpid()  # gunicorn workers leave through this frame too; only the master cleans up
     from pandasrv.web.server import serve as run_server
 
     settings = settings_from(ctx, host=host, port=port, workers=workers, threads=threads, db_url=db_url)
@@ -137,6 +144,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     except ConfigError as exc:
         click.echo(f"pandasrv: {exc}", err=True)
         sys.exit(2)
+    finally:
+        if metrics_dir is not None and os.getpid() == serving_pid:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @main.group()

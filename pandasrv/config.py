@@ -52,6 +52,8 @@ class MonitorSettings(BaseModel):
     page_size: int = Field(default=50, ge=1, le=1000)
     # how long each web process keeps the job counts of the pages (seconds; 0 = count on every request)
     counts_cache_seconds: float = Field(default=10.0, ge=0)
+    # how long each web process keeps the jobs per state and queue that /metrics shows (seconds)
+    metrics_counts_seconds: float = Field(default=5.0, ge=1)
     # with auth = token or x509: callers without an identity may see job summaries (never job parameters or files)
     anonymous: bool = False
     # users without the production role see only their own jobs

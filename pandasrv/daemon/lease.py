@@ -40,6 +40,13 @@ class Lease:
     def acquire(self) -> bool:
         return bool(self.task_buffer.acquire_lease(self.component, self.owner, self.ttl))
 
+    def holder(self) -> str | None:
+        """Who holds (or last held) the lease, None if it was never taken."""
+        for lease in self.task_buffer.monitor_leases():
+            if lease["component"] == self.component:
+                return lease["lockedBy"]
+        return None
+
     def expiry(self) -> float | None:
         """When the current holder's lease ends (epoch seconds), to retry exactly then."""
         return to_epoch(self.task_buffer.get_lease_expiry(self.component))

@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection
 from types import ModuleType
 from typing import Any
 
+from pandasrv import metrics
 from pandasrv.config import Settings
 from pandasrv.daemon.lease import Lease
 from pandasrv.daemon.schedule import Script
@@ -85,8 +86,10 @@ class ScriptRunner:
         try:
             if script.sync:
                 lease = Lease(self.task_buffer, script.lease_component, self.owner, script.period)
+                previous = lease.holder()
                 if not lease.acquire():
                     return "skipped", lease.expiry(), started
+                self._count_lease(script, previous)
                 started = time.time()
                 with lease:
                     self._call(script)
@@ -96,8 +99,17 @@ class ScriptRunner:
         except Exception as exc:
             log.exception("script %s failed", script.name)
             outcome, message = "error", f"{exc.__class__.__name__}: {exc}"
+            metrics.DAEMON_FAILURES.labels(script.name).inc()
+        metrics.DAEMON_RUNS.labels(script.name, outcome).inc()
+        metrics.DAEMON_DURATION.labels(script.name).observe(time.time() - started)
         self._record(script, started, outcome, message)
         return outcome, None, started
+
+    def _count_lease(self, script: Script, previous: str | None) -> None:
+        """A lease whose last holder ran on another machine (``host-pid-random`` tokens) is a takeover."""
+        metrics.LEASE_ACQUISITIONS.labels(script.name).inc()
+        if previous and previous.rsplit("-", 2)[0] != self.owner.rsplit("-", 2)[0]:
+            metrics.LEASE_TAKEOVERS.labels(script.name).inc()
 
     def _record(self, script: Script, started: float, outcome: str, message: str | None) -> None:
         """Best effort: a database too busy to take the record must not turn a good run into a failed one."""

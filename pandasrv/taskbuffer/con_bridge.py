@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from typing import Any, Callable
 
+from pandasrv import metrics
 from pandasrv.taskbuffer import errors
 from pandasrv.taskbuffer.db_proxy import DBProxy, public_methods
 from pandasrv.taskbuffer.file_spec import FILE_ATTRIBUTES, FileSpec
@@ -141,6 +142,7 @@ class ConBridge:
         self._session: int | None = None
         self._ready = False
         self._owner = os.getpid()
+        self._replacing = False  # the next launch replaces a killed or dead child (counted as a restart)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name.startswith("_") or name not in self._methods:
@@ -188,11 +190,13 @@ class ConBridge:
             pipe.close()
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        metrics.CONBRIDGE_CALLS.inc()
         with self._lock:
             pipe = self._connected_pipe()
             try:
                 pipe.send((name, args, kwargs))
                 if not pipe.poll(self.timeout):
+                    metrics.CONBRIDGE_TIMEOUTS.inc()
                     self._kill(terminate_session=True)
                     self._relaunch()
                     raise errors.DBTimeout(f"{name} took longer than db_timeout={self.timeout:g}s; its DB session was killed")
@@ -212,6 +216,9 @@ class ConBridge:
         return self._process
 
     def _launch(self) -> None:
+        if self._replacing:
+            metrics.CONBRIDGE_RESTARTS.inc()
+            self._replacing = False
         parent_end, child_end = _mp_context().Pipe()
         process = _mp_context().Process(
             target=_serve, args=(child_end, self.db_url, self.statement_timeout), name="pandasrv-conbridge", daemon=True
@@ -254,6 +261,7 @@ class ConBridge:
         process, pipe, session = self._process, self._pipe, self._session
         self._process = self._pipe = self._session = None
         self._ready = False
+        self._replacing = True
         if process is not None:
             process.kill()
             process.join()

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from pandasrv import metrics
 from pandasrv.taskbuffer import errors
 from pandasrv.taskbuffer.con_bridge import ConBridge
 from pandasrv.taskbuffer.db_proxy import DBProxy
@@ -61,10 +62,14 @@ class ProxyPool:
         """Check out a proxy for the duration of the block; PoolTimeout if none frees up in time."""
         if self._closed:
             raise errors.PoolTimeout("the proxy pool is closed")
+        waited = time.perf_counter()
         try:
             slot = self._idle.get(timeout=self.wait)
         except queue.Empty:
+            metrics.POOL_TIMEOUTS.inc()
             raise errors.PoolTimeout(f"no free DB proxy within db_pool_wait={self.wait:g}s") from None
+        checked_out = time.perf_counter()
+        metrics.POOL_WAIT.observe(checked_out - waited)
         try:
             self._check(slot)
             yield slot.proxy
@@ -74,6 +79,7 @@ class ProxyPool:
             slot.suspect = True
             raise
         finally:
+            metrics.POOL_CHECKOUT.observe(time.perf_counter() - checked_out)
             slot.last_used = time.monotonic()
             if self._closed:
                 slot.proxy.close()

@@ -18,6 +18,7 @@ from pandasrv.web import harvester_api, job_dispatcher, legacy_user_if, pilot_ap
 from pandasrv.web.auth import ANONYMOUS, Authenticator, AuthError, check_loopback
 from pandasrv.web.codecs import JSON_TYPE, BadRequest, decode_params, encode_legacy, encode_v1, fail, read_body, to_json
 from pandasrv.web.context import Call, Services
+from pandasrv.web.metrics import MetricsResource, RequestMetrics
 from pandasrv.web.monitor.resource import add_routes as add_monitor_routes
 from pandasrv.web.openapi import openapi_document
 from pandasrv.web.registry import LEGACY, REGISTRY, Method, ParamError, convert
@@ -192,7 +193,7 @@ def create_app(settings: Settings) -> PandaApp:
     services = Services(settings)
     authenticator = Authenticator(settings)
     api = ApiResource(services, authenticator)
-    app = PandaApp(cors_enable=False)
+    app = PandaApp(cors_enable=False, middleware=[RequestMetrics()])
     app.req_options.strip_url_path_trailing_slash = False
     app.add_route("/server/panda/{name}", api)
     app.add_route("/api/v1/{module}/{name}", api)
@@ -203,6 +204,7 @@ def create_app(settings: Settings) -> PandaApp:
     app.add_error_handler(Exception, _internal_error)
     if settings.monitor.enable:
         add_monitor_routes(app, services, authenticator)
+        app.add_route("/metrics", MetricsResource(services))
     app.services = services
     return app
 

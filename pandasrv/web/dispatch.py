@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from pandasrv import metrics
 from pandasrv.logic.policy import label_set
 from pandasrv.taskbuffer.job_spec import JobSpec
 from pandasrv.taskbuffer.job_states import PILOT_STATES, IllegalTransition
@@ -79,9 +80,11 @@ def acquire(call: Call, site: str, n: int, *, label: str | None, memory: Any = N
         node=(node or None) and node[:128], computing_element=computing_element or None,
         scheduler_id=scheduler_id or None)
     if not jobs:
+        metrics.EMPTY_CLAIMS.inc()
         return Acquired(SC_NO_JOBS, [], "no jobs in PanDA")
     if harvester_id and to_int(worker_id) is not None:
         call.tb.relate_job_to_worker(harvester_id[:50], to_int(worker_id), [job.PandaID for job in jobs])
+    metrics.JOBS_DISPATCHED.inc(len(jobs))
     n_sent = call.services.recent_sent(site)
     return Acquired(SC_SUCCESS, [job_description(job, queue, n_sent) for job in jobs])
 
@@ -264,6 +267,7 @@ def heartbeat(call: Call, job_id: Any, state: str, params: dict[str, Any]) -> di
             pilot_log=_text(params.get("pilotLog")), stdout=_text(params.get("stdout")))
     except IllegalTransition as exc:  # e.g. a pilot still running a job that was reassigned (activated again)
         return {"StatusCode": SC_FAILED, "errorDialog": f"job {panda_id}: {exc}", "command": "tobekilled"}
+    metrics.HEARTBEATS.labels(state).inc()
     command = "tobekilled" if result["result"] in ("notfound", "badattemptnr") else result.get("command")
     return {"StatusCode": SC_SUCCESS, "command": command or NULL}
 
