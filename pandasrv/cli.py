@@ -149,6 +149,42 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
+@main.command()
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Plain HTTP port (default 25080).")
+@click.option("--processes", type=int, help="mod_wsgi daemon processes (W; default: workers).")
+@click.option("--threads", type=int, help="Threads per daemon process (T; default: threads).")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Configuration, sockets and logs (default var/apache).")
+@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
+@click.option("--no-daemon", is_flag=True, help="Do not start the daemon master alongside Apache.")
+@click.option("--print", "print_only", is_flag=True, help="Print the httpd configuration instead of running Apache.")
+@click.pass_context
+def apache(ctx: click.Context, host: str | None, port: int | None, processes: int | None, threads: int | None,
+           run_dir: str | None, db_url: str | None, no_daemon: bool, print_only: bool) -> None:
+    """Run Apache httpd + mod_wsgi (the production front end) and, unless --no-daemon, the daemon master."""
+    import logging
+    from pathlib import Path
+
+    from pandasrv.deploy import apache as front
+
+    settings = settings_from(ctx, host=host, port=port, db_url=db_url)
+    for name, value in (("processes", processes), ("threads", threads), ("run_dir", run_dir)):
+        if value is not None:
+            setattr(settings.apache, name, value)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    try:
+        if print_only:
+            click.echo(front.render_config(settings, front.Layout(Path(settings.apache.run_dir).resolve())), nl=False)
+            return
+        from pandasrv.web.auth import check_loopback
+
+        check_loopback(settings)
+        sys.exit(front.run(settings, daemon=not no_daemon))
+    except ConfigError as exc:
+        click.echo(f"pandasrv: {exc}", err=True)
+        sys.exit(2)
+
+
 @main.group()
 def queue() -> None:
     """Manage PanDA queues (the sites pilots take jobs from)."""

@@ -60,6 +60,35 @@ class MonitorSettings(BaseModel):
     own_jobs_only: bool = False
 
 
+class ApacheSettings(BaseModel):
+    """``pandasrv apache``: Apache httpd (MPM event) with W mod_wsgi daemon processes x T threads (docs/deploy.md)."""
+
+    run_dir: str = "var/apache"
+    # W and T; 0 = the web settings ``workers`` and ``threads``
+    processes: int = Field(default=0, ge=0)
+    threads: int = Field(default=0, ge=0)
+    # a WSGI daemon process is replaced gracefully after this many requests (0 = never)
+    maximum_requests: int = Field(default=10000, ge=0)
+    # seconds: a request running longer restarts its daemon process; a graceful restart waits this long
+    request_timeout: int = Field(default=600, gt=0)
+    graceful_timeout: int = Field(default=30, gt=0)
+    # MPM event: worker processes of THREADS_PER_CHILD threads each, grown and shrunk between the spare limits
+    start_servers: int = Field(default=2, ge=1)
+    server_limit: int = Field(default=16, ge=1)
+    threads_per_child: int = Field(default=25, ge=1)
+    min_spare_threads: int = Field(default=25, ge=1)
+    max_spare_threads: int = Field(default=75, ge=1)
+    max_request_workers: int = Field(default=150, ge=1)
+    # the unprivileged user Apache's children run as when started as root
+    user: str = "www-data"
+    group: str = "www-data"
+    # TLS (0 = no HTTPS listener)
+    ssl_port: int = Field(default=0, ge=0, le=65535)
+    ssl_cert: str = ""
+    ssl_key: str = ""
+    ca_dir: str = "/etc/grid-security/certificates"
+
+
 class DaemonSettings(BaseModel):
     enable: bool = True
     n_proc: int = Field(default=2, ge=1)
@@ -160,6 +189,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     plugins: PluginSettings = Field(default_factory=PluginSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    apache: ApacheSettings = Field(default_factory=ApacheSettings)
 
     @field_validator("db_url")
     @classmethod

@@ -1,0 +1,110 @@
+"""``pandasrv apache`` as a real process: one Apache per test module, on PostgreSQL (the production layout)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import fresh_database
+from tests.web.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def require(binary: str, package: str) -> None:
+    """Skip locally without a Debian package; in CI a missing one is a failure."""
+    if shutil.which(binary) or Path(binary).exists():
+        return
+    message = f"{binary} is missing (Debian package {package}, see .ci/apt-packages)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@dataclass
+class RunningApache:
+    url: str
+    process: subprocess.Popen
+    run_dir: Path
+    log_path: Path
+
+    def log(self) -> str:
+        error_log = self.run_dir / "logs" / "error.log"
+        return self.log_path.read_text(errors="replace") + (error_log.read_text(errors="replace") if error_log.exists() else "")
+
+    def stop(self) -> int:
+        """SIGTERM the command as an operator (or systemd) would; return its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return self.process.returncode
+
+
+def apache_pids(run_dir: Path) -> list[int]:
+    """Processes whose command line names this instance's configuration (Apache and its children)."""
+    config = str(run_dir / "httpd.conf")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if config in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@contextlib.contextmanager
+def start_apache(db_url: str, workdir: Path, host: str = "127.0.0.1", extra: list[str] | None = None,
+                 **settings: Any) -> Iterator[RunningApache]:
+    """Run ``pandasrv apache`` with its own run directory until the block ends."""
+    require("/usr/sbin/apache2", "apache2")
+    port = free_port()
+    run_dir = workdir / f"apache-{port}"
+    env = {**os.environ, "PANDASRV_DB_URL": db_url, "PANDASRV_CACHE_DIR": str(workdir / "cache"),
+           "PANDASRV_META_CACHE_SECONDS": "0", **{f"PANDASRV_{k.upper()}": str(v) for k, v in settings.items()}}
+    env.pop("PANDASRV_CONFIG", None)
+    log_path = workdir / f"apache-{port}.log"
+    command = [sys.executable, "-m", "pandasrv.cli", "apache", "--host", host, "--port", str(port),
+               "--run-dir", str(run_dir), "--processes", "2", "--threads", "4", *(["--no-daemon"] if extra is None else extra)]
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(command, env=env, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    running = RunningApache(f"http://{host}:{port}", process, run_dir, log_path)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"pandasrv apache exited with {process.returncode}:\n{running.log()}")
+            try:
+                if httpx.get(f"{running.url}/server/panda/isAlive", timeout=5).text == "alive=yes":
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"pandasrv apache did not answer:\n{running.log()}")
+            time.sleep(0.3)
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_url(test_databases: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with fresh_database(test_databases, "postgresql", tmp_path_factory.mktemp("pg"), prefix="pandasrv_a") as url:
+        yield url
