@@ -45,7 +45,7 @@ class ApiResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, module: str | None = None) -> None:
         self.handle(req, resp, module or LEGACY, name, v1=module is not None)
 
-    on_post = on_put = on_head = on_get
+    on_post = on_head = on_get  # anything else (PUT, DELETE, ...) is answered 405 by falcon
 
     def handle(self, req: falcon.Request, resp: falcon.Response, module: str, name: str, v1: bool) -> None:
         started = time.perf_counter()
@@ -76,6 +76,8 @@ class ApiResource:
         except Exception as exc:
             log.exception("%s in %s/%s", INTERNAL_ERROR, module, name)
             status, content_type, body = self._error(legacy, 500, f"server error ({exc.__class__.__name__})")
+        if status == 405:
+            resp.set_header("Allow", ", ".join(method.http))
         resp.status = falcon.code_to_http_status(status)
         resp.content_type = content_type
         resp.data = body
@@ -94,8 +96,11 @@ class ApiResource:
         accept_json = JSON_TYPE in (req.get_header("Accept") or "")
         encode = (lambda result: encode_legacy(result, accept_json)) if method.legacy else encode_v1
         if not method.legacy and req.method not in method.http and not (req.method == "HEAD" and "GET" in method.http):
-            return encode(fail(f"expecting {'/'.join(method.http)}, received {req.method}"))
-        body = read_body(req.bounded_stream, req.content_length, settings.max_body_bytes)
+            return 405, JSON_TYPE, to_json(fail(f"expecting {'/'.join(method.http)}, received {req.method}"))
+        chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
+        # A chunked body has no Content-Length: read the server-decoded stream to its end, within the limit.
+        stream = req.stream if chunked and req.content_length is None else req.bounded_stream
+        body = read_body(stream, req.content_length, settings.max_body_bytes)
         params, files, json_keys = decode_params(
             req.method, req.content_type or "", req.get_header("Content-Encoding") or "", req.query_string, body,
             method.legacy, settings.max_body_bytes)

@@ -16,6 +16,28 @@ _ENVELOPE = {
 _MODE = {True: "Synchronous", False: "Asynchronous: answers once the request is stored"}
 
 
+_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+_ERRORS = {
+    "400": "the request cannot be read or a parameter has the wrong type or range",
+    "413": "the body is larger than max_body_bytes, before or after decompression or decoding",
+    "500": "a server bug (logged; the test suite fails on any)",
+    "503": "the database is busy; retry later",
+}
+
+
+def _responses(method: Method, reply: dict[str, Any]) -> dict[str, Any]:
+    """Every status the application answers with, in the form it uses: legacy errors are ``ERROR : ...``
+    text, v1 errors the JSON envelope; refusals before the method runs (403) are text in both."""
+    errors = _TEXT if method.legacy else {"application/json": {"schema": _ENVELOPE}}
+    responses: dict[str, Any] = {"200": {"description": "reply", "content": reply},
+                                 "403": {"description": "forbidden method, failed authentication or banned user",
+                                         "content": _TEXT}}
+    responses.update({code: {"description": text, "content": errors} for code, text in _ERRORS.items()})
+    responses["405"] = {"description": "HTTP method not supported (only those listed here are)",
+                        "content": {"application/json": {"schema": {"type": "object"}}}}
+    return responses
+
+
 def _operation(method: Method, http: str) -> dict[str, Any]:
     security = {"any": "none", "user": "an identified caller", "production": "production role",
                 "pilot": "pilot or production role"}[method.role]
@@ -29,8 +51,7 @@ def _operation(method: Method, http: str) -> dict[str, Any]:
         reply = {"text/plain": {"schema": {"type": "string"}}, "application/json": {"schema": {}}}
     else:
         reply = {"application/json": {"schema": _ENVELOPE}}
-    operation["responses"] = {"200": {"description": "reply", "content": reply},
-                              "403": {"description": "forbidden method, failed authentication or banned user"}}
+    operation["responses"] = _responses(method, reply)
     schemas = {p.name: json_schema(p.annotation) for p in method.params}
     if http == "get":
         operation["parameters"] = [

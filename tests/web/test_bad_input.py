@@ -7,11 +7,12 @@ import json
 import pickle
 import typing
 from typing import Any, Iterator
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import httpx
 import pytest
 
+from pandasrv.web import pickles
 from pandasrv.web.codecs import JSON_TYPE
 from pandasrv.web.registry import REGISTRY, _unwrap
 from tests.conftest import selected_backends
@@ -28,6 +29,12 @@ class Exploit:
 def _many_jobs(site: str, n: int) -> str:
     state = make_job(site, "bulk").to_state()
     return json.dumps([state] * n)
+
+
+def _chunks(data: bytes) -> Iterator[bytes]:
+    """A body httpx sends with Transfer-Encoding: chunked (no Content-Length)."""
+    for start in range(0, len(data), 1 << 20):
+        yield data[start:start + (1 << 20)]
 
 
 def _cases(url: str, site: str) -> dict[str, tuple]:
@@ -79,6 +86,11 @@ def _cases(url: str, site: str) -> dict[str, tuple]:
                             400, "ids must be PandaIDs"),
         "too many ids": (dict(method="POST", url=f"{v1}/job/get_description", headers=JSON_HEADERS,
                               json={"job_ids": list(range(5501))}), 200, "too many job ids"),
+        "chunked body": (dict(method="POST", url=f"{legacy}/getJob", content=_chunks(b"siteName=NO_SUCH_QUEUE"),
+                              headers={"Content-Type": "application/x-www-form-urlencoded"}), 200, "no+queue+named"),
+        "chunked body too large": (dict(method="POST", url=f"{v1}/job/submit", headers=JSON_HEADERS,
+                                        content=_chunks(b"x" * (MAX_BODY_BYTES + 1))), 413, "request body too large"),
+        "PUT": (dict(method="PUT", url=f"{v1}/job/kill", json={"job_ids": [1]}), 405, ""),
         "bad multipart": (dict(method="POST", url=f"{v1}/file_server/upload_cache_file", content=b"--x\r\nbroken",
                                headers={"Content-Type": "multipart/form-data; boundary=x"}), 400, "multipart"),
     }
@@ -94,7 +106,7 @@ def test_bad_request_is_refused_cleanly(server, case):
     reply = httpx.request(timeout=120, **request)
     assert reply.status_code == status, reply.text[:500]
     assert text in reply.text, reply.text[:500]
-    if request["url"].startswith(f"{server.url}/api/v1"):
+    if request["url"].startswith(f"{server.url}/api/v1") and status != 405:
         body = reply.json()  # v1 errors are always the JSON envelope
         assert body["success"] is False and text in body["message"]
     assert table_counts(server.db_url) == before
@@ -187,3 +199,111 @@ def test_every_parameter_refuses_bad_values_of_its_type(app):
             assert set(result.json) == {"success", "message", "data"}, (path, name, label, result.text[:300])
         answered[result.status_code] = answered.get(result.status_code, 0) + 1
     assert set(answered) <= {200, 400, 403, 413}, answered
+
+
+# --- the inputs the security review found answered 500, by name ------------------------------------------
+
+def _nested_json(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _pickled_job(site: str, **values: Any) -> str:
+    job = make_job(site, "pickled")
+    for name, value in values.items():
+        object.__setattr__(job, name, value)
+    return pickles.dumps([job]).decode("latin1")
+
+
+def _amplifying(levels: int) -> Any:
+    """A list that references the one below it twice per level: tiny pickled, 2**levels items expanded."""
+    value: Any = ["x" * 10]
+    for _ in range(levels):
+        value = [value, value]
+    return value
+
+
+def _form(**values: Any) -> dict[str, Any]:
+    return {"body": urlencode(values, errors="surrogateescape"),
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
+
+
+def _json(values: Any) -> dict[str, Any]:
+    return {"body": values if isinstance(values, str) else json.dumps(values), "headers": {"Content-Type": JSON_TYPE}}
+
+
+def _review_cases(queue: str) -> dict[str, tuple[str, str, dict[str, Any], int, str]]:
+    """name -> (HTTP method, path, request kwargs, expected status, text the reply must contain)."""
+    v1, legacy = "/api/v1", "/server/panda"
+    huge = str(2**63)
+    state_1e999 = json.dumps([make_job(queue, "big").to_state()]).replace("1000", "1e999", 1)  # currentPriority
+    return {
+        "job_ids beyond int64 (v1 GET)": ("GET", f"{v1}/job/get_status", {"query_string": f"job_ids={huge}"},
+                                          200, "job_ids[] must be a 64-bit integer"),
+        "job_ids beyond int64 (pilot GET)": ("GET", f"{v1}/pilot/get_job_status", {"query_string": f"job_ids={huge}"},
+                                             200, "job_ids[] must be a 64-bit integer"),
+        "mem=1e30": ("POST", f"{legacy}/getJob", _form(siteName=queue, mem="1e30"), 400, "mem must be a 64-bit"),
+        "jobId=1e30": ("POST", f"{legacy}/updateJob", _form(jobId="1e30", state="running"), 200, "StatusCode=50"),
+        "1e999 in a job state (v1)": ("POST", f"{v1}/job/submit", _json({"jobs": state_1e999}), 200,
+                                      "invalid job state"),
+        "1e999 in a job state (legacy)": ("POST", f"{legacy}/submitJobs", _form(jobs=state_1e999), 200, "ERROR: invalid job"),
+        "siteName list": ("POST", f"{legacy}/getJob", _json({"siteName": ["SECQ"]}), 400, "siteName must be a string"),
+        "site_name list (v1)": ("POST", f"{v1}/pilot/acquire_jobs", _json({"site_name": ["SECQ"]}), 200,
+                                "site_name must be a string"),
+        "prodUserID list": ("POST", f"{legacy}/getJob", _json({"siteName": queue, "prodUserID": ["x"]}), 400,
+                            "prodUserID must be a string"),
+        "state list": ("POST", f"{legacy}/updateJob", _json({"jobId": 1, "state": ["running"]}), 400,
+                       "state must be a string"),
+        "job_status list (v1)": ("POST", f"{v1}/pilot/update_job", _json({"job_id": 1, "job_status": ["running"]}), 200,
+                                 "job_status must be a string"),
+        "JSON body 1000 deep (v1)": ("POST", f"{v1}/job/kill", _json(_nested_json(1000)), 400, "nested more than 32"),
+        "JSON body 1000 deep (legacy)": ("POST", f"{legacy}/getJob", _json(_nested_json(1000)), 400, "nested more than"),
+        "jobs 1000 deep": ("POST", f"{v1}/job/submit", _json({"jobs": _nested_json(1000)}), 200, "nested more than"),
+        "JSON body 33 deep": ("POST", f"{v1}/job/kill", _json({"job_ids": _deep(33)}), 400, "nested more than"),
+        "pickled JobSpec with Files=[None]": ("POST", f"{legacy}/submitJobs", _form(jobs=_pickled_job(queue, Files=[None])),
+                                              200, "Files must hold FileSpecs"),
+        "pickle amplification": ("POST", f"{legacy}/submitJobs",
+                                 _form(jobs=_pickled_job(queue, jobParameters=_amplifying(24))), 200,
+                                 "too large once decoded"),
+        "ids beyond int64 (pickle)": ("POST", f"{legacy}/killJobs", _form(ids=pickle.dumps([2**63], 0).decode()), 400,
+                                      "ids[] must be a 64-bit integer"),
+        "killJobs code superscript": ("POST", f"{legacy}/killJobs", _form(ids="[1]", code="\u00b9"), 200, ""),
+        "setDebugMode pandaID superscript": ("POST", f"{legacy}/setDebugMode", _form(pandaID="\u00b9"), 400,
+                                             "pandaID must be a 64-bit integer"),
+        "getScriptOfflineRunning pandaID superscript": ("POST", f"{legacy}/getScriptOfflineRunning",
+                                                        _form(pandaID="\u00b9"), 400, "pandaID must be a 64-bit"),
+        "NUL in a string": ("POST", f"{legacy}/getJob", _form(siteName="a\x00b"), 400, "NUL"),
+        "undecodable bytes in a string": ("POST", f"{legacy}/getJob", _form(siteName="\udcff"), 400, "UTF-8"),
+        "PUT (v1)": ("PUT", f"{v1}/job/kill", _json({"job_ids": [1]}), 405, ""),
+        "PUT (legacy)": ("PUT", f"{legacy}/getJob", _form(siteName=queue), 405, ""),
+        "GET on a POST method (v1)": ("GET", f"{v1}/job/kill", {"query_string": "job_ids=1"}, 405, "expecting POST"),
+    }
+
+
+REVIEW_CASES = list(_review_cases("Q"))
+
+
+@pytest.mark.parametrize("case", REVIEW_CASES)
+def test_reviewed_bad_input_is_refused_cleanly(app, case):
+    method, path, request, status, text = _review_cases(app.queue)[case]
+    before = table_counts(app.db_url)
+    result = app.request(method, path, **request)
+    assert result.status_code == status, result.text[:500]
+    assert text in result.text, result.text[:500]
+    if path.startswith("/api/v1") and (status != 405 or "expecting" in text):
+        assert set(result.json) == {"success", "message", "data"} and result.json["success"] is False
+    assert table_counts(app.db_url) == before
+
+
+@pytest.mark.parametrize("form", ["legacy", "v1"])
+def test_heartbeat_for_a_job_never_sent_is_refused_in_band(app, form):
+    """A pilot still running a job that was reassigned (activated again) gets a refusal and tobekilled."""
+    (job,) = app.tb.insert_jobs([make_job(app.queue, "never-sent")], "activated")
+    if form == "legacy":
+        result = app.request("POST", "/server/panda/updateJob", **_form(jobId=job.PandaID, state="running"))
+        assert result.status_code == 200 and parse_qs(result.text)["StatusCode"] == ["30"], result.text
+        assert parse_qs(result.text)["command"] == ["tobekilled"]
+    else:
+        result = app.request("POST", "/api/v1/pilot/update_job", **_json({"job_id": job.PandaID, "job_status": "running"}))
+        assert result.status_code == 200 and result.json["success"] is False, result.text
+        assert "illegal job status transition activated -> running" in result.json["message"]
+    assert app.tb.get_job_status([job.PandaID])[job.PandaID][0] == "activated"

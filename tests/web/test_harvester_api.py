@@ -268,8 +268,10 @@ def test_roles_and_http_methods(hserver, method, path, data):
     elif path != "harvester/add_sweep_command":
         assert as_user["success"] is True, as_user
     assert call(hserver.url, method, path, data, PROD_H)["success"] is (path != "harvester/add_sweep_command")
-    wrong = call(hserver.url, "GET" if method == "POST" else "POST", path, data, PROD_H)
-    assert wrong["success"] is False and wrong["message"] == f"expecting {method}, received {wrong_method(method)}"
+    wrong = request(hserver.url, "GET" if method == "POST" else "POST", path, data, PROD_H)
+    assert wrong.status_code == 405 and wrong.headers["Allow"] == method
+    assert wrong.json() == {"success": False, "message": f"expecting {method}, received {wrong_method(method)}",
+                            "data": None}
 
 
 def wrong_method(method: str) -> str:

@@ -163,5 +163,6 @@ def test_v1_pilot_endpoints(server, fresh_queue):
     assert v1(server.url, "pilot/update_worker_node_gpu", gpu)["success"]
     stored = json.loads(server.tb.get_config_values("worker_node", fresh_queue)["wn02"])
     assert stored["cpu_model"] == "EPYC" and stored["n_logical_cpus"] == 64
-    wrong_method = httpx.get(f"{server.url}/api/v1/pilot/update_job", params={"job_id": 1}).json()
-    assert wrong_method["success"] is False and "expecting POST" in wrong_method["message"]
+    wrong_method = httpx.get(f"{server.url}/api/v1/pilot/update_job", params={"job_id": 1})
+    assert wrong_method.status_code == 405 and wrong_method.headers["Allow"] == "POST"
+    assert wrong_method.json()["success"] is False and "expecting POST" in wrong_method.json()["message"]
