@@ -179,7 +179,8 @@ class Settings(BaseSettings):
     # how long each web process caches bans and queue descriptions (seconds; 0 = read on every request)
     meta_cache_seconds: float = Field(default=60.0, ge=0)
 
-    # files
+    # files: the upload cache lives in the database (cache_files). cache_dir is no longer read; it is still
+    # accepted so that existing configuration files keep loading.
     cache_dir: str = "var/cache"
     max_upload_bytes: int = 100 * 1024 * 1024
     max_sandbox_bytes: int = 768 * 1024 * 1024

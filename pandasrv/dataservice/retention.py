@@ -2,17 +2,14 @@
 
 Archived jobs (with their files, parameters, metadata, reports, status and pilot logs) are deleted
 ``retention.archived_days`` after their last change, and old rows of the history tables go with the same
-cut-off, each in batches of ``retention.batch_size``. Uploaded files in ``cache_dir`` are deleted after
-``retention.cache_days``.
+cut-off, each in batches of ``retention.batch_size``. Cached uploads (in the database) are deleted
+``retention.cache_days`` after they were last written.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import logging
-import os
-import time
-from pathlib import Path
 from typing import Any
 
 from pandasrv.config import Settings
@@ -45,22 +42,12 @@ def purge_database(task_buffer: Any, settings: Settings, now: _dt.datetime | Non
     return deleted
 
 
-def clean_cache(settings: Settings, now: float | None = None) -> list[str]:
-    """Delete regular files in ``cache_dir`` not modified for ``cache_days``; returns their paths."""
-    root = Path(settings.cache_dir)
-    if not root.is_dir():
-        return []
-    cutoff = (now or time.time()) - settings.retention.cache_days * 86400
-    removed = []
-    for directory, _, names in os.walk(root):
-        for name in names:
-            path = Path(directory) / name
-            try:
-                if path.is_file() and not path.is_symlink() and path.stat().st_mtime < cutoff:
-                    path.unlink()
-                    removed.append(str(path))
-            except FileNotFoundError:
-                continue  # another machine sharing the cache removed it first
+def clean_cache(task_buffer: Any, settings: Settings, now: _dt.datetime | None = None) -> int:
+    """Delete cached files (in the database) not written for ``cache_days``; returns how many."""
+    now = now or _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+    before = now - _dt.timedelta(days=settings.retention.cache_days)
+    batch = settings.retention.batch_size
+    removed = _drain(lambda: task_buffer.purge_cache_files(before, batch), batch)
     if removed:
-        log.info("tmpwatch: removed %d cached files from %s", len(removed), root)
+        log.info("tmpwatch: removed %d cached files", removed)
     return removed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pandasrv.taskbuffer.db_proxy_mods.adder import AdderMixin
 from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy
+from pandasrv.taskbuffer.db_proxy_mods.cache import CacheMixin
 from pandasrv.taskbuffer.db_proxy_mods.daemon import DaemonMixin
 from pandasrv.taskbuffer.db_proxy_mods.harvester import HarvesterMixin
 from pandasrv.taskbuffer.db_proxy_mods.jobs_claim import JobsClaimMixin
@@ -36,6 +37,7 @@ class DBProxy(
     DaemonMixin,
     MetaMixin,
     MonitorMixin,
+    CacheMixin,
     BaseProxy,
 ):
     """The composed proxy; see docs/internals.md §4 for the method contract."""

@@ -168,6 +168,29 @@ sandbox_files = table(
     column("dn", sa.String(250)),
     column("creationTime", DATETIME),
 )
+# The upload cache (putFile, file_server/upload_cache_file, served at /cache/<name>): in the database so
+# every node of a cluster serves what any node stored. One header row per name, the content in chunks
+# (each well under MariaDB's max_allowed_packet) keyed by the upload's version, so a reader never mixes
+# two uploads of one name.
+BLOB = sa.LargeBinary().with_variant(mysql.LONGBLOB(), *MARIADB)
+cache_files = table(
+    "cache_files",
+    column("name", sa.String(255), primary_key=True),
+    column("owner", sa.String(250), nullable=False),
+    column("version", sa.BigInteger(), nullable=False),
+    column("fileSize", sa.BigInteger(), nullable=False),
+    column("nChunks", sa.Integer(), nullable=False),
+    column("checksum", sa.String(32)),
+    column("creationTime", DATETIME, nullable=False),
+    column("modificationTime", DATETIME, nullable=False),
+)
+cache_chunks = table(
+    "cache_chunks",
+    column("name", sa.String(255), primary_key=True),
+    column("version", sa.BigInteger(), primary_key=True, autoincrement=False),
+    column("seq", sa.Integer(), primary_key=True, autoincrement=False),
+    column("data", BLOB, nullable=False),
+)
 site_data = table(
     "site_data",
     column("site", sa.String(128), primary_key=True),
@@ -310,6 +333,8 @@ CLAIM_INDEX = index(
 index("ix_jobs_active_status_mtime", jobs_active.c.jobStatus, jobs_active.c.modificationTime)
 index("ix_jobs_defined_status_mtime", jobs_defined.c.jobStatus, jobs_defined.c.modificationTime)
 index("ix_jobs_archived_mtime", jobs_archived.c.modificationTime)
+# Retention purges old cached files by age.
+index("ix_cache_files_mtime", cache_files.c.modificationTime)
 index("ix_files_pandaid", files.c.PandaID)
 index("ix_job_output_report_lock", job_output_report.c.lockedBy, job_output_report.c.timeStamp)
 index("ix_job_status_log_pandaid", job_status_log.c.PandaID)

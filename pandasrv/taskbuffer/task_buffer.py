@@ -171,6 +171,19 @@ class TaskBuffer:
     def find_sandbox_file(self, size: int, checksum: str) -> dict[str, Any] | None:
         return self._call("find_sandbox_file", size, checksum)
 
+    def store_cache_file(self, name: str, owner: str, data: bytes, *, overwrite: bool = False,
+                         checksum: str | None = None) -> str:
+        return self._call("store_cache_file", name, owner, data, overwrite=overwrite, checksum=checksum)
+
+    def cache_file_info(self, name: str) -> dict[str, Any] | None:
+        return self._call("cache_file_info", name)
+
+    def cache_file_chunk(self, name: str, version: int, seq: int) -> bytes | None:
+        return self._call("cache_file_chunk", name, version, seq)
+
+    def purge_cache_files(self, before: Any, batch_size: int) -> int:
+        return self._call("purge_cache_files", before, batch_size)
+
     def job_statistics(self, by: Sequence[str] = ("computingSite", "jobStatus"),
                        labels: Sequence[str] | None = None, archived_since: Any = None) -> list[tuple[Any, ...]]:
         return self._call("job_statistics", list(by), None if labels is None else list(labels), archived_since)

@@ -203,7 +203,7 @@ def create_app(settings: Settings) -> PandaApp:
     app.add_route("/server/panda/{name}", api)
     app.add_route("/api/v1/{module}/{name}", api)
     app.add_route("/api/v1/openapi.json", OpenApiResource(settings))
-    app.add_route("/cache/{name}", utils.CacheFile(settings))
+    app.add_route("/cache/{name}", utils.CacheFile(services))
     app.add_route("/cache/schedconfig/{name}", queues.SchedconfigFile(services))
     app.add_sink(_forbidden_sink, r"/(server|api)/")
     app.add_error_handler(Exception, _internal_error)

@@ -1,29 +1,27 @@
 """Calls that need no database on their hot path: liveness, server attributes, the upload cache.
 
-Uploaded files land in ``cache_dir`` under their base name and are served back at ``/cache/<name>``;
-that is also how a local user ships a payload script to the pilot (name it by its ``/cache/<name>``
-URL as the job's transformation). Registering a sandbox in the database is best effort: an upload
-succeeds even when the database is unavailable.
+Uploaded files are stored in the database under their base name (``cache_files``, so any node of a
+cluster serves them) and are served back at ``/cache/<name>``; that is also how a user ships a payload
+script to the pilot (name it by its ``/cache/<name>`` URL as the job's transformation). Every cached file
+has an owner, the uploader's identity, and only the owner may overwrite it.
 """
 
 from __future__ import annotations
 
 import logging
+import mimetypes
 import os
 import re
 import socket
 import struct
-import tempfile
 import zlib
-from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import falcon
 
-from pandasrv.config import Settings
 from pandasrv.taskbuffer.errors import DBError
 from pandasrv.web.codecs import BadRequest, fail, ok
-from pandasrv.web.context import Call
+from pandasrv.web.context import Call, Services
 from pandasrv.web.registry import endpoint
 
 log = logging.getLogger("pandasrv.web.utils")
@@ -49,7 +47,8 @@ def crc32_of(data: bytes) -> int:
 
 
 def store_upload(call: Call, filename: str, data: bytes, overwrite: bool = False) -> str:
-    """Write an upload to ``cache_dir/<basename>``; returns the stored name. Never overwrites by accident."""
+    """Store an upload in the cache under its base name; returns the name. Never overwrites by accident, and
+    never overwrites another owner's file (BadRequest with the reason, nothing changed)."""
     settings = call.settings
     name = os.path.basename(filename.replace("\\", "/"))
     if name.endswith(OVERWRITE_SUFFIX):
@@ -58,26 +57,16 @@ def store_upload(call: Call, filename: str, data: bytes, overwrite: bool = False
     limit = settings.max_sandbox_bytes if name.startswith("sources.") else settings.max_upload_bytes
     if len(data) > limit:
         raise BadRequest(f"file {name} is too large: {len(data)} bytes > {limit}")
-    directory = Path(settings.cache_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    target = directory / name
-    with tempfile.NamedTemporaryFile(dir=directory, prefix=".upload-", delete=False) as handle:
-        handle.write(data)
-    try:
-        if overwrite:
-            os.replace(handle.name, target)
-        else:
-            try:
-                os.link(handle.name, target)  # atomic "create if absent"
-            except FileExistsError:
-                raise BadRequest(f"cannot overwrite file {name}; upload it as {name}{OVERWRITE_SUFFIX} to replace it") from None
-    finally:
-        if os.path.exists(handle.name):
-            os.unlink(handle.name)
-    try:
-        call.tb.register_sandbox_file(name, len(data), str(crc32_of(data)), socket.getfqdn(), call.identity.dn)
-    except DBError as exc:
-        log.warning("sandbox %s stored but not registered: %s", name, exc)
+    owner = call.identity.user or call.identity.dn
+    if not owner:
+        raise BadRequest("an upload needs an authenticated identity")
+    checksum = str(crc32_of(data))
+    result = call.tb.store_cache_file(name, owner, data, overwrite=overwrite, checksum=checksum)
+    if result == "exists":
+        raise BadRequest(f"cannot overwrite file {name}; upload it as {name}{OVERWRITE_SUFFIX} to replace it")
+    if result == "forbidden":
+        raise BadRequest(f"cannot overwrite file {name}: it belongs to another user")
+    call.tb.register_sandbox_file(name, len(data), checksum, socket.getfqdn(), call.identity.dn)
     return name
 
 
@@ -138,24 +127,52 @@ def upload_cache_file(call: Call, file: Any = None, overwrite: bool = False) -> 
 def validate_cache_file(call: Call, file_size: int, checksum: int | str) -> dict[str, Any]:
     """Tell a client whether an identical sandbox is already cached (``FOUND:<host>:<name>``)."""
     found = call.tb.find_sandbox_file(file_size, str(checksum))
-    if found and (Path(call.settings.cache_dir) / found["fileName"]).is_file():
+    if found and call.tb.cache_file_info(found["fileName"]) is not None:
         return ok(message=f"FOUND:{found['hostName']}:{found['fileName']}")
     return fail("NOT FOUND")
 
 
-class CacheFile:
-    """GET ``/cache/<name>``: a file of the upload cache."""
+# Python's own table, not the machine's /etc/mime.types: every node answers the same type.
+_TYPES = mimetypes.MimeTypes()
 
-    def __init__(self, settings: Settings) -> None:
-        self.directory = Path(settings.cache_dir)
+
+def content_type_of(name: str) -> str:
+    """The type to serve a cached file with: from its name, but a compressed file stays opaque bytes (a
+    ``Content-Encoding: gzip`` would make clients unpack a ``.tgz`` sandbox on download)."""
+    kind, encoding = _TYPES.guess_type(name, strict=False)
+    return kind if kind and not encoding else "application/octet-stream"
+
+
+class CacheFile:
+    """GET ``/cache/<name>``: a file of the upload cache, streamed from the database chunk by chunk."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         try:
             safe_name(name)
         except BadRequest as exc:
             raise falcon.HTTPForbidden(title=str(exc)) from None
-        path = self.directory / name
-        if not path.is_file():
+        task_buffer = self.services.task_buffer
+        try:
+            info = task_buffer.cache_file_info(name)
+        except DBError as exc:
+            log.warning("cache %s: %s", name, exc)
+            raise falcon.HTTPServiceUnavailable(title="database unavailable") from None
+        if info is None:
             raise falcon.HTTPNotFound(title=f"{name} not found")
-        resp.content_type = "application/octet-stream"
-        resp.data = path.read_bytes()
+        resp.content_type = content_type_of(name)
+        resp.content_length = int(info["fileSize"])
+        resp.stream = _chunks(task_buffer, name, int(info["version"]), int(info["nChunks"]))
+
+
+def _chunks(task_buffer: Any, name: str, version: int, n_chunks: int) -> Iterator[bytes]:
+    """The chunks of one version; an overwrite or purge during the download ends it short (the client
+    sees fewer bytes than Content-Length), never a mix of two uploads."""
+    for seq in range(n_chunks):
+        chunk = task_buffer.cache_file_chunk(name, version, seq)
+        if chunk is None:
+            log.warning("cache %s: version %d replaced during a download; ending it short", name, version)
+            return
+        yield chunk

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import time
 
 import pytest
 
@@ -35,17 +33,11 @@ def test_archived_jobs_and_their_rows_are_purged_in_batches(tb):
 
 
 def test_tmpwatch_removes_old_cached_files_only(tb):
-    cache = tb.settings.cache_dir
-    os.makedirs(f"{cache}/sub")
-    for name in ("old.tgz", "sub/old.tgz", "new.tgz"):
-        with open(f"{cache}/{name}", "w") as handle:
-            handle.write("x")
-    two_days_ago = time.time() - 2 * 86400
-    os.utime(f"{cache}/old.tgz", (two_days_ago, two_days_ago))
-    os.utime(f"{cache}/sub/old.tgz", (two_days_ago, two_days_ago))
-    removed = clean_cache(tb.settings)
-    assert sorted(os.path.relpath(p, cache) for p in removed) == ["old.tgz", "sub/old.tgz"]
-    assert os.listdir(cache) == ["sub", "new.tgz"] or sorted(os.listdir(cache)) == ["new.tgz", "sub"]
+    tb.store_cache_file("old.tgz", "alice", b"x")
+    tb.store_cache_file("new.tgz", "alice", b"y")
+    assert clean_cache(tb, tb.settings, now=utcnow() + _dt.timedelta(days=tb.settings.retention.cache_days, hours=-1)) == 0
+    assert clean_cache(tb, tb.settings, now=utcnow() + _dt.timedelta(days=tb.settings.retention.cache_days, hours=1)) == 2
+    assert tb.cache_file_info("old.tgz") is None and tb.cache_file_info("new.tgz") is None
 
 
 def test_add_sub_counts_job_starts_per_queue(tb):

@@ -1,6 +1,7 @@
 """tmpwatch: delete files of the upload cache older than ``retention.cache_days``.
 
-Not sync: with a cache on shared storage several machines may sweep it; a file already gone is skipped.
+The cache is in the database; purges run in small batches, so two machines sweeping at once only share
+the work.
 """
 
 from __future__ import annotations
@@ -12,4 +13,4 @@ from pandasrv.dataservice.retention import clean_cache
 
 
 def main(task_buffer: Any, settings: Settings, arguments: list[str]) -> None:
-    clean_cache(settings)
+    clean_cache(task_buffer, settings)
