@@ -152,6 +152,11 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
 @main.command()
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Plain HTTP port (default 25080).")
+@click.option("--ssl-port", type=int, help="HTTPS port (client certificates and proxies; 0 = none).")
+@click.option("--ssl-cert", type=click.Path(dir_okay=False), help="Server certificate (PEM).")
+@click.option("--ssl-key", type=click.Path(dir_okay=False), help="Server key (PEM).")
+@click.option("--ca-dir", type=click.Path(file_okay=False),
+              help="Hashed CA directory with CRLs (default /etc/grid-security/certificates).")
 @click.option("--processes", type=int, help="mod_wsgi daemon processes (W; default: workers).")
 @click.option("--threads", type=int, help="Threads per daemon process (T; default: threads).")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Configuration, sockets and logs (default var/apache).")
@@ -159,7 +164,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
 @click.option("--no-daemon", is_flag=True, help="Do not start the daemon master alongside Apache.")
 @click.option("--print", "print_only", is_flag=True, help="Print the httpd configuration instead of running Apache.")
 @click.pass_context
-def apache(ctx: click.Context, host: str | None, port: int | None, processes: int | None, threads: int | None,
+def apache(ctx: click.Context, host: str | None, port: int | None, ssl_port: int | None, ssl_cert: str | None,
+           ssl_key: str | None, ca_dir: str | None, processes: int | None, threads: int | None,
            run_dir: str | None, db_url: str | None, no_daemon: bool, print_only: bool) -> None:
     """Run Apache httpd + mod_wsgi (the production front end) and, unless --no-daemon, the daemon master."""
     import logging
@@ -168,7 +174,8 @@ def apache(ctx: click.Context, host: str | None, port: int | None, processes: in
     from pandasrv.deploy import apache as front
 
     settings = settings_from(ctx, host=host, port=port, db_url=db_url)
-    for name, value in (("processes", processes), ("threads", threads), ("run_dir", run_dir)):
+    for name, value in (("processes", processes), ("threads", threads), ("run_dir", run_dir), ("ssl_port", ssl_port),
+                        ("ssl_cert", ssl_cert), ("ssl_key", ssl_key), ("ca_dir", ca_dir)):
         if value is not None:
             setattr(settings.apache, name, value)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")

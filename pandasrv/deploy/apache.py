@@ -8,6 +8,7 @@ master beside it, and the command exits 0.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -54,6 +55,65 @@ class Layout:
         return self.run_dir / "logs"
 
 
+PROXY_MODULE_SOURCE = Path(__file__).with_name("mod_pandasrv_proxycerts.c")
+
+
+def proxy_module(layout: Layout) -> Path:
+    """Build the proxy-certificate module with ``apxs`` into the run directory (once per source version)."""
+    source = PROXY_MODULE_SOURCE.read_bytes()
+    build = layout.run_dir / "build" / hashlib.sha256(source).hexdigest()[:16]
+    built = build / ".libs" / "mod_pandasrv_proxycerts.so"
+    if built.exists():
+        return built
+    if not shutil.which("apxs"):
+        raise ConfigError("apxs is missing: apt-get install apache2-dev (it builds the proxy-certificate module)")
+    build.mkdir(parents=True, exist_ok=True)
+    (build / PROXY_MODULE_SOURCE.name).write_bytes(source)
+    result = subprocess.run(["apxs", "-c", "-lcrypto", PROXY_MODULE_SOURCE.name], cwd=build, capture_output=True, text=True)
+    if result.returncode != 0 or not built.exists():
+        raise ConfigError(f"building the proxy-certificate module failed: {result.stderr.strip()[-500:]}")
+    return built
+
+
+def tls_config(settings: Settings, layout: Layout, module: Path) -> str:
+    """The HTTPS listener: client certificates (proxies too) verified against the CA directory and its CRLs.
+
+    ``SSLVerifyClient optional``: a client without a certificate still gets in (tokens, anonymous calls), a
+    client whose chain does not verify is refused in the handshake. The DN reaches the application in
+    PanDA's slash form, and the whole chain as ``SSL_CLIENT_CERT_CHAIN_n`` (VOMS attributes live there).
+    """
+    apache = settings.apache
+    if not apache.ssl_port:
+        return ""
+    if not (apache.ssl_cert and apache.ssl_key):
+        raise ConfigError("apache.ssl_port needs apache.ssl_cert and apache.ssl_key (--ssl-cert, --ssl-key)")
+    ca_dir = Path(apache.ca_dir).resolve()
+    crls = any(ca_dir.glob("*.r[0-9]*"))
+    revocation = (f'SSLCARevocationPath "{ca_dir}"\n    SSLCARevocationCheck chain no_crl_for_cert_ok\n'
+                  if crls else "")
+    return f"""
+LoadModule ssl_module {MODULE_DIR / 'mod_ssl.so'}
+LoadModule socache_shmcb_module {MODULE_DIR / 'mod_socache_shmcb.so'}
+LoadModule pandasrv_proxycerts_module "{module}"
+SSLSessionCache "shmcb:{layout.run_dir}/ssl_scache(512000)"
+SSLRandomSeed startup builtin
+Listen {settings.host}:{apache.ssl_port}
+<VirtualHost {settings.host}:{apache.ssl_port}>
+    SSLEngine on
+    SSLProtocol -all +TLSv1.2 +TLSv1.3
+    SSLCertificateFile "{Path(apache.ssl_cert).resolve()}"
+    SSLCertificateKeyFile "{Path(apache.ssl_key).resolve()}"
+    SSLCACertificatePath "{ca_dir}"
+    {revocation}SSLVerifyClient optional
+    SSLVerifyDepth 10
+    SSLOptions +StdEnvVars +ExportCertData +LegacyDNStringFormat
+    # a client's own copies of the front server's variables are never passed on
+    RequestHeader unset X-SSL-Client-S-DN early
+    RequestHeader unset X-SSL-Client-Verify early
+</VirtualHost>
+"""
+
+
 def mod_wsgi_module() -> Path:
     """The mod_wsgi built for this interpreter by ``pip install mod_wsgi`` (the ``apache`` extra)."""
     try:
@@ -81,13 +141,14 @@ def _user_directives(settings: Settings) -> tuple[str, str]:
     return f"User {apache.user}\nGroup {apache.group}\n", f" user={apache.user} group={apache.group}"
 
 
-def render_config(settings: Settings, layout: Layout) -> str:
+def render_config(settings: Settings, layout: Layout, module: Path | None = None) -> str:
     """The complete httpd configuration of one instance."""
     apache = settings.apache
     processes = apache.processes or settings.workers
     threads = apache.threads or settings.threads
     users, daemon_users = _user_directives(settings)
     run = layout.run_dir
+    tls = tls_config(settings, layout, module or layout.run_dir / "build" / "mod_pandasrv_proxycerts.so")
     modules = "\n".join(f"LoadModule {name}_module {MODULE_DIR / f'mod_{name}.so'}" for name in MODULES)
     return f"""# written by pandasrv apache; regenerated at every start
 ServerRoot "{run}"
@@ -101,7 +162,7 @@ LogLevel warn
 LoadModule wsgi_module "{mod_wsgi_module()}"
 {users}
 Listen {settings.host}:{settings.port}
-
+{tls}
 # MPM event: worker processes grow and shrink with the load between these limits
 StartServers {apache.start_servers}
 ServerLimit {apache.server_limit}
@@ -144,7 +205,8 @@ def write_run_dir(settings: Settings, layout: Layout) -> None:
     """Write the configuration, the WSGI script and the frozen settings into the run directory."""
     layout.logs.mkdir(parents=True, exist_ok=True)
     layout.run_dir.chmod(0o755)
-    layout.config.write_text(render_config(settings, layout), encoding="utf-8")
+    module = proxy_module(layout) if settings.apache.ssl_port else None
+    layout.config.write_text(render_config(settings, layout, module), encoding="utf-8")
     layout.wsgi_script.write_text(
         "from pandasrv.deploy.wsgi import load\n\n"
         f"application = load({str(layout.settings)!r})\n", encoding="utf-8")
@@ -164,6 +226,8 @@ def needed_paths(settings: Settings, layout: Layout) -> list[Path]:
              layout.run_dir, Path(frozen.cache_dir)]
     if frozen.db_backend == "sqlite":
         paths.append(Path(frozen.db_url[len("sqlite:///"):]).parent)
+    if settings.apache.ssl_port:  # read by Apache's root parent, which sees the namespace's view too
+        paths += [Path(settings.apache.ssl_cert), Path(settings.apache.ssl_key), Path(settings.apache.ca_dir)]
     return paths
 
 
