@@ -21,6 +21,7 @@ def settings_from(ctx: click.Context, **overrides: object) -> Settings:
 
 
 @click.group()
+@click.version_option(package_name="pandasrv", prog_name="pandasrv")
 @click.option("--config", "config_file", envvar="PANDASRV_CONFIG", help="TOML settings file.")
 @click.pass_context
 def main(ctx: click.Context, config_file: str | None) -> None:
@@ -139,6 +140,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     from pandasrv.web.server import serve as run_server
 
     settings = settings_from(ctx, host=host, port=port, workers=workers, threads=threads, db_url=db_url)
+    _check_port_free(settings.host, settings.port)
     try:
         run_server(settings, daemon=not no_daemon)
     except ConfigError as exc:
@@ -147,6 +149,19 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     finally:
         if metrics_dir is not None and os.getpid() == serving_pid:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Say once that the port is taken and exit (gunicorn would retry and log an error each second)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            click.echo(f"pandasrv serve: cannot listen on {host}:{port}: {exc.strerror}", err=True)
+            sys.exit(1)
 
 
 @main.command()
@@ -363,14 +378,19 @@ def pilot(url: str, site: str, jobs: int, workdir: str, stage_dir: str | None, h
     import logging
     from pathlib import Path
 
-    from pandasrv.pilot.runner import PilotOptions, run_pilot
+    from pandasrv.pilot.runner import PilotOptions, Unreachable, run_pilot
+    from pandasrv.submit import SubmitError, base_url
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    done = run_pilot(PilotOptions(url=url, site=site, jobs=jobs, workdir=Path(workdir).resolve(),
-                                  stage_dir=Path(stage_dir).resolve() if stage_dir else None,
-                                  heartbeat=heartbeat, label=label, keep_workdir=keep_workdir,
-                                  wait=wait))
+    try:
+        done = run_pilot(PilotOptions(url=base_url(url), site=site, jobs=jobs, workdir=Path(workdir).resolve(),
+                                      stage_dir=Path(stage_dir).resolve() if stage_dir else None,
+                                      heartbeat=heartbeat, label=label, keep_workdir=keep_workdir,
+                                      wait=wait))
+    except (SubmitError, Unreachable) as exc:
+        click.echo(f"pandasrv pilot: {exc}", err=True)
+        sys.exit(1)
     click.echo(f"ran {len(done)} job(s): {' '.join(map(str, done))}")
 
 
@@ -391,7 +411,9 @@ def submit(url: str, site: str, trf: str, arguments: str, upload: str | None, ou
 
     request = JobRequest(site=site, transformation=trf, arguments=arguments, outputs=list(outputs), label=label)
     try:
-        ids = submit_jobs(url, request, count, upload)
+        with click.progressbar(length=count, label="submitting", file=sys.stderr,
+                               hidden=count < 2 or not sys.stderr.isatty()) as bar:
+            ids = submit_jobs(url, request, count, upload, progress=bar.update)
     except SubmitError as exc:
         click.echo(f"pandasrv submit: {exc}", err=True)
         sys.exit(1)
@@ -402,16 +424,92 @@ def submit(url: str, site: str, trf: str, arguments: str, upload: str | None, ou
 @click.option("--url", required=True, help="Server base URL, e.g. http://127.0.0.1:25080.")
 @click.argument("panda_ids", nargs=-1, type=int, required=True)
 def status(url: str, panda_ids: tuple[int, ...]) -> None:
-    """Print the status of jobs (live or archived) and the errors they carry."""
-    import httpx
-
+    """Print the status of jobs (live or archived) and the errors they carry; exit 1 if one is not found."""
     from pandasrv.submit import SubmitError, job_statuses
 
     try:
-        click.echo("\n".join(job_statuses(url, list(panda_ids))))
-    except (SubmitError, httpx.HTTPError) as exc:
+        lines = job_statuses(url, list(panda_ids))
+    except SubmitError as exc:
         click.echo(f"pandasrv status: {exc}", err=True)
         sys.exit(1)
+    click.echo("\n".join(line for line, _ in lines))
+    if not all(found for _, found in lines):
+        sys.exit(1)
+
+
+@main.group()
+def jobs() -> None:
+    """Look at jobs: the monitor's data (``/monitor/jobs``) in the terminal."""
+
+
+JOB_COLUMNS = ("PandaID", "jobStatus", "computingSite", "prodUserName", "prodSourceLabel", "modificationTime")
+
+
+def _monitor(path: str, params: dict[str, Any], url: str) -> dict[str, Any]:
+    from pandasrv.submit import SubmitError, monitor_page
+
+    try:
+        return monitor_page(url, path, params)
+    except SubmitError as exc:
+        click.echo(f"pandasrv jobs: {exc}", err=True)
+        sys.exit(1)
+
+
+@jobs.command("list")
+@click.option("--url", required=True, help="Server base URL, e.g. http://127.0.0.1:25080.")
+@click.option("--state", help="Only jobs in this state.")
+@click.option("--queue", help="Only jobs of this queue (computingSite).")
+@click.option("--user", help="Only jobs of this user.")
+@click.option("--label", help="Only jobs with this prodSourceLabel.")
+@click.option("--hours", type=int, help="Only jobs modified in the last N hours.")
+@click.option("--limit", type=int, help="Jobs per page (default: the server's page size).")
+@click.option("--before", type=int, help="Start below this PandaID (the next page of a previous listing).")
+@click.option("--json", "as_json", is_flag=True, help="Print the monitor's JSON.")
+def jobs_list(url: str, state: str | None, queue: str | None, user: str | None, label: str | None,
+              hours: int | None, limit: int | None, before: int | None, as_json: bool) -> None:
+    """List jobs, newest first, with the counts per state (as /monitor/jobs)."""
+    params = {k: v for k, v in (("state", state), ("queue", queue), ("user", user), ("label", label),
+                                ("hours", hours), ("limit", limit), ("before", before)) if v is not None}
+    data = _monitor("jobs", params, url)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    counts = "  ".join(f"{state}={n}" for state, n in sorted(data["jobs_by_state"].items()))
+    if counts:
+        click.echo(counts)
+    for job in data["jobs"]:
+        click.echo("\t".join(str(job[c]) for c in JOB_COLUMNS))
+    if data["next_before"]:
+        click.echo(f"more: --before {data['next_before']}", err=True)
+
+
+@jobs.command("show")
+@click.option("--url", required=True, help="Server base URL, e.g. http://127.0.0.1:25080.")
+@click.argument("panda_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the monitor's JSON.")
+def jobs_show(url: str, panda_id: int, as_json: bool) -> None:
+    """Show one job: attributes, errors, files, status history (as /monitor/jobs/ID)."""
+    data = _monitor(f"jobs/{panda_id}", {}, url)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in sorted(data["attributes"].items()):
+        if value not in (None, "", "NULL"):
+            click.echo(f"{key}: {value}")
+    for error in data["errors"]:
+        click.echo(f"error {error['field']} {error['code']}: {error['diag']}")
+    for spec in data["files"]:
+        click.echo(f"file {spec.get('type')} {spec.get('lfn')} {spec.get('status')}")
+    for entry in data["history"]:
+        click.echo(f"history {entry['modificationTime']} {entry['jobStatus']}")
+    for log_file in data["log_files"]:
+        click.echo(f"log {base_url_of(url)}{log_file['url']}")
+
+
+def base_url_of(url: str) -> str:
+    from pandasrv.submit import base_url
+
+    return base_url(url)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import httpx
 
@@ -20,12 +20,34 @@ from pandasrv.taskbuffer.file_spec import FileSpec
 from pandasrv.taskbuffer.job_spec import JobSpec
 
 SUBMIT_BATCH = 1000
+T = TypeVar("T")
 ERROR_FIELDS = ("transExitCode", "pilotErrorCode", "pilotErrorDiag", "exeErrorCode", "ddmErrorCode", "ddmErrorDiag",
                 "jobDispatcherErrorCode", "jobDispatcherErrorDiag", "taskBufferErrorCode", "taskBufferErrorDiag")
 
 
 class SubmitError(Exception):
-    """The server refused an upload or a submission; the message is the server's."""
+    """The server refused an upload or a submission, or could not be reached; the message is one line."""
+
+
+API_SUFFIXES = ("/server/panda", "/api/v1")
+
+
+def base_url(url: str) -> str:
+    """The server's base URL from what a user may type: ``http://host:port`` with or without the API path
+    (``docs/clients.md`` gives panda-client ``…/server/panda``). A URL without http(s) is a SubmitError."""
+    text = url.strip().rstrip("/")
+    if not text.startswith(("http://", "https://")):
+        raise SubmitError(f"{url!r} is not a server URL: it must start with http:// or https://")
+    for suffix in API_SUFFIXES:
+        if text.endswith(suffix):
+            text = text[: -len(suffix)]
+    return text
+
+
+def network_error(url: str, exc: Exception) -> SubmitError:
+    """One line for a server that cannot be reached or does not speak HTTP as expected."""
+    reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    return SubmitError(f"cannot reach {url}: {reason}")
 
 
 @dataclass
@@ -77,13 +99,14 @@ def envelope(response: httpx.Response) -> Any:
         raise SubmitError(f"HTTP {response.status_code}: {response.text[:200]}") from exc
     if response.status_code != 200 or not isinstance(body, dict) or not body.get("success"):
         message = body.get("message") if isinstance(body, dict) else body
-        raise SubmitError(f"HTTP {response.status_code}: {message}")
+        # a refusal in the reply's body (HTTP 200) is the server's answer, not a transport problem
+        raise SubmitError(str(message) if response.status_code == 200 else f"HTTP {response.status_code}: {message}")
     return body.get("data")
 
 
 class UserClient:
     def __init__(self, url: str, *, timeout: float = 600.0, client: httpx.Client | None = None) -> None:
-        self.base = url.rstrip("/")
+        self.base = base_url(url)
         self.http = client or httpx.Client(timeout=timeout)
 
     def upload(self, path: str) -> str:
@@ -107,8 +130,10 @@ class UserClient:
                 raise
         return url
 
-    def submit(self, jobs: list[JobSpec]) -> list[int]:
-        """Submit in batches of SUBMIT_BATCH; return the PandaIDs in submission order."""
+    def submit(self, jobs: list[JobSpec], progress: Callable[[int], None] | None = None) -> list[int]:
+        """Submit in batches of SUBMIT_BATCH; return the PandaIDs in submission order.
+
+        ``progress`` is told the number of jobs of each batch the server has stored."""
         ids: list[int] = []
         for start in range(0, len(jobs), SUBMIT_BATCH):
             response = self.http.post(f"{self.base}/api/v1/job/submit",
@@ -118,6 +143,8 @@ class UserClient:
                 if entry[0] in (None, "NULL"):
                     raise SubmitError(f"the server did not store a job: {entry}")
                 ids.append(int(entry[0]))
+            if progress:
+                progress(len(jobs[start:start + SUBMIT_BATCH]))
         return ids
 
     def describe(self, panda_ids: list[int]) -> list[dict[str, Any] | None]:
@@ -130,31 +157,55 @@ class UserClient:
         self.http.close()
 
 
-def job_statuses(url: str, panda_ids: list[int]) -> list[str]:
-    """One line per job for ``pandasrv status``: id, status, queue and any error the job carries."""
+def job_statuses(url: str, panda_ids: list[int]) -> list[tuple[str, bool]]:
+    """One line per job for ``pandasrv status`` (id, status, queue and any error the job carries) and
+    whether the job was found."""
     client = UserClient(url)
     try:
-        jobs = client.describe(panda_ids)
+        jobs = _network(url, lambda: client.describe(panda_ids))
     finally:
         client.close()
     lines = []
     for panda_id, job in zip(panda_ids, jobs):
         if job is None:
-            lines.append(f"{panda_id}\tunknown")
+            lines.append((f"{panda_id}\tnot found", False))
             continue
         errors = [f"{key}={job[key]}" for key in ERROR_FIELDS if job.get(key) not in (None, 0, "0", "", "NULL")]
-        lines.append("\t".join([str(panda_id), job["jobStatus"], str(job["computingSite"]), *errors]))
+        lines.append(("\t".join([str(panda_id), job["jobStatus"], str(job["computingSite"]), *errors]), True))
     return lines
 
 
-def submit_jobs(url: str, request: JobRequest, count: int = 1, upload: str | None = None) -> list[int]:
+def _network(url: str, action: Callable[[], T]) -> T:
+    """Run a client call; a network or protocol failure becomes a one-line SubmitError naming the URL."""
+    try:
+        return action()
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise network_error(url, exc) from None
+
+
+def submit_jobs(url: str, request: JobRequest, count: int = 1, upload: str | None = None,
+                progress: Callable[[int], None] | None = None) -> list[int]:
     """The ``pandasrv submit`` command: optional upload of the script, then the jobs."""
     client = UserClient(url)
     try:
         if upload:
-            request.transformation = client.upload(upload)
+            request.transformation = _network(url, lambda: client.upload(upload))
         if not request.transformation.strip():
             raise SubmitError("a transformation (--trf) or a script to upload (--upload) is required")
-        return client.submit(build_jobs(request, count))
+        return _network(url, lambda: client.submit(build_jobs(request, count), progress))
     finally:
         client.close()
+
+
+def monitor_page(url: str, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``?format=json`` form of a monitor page (``pandasrv jobs``); the page's error becomes a SubmitError."""
+    base = base_url(url)
+    response = _network(base, lambda: httpx.get(f"{base}/monitor/{path}", timeout=60,
+                                                params={**(params or {}), "format": "json"}))
+    try:
+        data = response.json()
+    except ValueError:
+        raise SubmitError(f"HTTP {response.status_code} from {base}/monitor/{path}: not the monitor's JSON") from None
+    if response.status_code != 200 or "error" in data:
+        raise SubmitError(f"HTTP {response.status_code}: {data.get('error')}")
+    return data

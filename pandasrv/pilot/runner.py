@@ -67,6 +67,8 @@ class Pilot:
         self.options = options
         self.dispatcher = dispatcher or Dispatcher(options.url)
         self.stage_dir = options.stage_dir or options.workdir / "storage"
+        self.reached = False
+        self.last_error = ""
         options.workdir.mkdir(parents=True, exist_ok=True)
 
     def run(self) -> list[int]:
@@ -95,9 +97,11 @@ class Pilot:
     def get_job(self) -> dict[str, Any] | None:
         try:
             reply = self.dispatcher.call("getJob", self.job_request())
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             log.warning("getJob from %s failed: %s", self.options.url, exc)
+            self.last_error = f"{exc.__class__.__name__}: {exc}"
             return None
+        self.reached = True
         if status_code(reply) != 0 or not reply.get("PandaID"):
             log.info("no job from %s (StatusCode=%s)", self.options.url, reply.get("StatusCode"))
             return None
@@ -212,9 +216,17 @@ def final_fields(outcome: Outcome, report: dict[str, Any], start: float) -> dict
     }
 
 
+class Unreachable(Exception):
+    """The pilot never got an answer from the server (so 'no job' would be a lie)."""
+
+
 def run_pilot(options: PilotOptions) -> list[int]:
+    """The PandaIDs run; Unreachable if no getJob was ever answered."""
     pilot = Pilot(options)
     try:
-        return pilot.run()
+        done = pilot.run()
     finally:
         pilot.dispatcher.close()
+    if not pilot.reached:
+        raise Unreachable(f"cannot reach {options.url}: {pilot.last_error}")
+    return done
