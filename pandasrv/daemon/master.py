@@ -1,7 +1,8 @@
 """The daemon master: one per machine, a cron that feeds ``n_proc`` worker processes.
 
 Rules kept here (PanDA's ``DaemonMaster``): at most one run of a script at a time on this machine; a script
-is due ``period`` seconds after its last start (a run longer than its period delays the next one and is
+is due ``period`` seconds after its last start, or within seconds (``RETRY_FIRST``, doubling) after a run
+that failed on a database outage (a run longer than its period delays the next one and is
 logged); a run longer than its ``timeout`` has its worker's whole process group killed and a new worker
 started; idle workers older than ``proc_lifetime`` are recycled. Scripts are handed to idle workers directly,
 so the master always knows which worker runs what. Cross-machine exclusion is the workers' business
@@ -31,6 +32,8 @@ log = logging.getLogger("pandasrv.daemon.master")
 
 TICK = 0.2
 RESPAWN_BACKOFF = 5.0
+RETRY_FIRST = 1.0     # a run that met a database outage is retried after 1 s, 2 s, 4 s, ... (never later than
+RETRY_MAX = 30.0      # its period would have it): the agents carry on within seconds of the database's return
 STOP_GRACE = 5.0
 
 
@@ -39,6 +42,7 @@ class ScriptState:
     next_due: float
     started: float = 0.0
     worker: "WorkerHandle | None" = None
+    retries: int = 0
 
 
 @dataclass
@@ -147,6 +151,13 @@ class DaemonMaster:
         if outcome == "skipped":
             state.next_due = max(retry_at or now + min(script.period, 5), now + TICK)
             return
+        if outcome == "retry":
+            delay = min(RETRY_FIRST * 2 ** state.retries, RETRY_MAX, script.period)
+            state.retries += 1
+            state.next_due = now + delay
+            log.warning("script %s failed on a database outage: retry %d in %.0f s", name, state.retries, delay)
+            return
+        state.retries = 0
         duration = now - state.started
         if duration > script.period and not script.loop:
             log.warning("script %s ran %.1f s, longer than its period of %d s: its next run is late",

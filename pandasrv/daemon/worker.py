@@ -7,7 +7,8 @@ skipped is recorded in ``daemon_runs`` (start, end, result, the error's text) fo
 
 Messages over the pipe (tuples): master → worker ``("run", name)`` and ``("stop",)``;
 worker → master ``("ready",)``, ``("done", name, outcome, retry_at, started)`` where ``outcome`` is ``ok``,
-``error`` or ``skipped`` (a sync script whose lease another machine holds; ``retry_at`` is when it expires)
+``error``, ``retry`` (it failed on a database outage: run it again after a short backoff) or ``skipped``
+(a sync script whose lease another machine holds; ``retry_at`` is when it expires)
 and ``started`` is when ``main`` was first called (after the lease was taken): the period counts from there.
 """
 
@@ -29,10 +30,14 @@ from pandasrv import metrics
 from pandasrv.config import Settings
 from pandasrv.daemon.lease import Lease
 from pandasrv.daemon.schedule import Script
-from pandasrv.taskbuffer.owners import owner_token
+from pandasrv.taskbuffer import errors
+from pandasrv.taskbuffer.owners import owner_prefix, owner_token
 from pandasrv.taskbuffer.task_buffer import TaskBuffer
 
 log = logging.getLogger("pandasrv.daemon.worker")
+
+# A run that fails with one of these met a database outage, not a bug: it is retried soon (outcome "retry").
+TRANSIENT = (errors.ConnectionLost, errors.DBTimeout, errors.PoolTimeout, errors.LockTimeout)
 
 
 def worker_main(conn: Connection, settings: Settings, schedule: dict[str, Script], master_pid: int) -> None:
@@ -79,11 +84,18 @@ class ScriptRunner:
         self.schedule = schedule
         self.owner = owner_token()
         self._modules: dict[str, ModuleType] = {}
+        self._unreleased = False
 
     def run(self, script: Script) -> tuple[str, float | None, float]:
-        """Run one scheduled execution; never raises, so a failing script cannot take the worker down."""
+        """Run one scheduled execution; never raises, so a failing script cannot take the worker down.
+
+        After a failed run, everything this process had locked (output reports, leases: owner tokens
+        ``host-pid-…``) is released before anything else runs, so the retry or another worker takes the
+        work at once instead of waiting for the locks to expire.
+        """
         started = time.time()
         try:
+            self._release_work_locks()
             if script.sync:
                 lease = Lease(self.task_buffer, script.lease_component, self.owner, script.period)
                 previous = lease.holder()
@@ -96,10 +108,18 @@ class ScriptRunner:
             else:
                 self._call(script)
             outcome, message = "ok", None
+        except TRANSIENT as exc:
+            log.warning("script %s met a database outage (%s: %s); it is retried shortly", script.name,
+                        exc.__class__.__name__, str(exc).splitlines()[0] if str(exc) else "")
+            log.debug("script %s failed", script.name, exc_info=True)
+            outcome, message = "retry", f"{exc.__class__.__name__}: {exc}"
         except Exception as exc:
             log.exception("script %s failed", script.name)
             outcome, message = "error", f"{exc.__class__.__name__}: {exc}"
+        if outcome != "ok":
             metrics.DAEMON_FAILURES.labels(script.name).inc()
+            self._unreleased = True
+            self._release_work_locks()
         metrics.DAEMON_RUNS.labels(script.name, outcome).inc()
         metrics.DAEMON_DURATION.labels(script.name).observe(time.time() - started)
         self._record(script, started, outcome, message)
@@ -110,6 +130,19 @@ class ScriptRunner:
         metrics.LEASE_ACQUISITIONS.labels(script.name).inc()
         if previous and previous.rsplit("-", 2)[0] != self.owner.rsplit("-", 2)[0]:
             metrics.LEASE_TAKEOVERS.labels(script.name).inc()
+
+    def _release_work_locks(self) -> None:
+        """Free what a failed run left locked; if the database is still away, try again before the next run."""
+        if not self._unreleased:
+            return
+        try:
+            released = self.task_buffer.release_work_locks(owner_prefix())
+        except errors.DBError as exc:
+            log.warning("could not release the locks of a failed run yet: %s", str(exc).splitlines()[0])
+            return
+        self._unreleased = False
+        if released:
+            log.info("released %d work lock(s) left by a failed run", released)
 
     def _record(self, script: Script, started: float, outcome: str, message: str | None) -> None:
         """Best effort: a database too busy to take the record must not turn a good run into a failed one."""

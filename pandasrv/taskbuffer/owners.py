@@ -11,7 +11,11 @@ import secrets
 import socket
 
 
+def owner_prefix() -> str:
+    """host-pid-: what every owner token of this process starts with (to release them all at once)."""
+    return f"{socket.gethostname().split('.')[0][:20]}-{os.getpid()}-"
+
+
 def owner_token() -> str:
     """host-pid-random: unique per worker process even when two masters share one host."""
-    host = socket.gethostname().split(".")[0][:20]
-    return f"{host}-{os.getpid()}-{secrets.token_hex(4)}"
+    return owner_prefix() + secrets.token_hex(4)

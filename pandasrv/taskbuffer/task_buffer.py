@@ -93,6 +93,9 @@ class TaskBuffer:
     def get_lease_expiry(self, component: str) -> Any:
         return self._call("get_lease_expiry", component)
 
+    def release_work_locks(self, owner_prefix: str) -> int:
+        return self._call("release_work_locks", owner_prefix)
+
     # --- daemon agents: Watcher, Setupper/Activator/Adder/Closer/Finisher, retention, add_sub --------
     def sweep_jobs(self, rule: dict[str, Any]) -> list[int]:
         return self._call("sweep_jobs", rule)

@@ -13,6 +13,16 @@ _SITE_COLUMNS = ("site", "getJob", "updateJob", "nStart", "lastStart", "lastUpda
 
 
 class DaemonMixin(BaseProxy):
+    @transaction
+    def release_work_locks(self, owner_prefix: str) -> int:
+        """Free every output report and lease whose owner token starts with ``owner_prefix`` (a dead or
+        failed run's ``host-pid-``), so its work is taken again now rather than when the locks expire."""
+        binds = {"prefix": owner_prefix, "n": len(owner_prefix)}
+        reports = self._execute("UPDATE job_output_report SET lockedBy = NULL, lockedTime = NULL "
+                                "WHERE SUBSTR(lockedBy, 1, :n) = :prefix", binds).rowcount
+        leases = self._execute("DELETE FROM process_locks WHERE SUBSTR(lockedBy, 1, :n) = :prefix", binds).rowcount
+        return reports + leases
+
     @transaction(readonly=True)
     def get_lease_expiry(self, component: str) -> _dt.datetime | None:
         """When the current lease on ``component`` ends, so a skipped sync script retries exactly then."""

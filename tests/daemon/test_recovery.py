@@ -1,0 +1,55 @@
+"""A run that fails releases what it locked, and one that met a database outage is retried within seconds."""
+
+from __future__ import annotations
+
+import pytest
+
+from pandasrv.daemon.master import RETRY_FIRST, RETRY_MAX, DaemonMaster
+from pandasrv.daemon.schedule import load_schedule
+from pandasrv.daemon.worker import ScriptRunner
+from pandasrv.taskbuffer.task_buffer import TaskBuffer
+from tests.daemon.helpers import daemon_settings
+
+FAILURES = {"ConnectionLost": "retry", "DBTimeout": "retry", "PoolTimeout": "retry", "LockTimeout": "retry",
+            "IntegrityError": "error", "RuntimeError": "error"}
+
+
+@pytest.mark.parametrize("failure", sorted(FAILURES))
+def test_a_failed_run_releases_its_reports_and_lease(db_url, failure):
+    script = {"module": "tests.daemon.locking_script", "arguments": [failure], "period": 240}
+    settings = daemon_settings(db_url, {"plain": script, "exclusive": {**script, "sync": True}})
+    schedule = load_schedule(settings)
+    tb = TaskBuffer(settings)
+    try:
+        for panda_id in (1, 2, 3):
+            tb.insert_output_report(panda_id, 0, "user", "finished", "{}")
+        runner = ScriptRunner(tb, settings, schedule)
+        for name in ("plain", "exclusive"):
+            assert runner.run(schedule[name])[0] == FAILURES[failure]
+            # free again: a fresh owner takes all three at once, and the sync script's lease is gone
+            taken = tb.lock_output_reports("next-owner", 10, 600)
+            assert sorted(r["PandaID"] for r in taken) == [1, 2, 3]
+            for panda_id in (1, 2, 3):
+                tb.unlock_output_report(panda_id, 0)
+        assert tb.get_lease_expiry(schedule["exclusive"].lease_component) is None
+        # locks of other owners are left alone
+        tb.lock_output_reports("another-machine-1-abcd", 10, 600)
+        runner.run(schedule["plain"])
+        assert tb.lock_output_reports("next-owner", 10, 600) == []
+    finally:
+        tb.close()
+
+
+@pytest.mark.backends("sqlite")
+def test_the_master_retries_an_outage_within_seconds_and_backs_off(db_url):
+    settings = daemon_settings(db_url, {"agent": {"module": "tests.daemon.locking_script", "period": 240}})
+    master = DaemonMaster(settings)
+    state = master.states["agent"]
+    delays = []
+    for _ in range(8):
+        state.started = 1000.0
+        master._finish("agent", "retry", None, 1000.0)
+        delays.append(state.next_due - 1000.0)
+    assert delays == [min(RETRY_FIRST * 2 ** n, RETRY_MAX) for n in range(8)]
+    master._finish("agent", "ok", None, 1001.0)
+    assert state.next_due == 1000.0 + 240 and state.retries == 0
