@@ -33,7 +33,7 @@ CONBRIDGE_TIMEOUTS = Counter("pandasrv_conbridge_timeouts_total", "ConBridge cal
 CONBRIDGE_RESTARTS = Counter("pandasrv_conbridge_child_restarts_total",
                              "ConBridge children started again after one was killed or died.")
 
-DAEMON_RUNS = Counter("pandasrv_daemon_script_runs_total", "Daemon script runs, by script and result (ok, error).",
+DAEMON_RUNS = Counter("pandasrv_daemon_script_runs_total", "Daemon script runs, by script and result (ok, error, retry).",
                       ("script", "result"))
 DAEMON_FAILURES = Counter("pandasrv_daemon_script_failures_total", "Daemon script runs that raised.", ("script",))
 DAEMON_DURATION = Histogram("pandasrv_daemon_script_duration_seconds", "Duration of daemon script runs.",
