@@ -372,8 +372,10 @@ def resource_type_remove(ctx: click.Context, name: str, db_url: str | None) -> N
 @click.option("--label", default="user", show_default=True, help="prodSourceLabel asked for in getJob.")
 @click.option("--keep-workdir", is_flag=True, help="Keep each job's work directory after it ends.")
 @click.option("--wait", default=30.0, show_default=True, help="Seconds to keep asking for a job before giving up.")
+@click.option("--harvester-id", help="Play a pilot that this Harvester instance started (with --worker-id).")
+@click.option("--worker-id", type=int, help="The Harvester worker this pilot runs in.")
 def pilot(url: str, site: str, jobs: int, workdir: str, stage_dir: str | None, heartbeat: float,
-          label: str, keep_workdir: bool, wait: float) -> None:
+          label: str, keep_workdir: bool, wait: float, harvester_id: str | None, worker_id: int | None) -> None:
     """Run a small generic pilot: get jobs from the server, run them, report back."""
     import logging
     from pathlib import Path
@@ -387,7 +389,7 @@ def pilot(url: str, site: str, jobs: int, workdir: str, stage_dir: str | None, h
         done = run_pilot(PilotOptions(url=base_url(url), site=site, jobs=jobs, workdir=Path(workdir).resolve(),
                                       stage_dir=Path(stage_dir).resolve() if stage_dir else None,
                                       heartbeat=heartbeat, label=label, keep_workdir=keep_workdir,
-                                      wait=wait))
+                                      wait=wait, harvester_id=harvester_id, worker_id=worker_id))
     except (SubmitError, Unreachable) as exc:
         click.echo(f"pandasrv pilot: {exc}", err=True)
         sys.exit(1)

@@ -46,6 +46,8 @@ class PilotOptions:
     keep_workdir: bool = False
     wait: float = 0.0
     poll: float = 2.0
+    harvester_id: str | None = None  # set when playing a pilot that Harvester started for a worker
+    worker_id: int | None = None
 
 
 @dataclass
@@ -78,13 +80,26 @@ class Pilot:
         started right after ``pandasrv submit`` may need to ask again a moment later.
         """
         done: list[int] = []
+        self.report_worker("started")
         for _ in range(self.options.jobs):
             job = self.wait_for_job()
             if job is None:
                 break
             self.run_job(job)
             done.append(int(job["PandaID"]))
+        self.report_worker("finished")
         return done
+
+    def report_worker(self, status: str) -> None:
+        """Tell the server what the pilot of a Harvester worker is doing, as pilot3 does."""
+        if self.options.harvester_id is None or self.options.worker_id is None:
+            return
+        try:
+            self.dispatcher.call("updateWorkerPilotStatus", {
+                "workerID": self.options.worker_id, "harvesterID": self.options.harvester_id, "status": status,
+                "site": self.options.site, "node_id": self.options.node})
+        except httpx.HTTPError as exc:
+            log.warning("updateWorkerPilotStatus failed: %s", exc)
 
     def wait_for_job(self) -> dict[str, Any] | None:
         deadline = time.monotonic() + self.options.wait
@@ -118,6 +133,8 @@ class Pilot:
             "mem": 2000.0,
             "cpu": 1000.0,
             "allowOtherCountry": False,
+            **({"harvester_id": self.options.harvester_id, "worker_id": self.options.worker_id}
+               if self.options.harvester_id is not None and self.options.worker_id is not None else {}),
         }
 
     def update(self, job: dict[str, Any], state: str, **extra: Any) -> list[str] | None:

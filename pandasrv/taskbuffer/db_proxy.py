@@ -24,10 +24,10 @@ from pandasrv.taskbuffer.db_proxy_mods.watcher import WatcherMixin
 
 
 class DBProxy(
-    HarvesterMixin,
     JobsInsertMixin,
     JobsClaimMixin,
     JobsKillMixin,
+    HarvesterMixin,
     JobsUpdateMixin,
     OutputReportsMixin,
     LocksMixin,

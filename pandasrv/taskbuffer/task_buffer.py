@@ -60,7 +60,8 @@ class TaskBuffer:
     def peek_jobs(self, panda_ids: Sequence[int], *, with_files: bool = True, archived: bool = True) -> list[JobSpec | None]:
         return self._call("peek_jobs", list(panda_ids), with_files=with_files, archived=archived)
 
-    def kill_jobs(self, panda_ids: Sequence[int], *, user: str, is_production: bool, code: int = 3) -> list[bool]:
+    def kill_jobs(self, panda_ids: Sequence[int], *, user: str, is_production: bool,
+                  code: int | None = None) -> list[bool]:
         return self._call("kill_jobs", list(panda_ids), user=user, is_production=is_production, code=code)
 
     def reassign_jobs(self, panda_ids: Sequence[int], *, user: str, is_production: bool,

@@ -124,6 +124,8 @@ def updateWorkerPilotStatus(call: Call, workerID: Any, harvesterID: str, status:
     """Record that the pilot of a Harvester worker started or finished."""
     if status not in ("started", "finished"):
         return Raw(f"status {status!r} is not allowed, only started or finished")
-    record = {"status": status, "site": site, "node_id": node_id}
-    call.tb.set_config_value("harvester_worker", str(harvesterID), str(workerID), json.dumps(record))
+    worker_id = to_int(workerID)
+    if worker_id is None:
+        return Raw(f"workerID {workerID!r} is not a number")
+    call.tb.set_worker_pilot_status(str(harvesterID)[:50], worker_id, status, node_id)
     return Protocol({"StatusCode": SC_SUCCESS})

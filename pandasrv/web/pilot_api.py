@@ -122,3 +122,13 @@ def update_worker_node_gpu(call: Call, site: str, host_name: str, vendor: str | 
     """Record a worker node's GPU description (stored as a config value per site and host)."""
     values = {k: v for k, v in locals().items() if k not in ("call", "site", "host_name", "timeout")}
     return _record_node(call, "worker_node_gpu", site, host_name, values)
+
+
+@endpoint("pilot/update_worker_status", role="production", http=("POST",))
+def update_worker_status(call: Call, worker_id: int, harvester_id: str, status: str, timeout: int = 60,
+                         node_id: str | None = None) -> dict[str, Any]:
+    """The state of a Harvester worker as its pilot sees it (``started`` or ``finished``)."""
+    if status not in ("started", "finished"):
+        return fail("Invalid worker state. The worker state has to be in ('started', 'finished')")
+    call.tb.set_worker_pilot_status(harvester_id[:50], worker_id, status, node_id)
+    return ok()

@@ -179,7 +179,7 @@ def kill(call: Call, job_ids: list[int], code: int | None = None, use_email_as_i
          kill_options: list[str] | None = None) -> dict[str, Any]:
     """Kill jobs (own jobs, or any with a production role); data is one flag per id."""
     flags = call.tb.kill_jobs(check_ids(job_ids), user=call.user, is_production=call.is_production(),
-                              code=code if code is not None else 3)
+                              code=code)
     return ok(flags)
 
 

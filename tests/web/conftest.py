@@ -153,6 +153,17 @@ def server(request: pytest.FixtureRequest, test_databases: Any,
         yield running
 
 
+@pytest.fixture(scope="module", params=selected_backends())
+def hserver(request: pytest.FixtureRequest, test_databases: Any,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server per backend behind a simulated trusted TLS front server (x509 headers), so each Harvester
+    test request chooses its caller (tests/web/harvester_client.py)."""
+    workdir = tmp_path_factory.mktemp("harvester")
+    with fresh_database(test_databases, request.param, workdir) as db_url, \
+            start_server(db_url, request.param, workdir, auth="x509", trust_proxy_headers=True) as running:
+        yield running
+
+
 @pytest.fixture
 def fresh_queue(server: RunningServer) -> str:
     """A new, empty online queue on the default server (so tests never see each other's jobs)."""

@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from tests.web.helpers import make_job, wait_status
+
 
 def as_user(dn: str, *fqans: str) -> dict[str, str]:
     """Headers a trusted TLS front server sets for a client certificate with VOMS attributes."""
@@ -77,3 +79,23 @@ def report_stats(url: str, harvester_id: str, site: str, stats: dict[str, Any]) 
     """``update_worker_stats``: the statistics travel as a JSON string."""
     return call(url, "POST", "harvester/report_worker_statistics",
                 {"harvester_id": harvester_id, "panda_queue": site, "statistics": json.dumps(stats)})
+
+
+def submit_managed(server, site: str, n: int) -> list[int]:
+    jobs = json.dumps([make_job(site, f"m{i}", label="managed").to_state() for i in range(n)])
+    reply = httpx.post(f"{server.url}/api/v1/job/submit", json={"jobs": jobs},
+                       headers={"Accept": "application/json", **PROD_H}, timeout=60).json()
+    assert reply["success"], reply
+    ids = [item[0] for item in reply["data"]]
+    wait_status(server.tb, ids, "activated")
+    return ids
+
+
+def acquire(server, site: str, n: int, harvester_id: str, worker_id: int | None = None) -> list[int]:
+    data = {"site_name": site, "node": "harvester1.example.org", "prod_source_label": "managed",
+            "computing_element": "ce1.example.org", "n_jobs": n, "scheduler_id": f"harvester-{harvester_id}"}
+    if worker_id is not None:
+        data.update(harvester_id=harvester_id, worker_id=worker_id)
+    body = call(server.url, "POST", "pilot/acquire_jobs", data)
+    assert body["success"], body
+    return [job["PandaID"] for job in body["data"]["jobs"]]

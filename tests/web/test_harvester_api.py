@@ -10,48 +10,28 @@ import datetime as dt
 import json
 import secrets
 
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pandasrv.web.harvester_api import WireError, parse_time, worker_values
-from tests.conftest import fresh_database, selected_backends
-from tests.web.conftest import start_server
-from tests.web.harvester_client import ANONYMOUS_H, PROD_H, USER_H, call, report_stats, request, stamp, update_workers, worker
-from tests.web.helpers import make_job, wait_status
-
-
-@pytest.fixture(scope="module", params=selected_backends())
-def hserver(request, test_databases, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("harvester")
-    with fresh_database(test_databases, request.param, workdir) as db_url, \
-            start_server(db_url, request.param, workdir, auth="x509", trust_proxy_headers=True) as running:
-        yield running
+from tests.web.harvester_client import (
+    ANONYMOUS_H,
+    PROD_H,
+    USER_H,
+    acquire,
+    call,
+    report_stats,
+    request,
+    stamp,
+    submit_managed,
+    update_workers,
+    worker,
+)
 
 
 def new_id() -> str:
     return f"harvester_test_{secrets.token_hex(3)}"
-
-
-def submit_managed(server, site: str, n: int) -> list[int]:
-    jobs = json.dumps([make_job(site, f"m{i}", label="managed").to_state() for i in range(n)])
-    reply = httpx.post(f"{server.url}/api/v1/job/submit", json={"jobs": jobs},
-                       headers={"Accept": "application/json", **PROD_H}, timeout=60).json()
-    assert reply["success"], reply
-    ids = [item[0] for item in reply["data"]]
-    wait_status(server.tb, ids, "activated")
-    return ids
-
-
-def acquire(server, site: str, n: int, harvester_id: str, worker_id: int | None = None) -> list[int]:
-    data = {"site_name": site, "node": "harvester1.example.org", "prod_source_label": "managed",
-            "computing_element": "ce1.example.org", "n_jobs": n, "scheduler_id": f"harvester-{harvester_id}"}
-    if worker_id is not None:
-        data.update(harvester_id=harvester_id, worker_id=worker_id)
-    body = call(server.url, "POST", "pilot/acquire_jobs", data)
-    assert body["success"], body
-    return [job["PandaID"] for job in body["data"]["jobs"]]
 
 
 # --- wire parsing (no server) ----------------------------------------------------------------------

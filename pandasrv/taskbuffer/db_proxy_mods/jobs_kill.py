@@ -10,26 +10,46 @@ from typing import Any, Sequence
 
 from pandasrv.taskbuffer import job_states
 from pandasrv.taskbuffer.db_proxy_mods.base import transaction, utcnow
+from pandasrv.taskbuffer.db_proxy_mods.harvester import HarvesterMixin
 from pandasrv.taskbuffer.db_proxy_mods.jobs_update import JobsUpdateMixin, chunks, column_values
 
-# Kill codes that close a job for reassignment instead of cancelling it.
-CLOSING_CODES = frozenset({2, 4, 51})
-# Codes that end a job even while a pilot runs it.
+# Codes that end a job even while a pilot runs it (99 only for a production role, as in PanDA).
 FORCE_CODES = frozenset({9, 52})
-# taskBufferErrorCode per kill code (PanDA's EC_Kill 100, EC_Expire 102, "aborted by ExtIF" 103).
-ERROR_CODES = {2: 102, 4: 102, 51: 102, 3: 103}
-EC_KILL = 100
+EC_KILL, EC_EXPIRE, EC_ABORTED, EC_REASSIGNED, EC_FAST_REBROKERAGE = 100, 102, 103, 105, 130
 
 _LIVE_TABLES = (job_states.DEFINED_TABLE, job_states.ACTIVE_TABLE)
 
 
-class JobsKillMixin(JobsUpdateMixin):
+def kill_outcome(code: int | None, user: str, old_status: str) -> tuple[str, str | None, int, str]:
+    """PanDA's kill-code table: (new status, jobSubStatus, taskBufferErrorCode, taskBufferErrorDiag).
+
+    No code (the v1 ``job/kill`` default) is a plain kill: 100, "killed by <user>"."""
+    if code in (2, 4):
+        return "closed", "toreassign", EC_EXPIRE, f"expired in {old_status}. status unchanged"
+    table: dict[int, tuple[str, str | None, int, str]] = {
+        3: ("cancelled", None, EC_ABORTED, "aborted by ExtIF"),
+        8: ("cancelled", None, EC_REASSIGNED, f"reassigned to another site by rebrokerage. new {user}"),
+        50: ("cancelled", None, EC_KILL, user),
+        52: ("cancelled", None, EC_KILL, user),
+        51: ("closed", "toreassign", EC_KILL, "reassigned by JEDI"),
+        55: ("closed", "taskdone", EC_KILL, "killed since task is (almost) done"),
+        60: ("closed", None, EC_KILL, "closed by the pilot"),
+        10: ("closed", None, EC_FAST_REBROKERAGE, "fast rebrokerage due to Nq/Nr overshoot"),
+    }
+    return table.get(code, ("cancelled", None, EC_KILL, f"killed by {user}"))  # type: ignore[arg-type]
+
+
+class JobsKillMixin(HarvesterMixin, JobsUpdateMixin):
     @transaction
-    def kill_jobs(self, panda_ids: Sequence[int], *, user: str, is_production: bool, code: int = 3) -> list[bool]:
-        """One flag per id: True if the job was ended or marked ``tobekilled``."""
+    def kill_jobs(self, panda_ids: Sequence[int], *, user: str, is_production: bool,
+                  code: int | None = None) -> list[bool]:
+        """One flag per id: True if the job was ended or marked ``tobekilled``.
+
+        The Harvester workers running any of the jobs get a kill command in the same transaction."""
         now = utcnow()
         allowed = self._authorised(panda_ids, user, is_production)
-        ending = [row for row in allowed.values() if row["jobStatus"] != "running" or code in FORCE_CODES]
+        force = code in FORCE_CODES or (code == 99 and is_production)
+        ending = [row for row in allowed.values() if row["jobStatus"] != "running" or force]
         running = [row["PandaID"] for row in allowed.values() if row not in ending]
         diag = f"killed by {user}"[:300]
         for part in chunks(running):
@@ -39,14 +59,17 @@ class JobsKillMixin(JobsUpdateMixin):
                 f"modificationTime = :now WHERE PandaID IN {in_ids}",
                 {**binds, "diag": diag, "now": now},
             )
-        closing = code in CLOSING_CODES
-        values: dict[str, Any] = {
-            "commandToPilot": "tobekilled", "taskBufferErrorCode": ERROR_CODES.get(code, EC_KILL),
-            "taskBufferErrorDiag": diag,
-        }
-        if closing:
-            values["jobSubStatus"] = "toreassign"
-        self._transition(ending, "closed" if closing else "cancelled", column_values(values), now)
+        groups: dict[tuple[str, str | None, int, str], list[dict[str, Any]]] = {}
+        for row in ending:
+            groups.setdefault(kill_outcome(code, user, row["jobStatus"]), []).append(row)
+        for (status, sub_status, error_code, error_diag), rows in groups.items():
+            values: dict[str, Any] = {"commandToPilot": "tobekilled", "taskBufferErrorCode": error_code,
+                                      "taskBufferErrorDiag": error_diag[:300]}
+            if sub_status:
+                values["jobSubStatus"] = sub_status
+            self._transition(rows, status, column_values(values), now)
+        if allowed:
+            self._queue_worker_kills(list(allowed))
         return [pid in allowed for pid in panda_ids]
 
     @transaction
