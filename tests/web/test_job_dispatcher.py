@@ -131,9 +131,11 @@ def test_get_resource_types(server):
 
 
 def test_update_worker_pilot_status(server):
+    server.tb.update_workers("h1", [{"workerID": 7, "status": "running"}])
     data = {"workerID": 7, "harvesterID": "h1", "status": "started", "site": "TEST_QUEUE", "node_id": "wn"}
     assert pilot_call(server.url, "updateWorkerPilotStatus", data) == {"StatusCode": "0"}
-    assert json.loads(server.tb.get_config_values("harvester_worker", "h1")["7"])["status"] == "started"
+    (worker,) = server.tb.get_workers("h1", [7])
+    assert (worker["pilotStatus"], worker["nodeID"]) == ("started", "wn") and worker["pilotStartTime"]
     bad = httpx.post(f"{server.url}/server/panda/updateWorkerPilotStatus", data={**data, "status": "exploded"})
     assert "not allowed" in bad.text
 
