@@ -12,7 +12,7 @@ import uuid
 
 from pandasrv.pilot.runner import Pilot, PilotOptions
 from tests.realclients import run_adder
-from tests.web.harvester_client import USER_H, acquire, call, submit_managed, update_workers, worker
+from tests.web.harvester_client import USER_H, acquire, call, request, submit_managed, update_workers, worker
 from tests.web.helpers import make_job, submit, wait_status
 
 
@@ -115,8 +115,8 @@ def test_pilot_worker_status_v1_and_legacy(hserver):
     assert bad["success"] is False and "started" in bad["message"]
     assert call(hserver.url, "POST", "pilot/update_worker_status",
                 {"worker_id": 3, "harvester_id": hid, "status": "finished"}, USER_H)["success"] is False
-    assert call(hserver.url, "GET", "pilot/update_worker_status",
-                {"worker_id": 3, "harvester_id": hid, "status": "finished"})["success"] is False
+    assert request(hserver.url, "GET", "pilot/update_worker_status",
+                   {"worker_id": 3, "harvester_id": hid, "status": "finished"}).status_code == 405
 
 
 def test_small_pilot_started_by_harvester(server, fresh_queue):
