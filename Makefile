@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fuzzers with 25x the cases CI runs (schemathesis on the OpenAPI document, hypothesis on /server/panda).
+fuzz: $(STAMP)
+	PANDASRV_FUZZ_EXAMPLES=200 PANDASRV_TEST_BACKENDS=sqlite,postgresql $(BIN)/python -m pytest -q \
+		tests/web/test_fuzz_openapi.py tests/web/test_fuzz_legacy.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/db_claim.py

@@ -35,6 +35,12 @@ class _Refused(Exception):
         self.status = status
 
 
+def _allowed(method: Method) -> tuple[str, ...]:
+    """The HTTP methods a registered method answers (HEAD too wherever GET is); anything else is a 405."""
+    verbs = ("GET", "POST") if method.legacy else method.http
+    return verbs + (("HEAD",) if "GET" in verbs else ())
+
+
 class ApiResource:
     """Serves every registered method, legacy and v1."""
 
@@ -45,7 +51,6 @@ class ApiResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, module: str | None = None) -> None:
         self.handle(req, resp, module or LEGACY, name, v1=module is not None)
 
-    on_post = on_head = on_get  # anything else (PUT, DELETE, ...) is answered 405 by falcon
 
     def handle(self, req: falcon.Request, resp: falcon.Response, module: str, name: str, v1: bool) -> None:
         started = time.perf_counter()
@@ -77,7 +82,7 @@ class ApiResource:
             log.exception("%s in %s/%s", INTERNAL_ERROR, module, name)
             status, content_type, body = self._error(legacy, 500, f"server error ({exc.__class__.__name__})")
         if status == 405:
-            resp.set_header("Allow", ", ".join(method.http))
+            resp.set_header("Allow", ", ".join(v for v in _allowed(method) if v != "HEAD"))
         resp.status = falcon.code_to_http_status(status)
         resp.content_type = content_type
         resp.data = body
@@ -95,8 +100,11 @@ class ApiResource:
         settings = self.services.settings
         accept_json = JSON_TYPE in (req.get_header("Accept") or "")
         encode = (lambda result: encode_legacy(result, accept_json)) if method.legacy else encode_v1
-        if not method.legacy and req.method not in method.http and not (req.method == "HEAD" and "GET" in method.http):
-            return 405, JSON_TYPE, to_json(fail(f"expecting {'/'.join(method.http)}, received {req.method}"))
+        if req.method not in _allowed(method):
+            message = f"expecting {'/'.join(method.http)}, received {req.method}"
+            if method.legacy:
+                return 405, "text/plain", f"ERROR : {message}".encode()
+            return 405, JSON_TYPE, to_json(fail(message))
         chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
         # A chunked body has no Content-Length: read the server-decoded stream to its end, within the limit.
         stream = req.stream if chunked and req.content_length is None else req.bounded_stream
@@ -135,6 +143,10 @@ class ApiResource:
         if method.role == "pilot" and not call.is_pilot():
             return "production or pilot role is required"
         return None
+
+
+for _verb in falcon.constants.COMBINED_METHODS:  # every verb reaches handle(), which answers the unknown ones 405
+    setattr(ApiResource, f"on_{_verb.lower()}", ApiResource.on_get)
 
 
 def bind(method: Method, params: dict[str, Any], json_keys: set[str]) -> dict[str, Any]:

@@ -33,7 +33,10 @@ def parse_time(name: str, value: Any) -> _dt.datetime | None:
     if value in (None, "", "NULL"):
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _dt.datetime.fromtimestamp(value, _dt.UTC).replace(tzinfo=None)
+        try:
+            return _dt.datetime.fromtimestamp(value, _dt.UTC).replace(tzinfo=None)
+        except (OverflowError, OSError, ValueError):
+            raise WireError(f"{name} is not a time: {value!r}") from None
     text = str(value)
     text = text.split("/", 1)[1] if text.startswith("datetime/") else text
     for form in _TIME_FORMATS:

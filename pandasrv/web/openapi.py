@@ -33,8 +33,7 @@ def _responses(method: Method, reply: dict[str, Any]) -> dict[str, Any]:
                                  "403": {"description": "forbidden method, failed authentication or banned user",
                                          "content": _TEXT}}
     responses.update({code: {"description": text, "content": errors} for code, text in _ERRORS.items()})
-    responses["405"] = {"description": "HTTP method not supported (only those listed here are)",
-                        "content": {"application/json": {"schema": {"type": "object"}}}}
+    responses["405"] = {"description": "HTTP method not supported (only those listed here are)", "content": errors}
     return responses
 
 
