@@ -83,7 +83,7 @@ def _describe(call: Call, ids: Any) -> Any:
     return _pickle(jobs)
 
 
-@endpoint("getJobStatus")
+@endpoint("getJobStatus", role="user")
 def getJobStatus(call: Call, ids: Any, no_pickle: Any = None) -> Any:
     """JobSpecs of PandaIDs (pickled, or JSON dicts with ``Accept: application/json``); None for unknown."""
     return _describe(call, ids)
@@ -126,7 +126,7 @@ def setDebugMode(call: Call, pandaID: int, modeOn: Any = "True") -> str:
     return switch_result(result, pandaID)[1]
 
 
-@endpoint("getScriptOfflineRunning")
+@endpoint("getScriptOfflineRunning", role="user")
 def getScriptOfflineRunning(call: Call, pandaID: int, days: LooseInt = None) -> str:
     """A shell script that reruns the job's payload outside PanDA."""
     (job,) = call.tb.peek_jobs([pandaID], with_files=False)

@@ -161,14 +161,14 @@ def get_status(call: Call, job_ids: list[int], timeout: int = 60) -> dict[str, A
     return ok([{"status": found[i][0], "command": found[i][2]} if i in found else None for i in job_ids])
 
 
-@endpoint("job/get_description")
+@endpoint("job/get_description", role="user")
 def get_description(call: Call, job_ids: list[int]) -> dict[str, Any]:
     """Full job descriptions (attributes and Files), null for unknown ids."""
     jobs = call.tb.peek_jobs(check_ids(job_ids))
     return ok([job.to_dict() if job else None for job in jobs])
 
 
-@endpoint("job/get_description_incl_archive")
+@endpoint("job/get_description_incl_archive", role="user")
 def get_description_incl_archive(call: Call, job_ids: list[int]) -> dict[str, Any]:
     """Like get_description; archived jobs are in the same database here."""
     return get_description(call, job_ids)
@@ -205,7 +205,7 @@ def set_debug_mode(call: Call, job_id: int, mode: bool) -> dict[str, Any]:
     return ok(message=message) if success else fail(message)
 
 
-@endpoint("job/generate_offline_execution_script", http=("GET",))
+@endpoint("job/generate_offline_execution_script", role="user", http=("GET",))
 def generate_offline_execution_script(call: Call, job_id: int, days: int | None = None) -> dict[str, Any]:
     """A shell script that reruns the job's payload outside PanDA."""
     (job,) = call.tb.peek_jobs([job_id], with_files=False)
