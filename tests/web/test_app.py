@@ -69,7 +69,7 @@ def test_query_string_and_json_content_type_without_body(server, fresh_queue):
     reply = httpx.get(server.url + "/server/panda/getStatus", params={"ids": str(panda_id)},
                       headers={"Content-Type": "application/json"})
     assert parse_reply(reply.text) == {"StatusCode": "0", "status": "activated", "attemptNr": "0"}
-    reply = httpx.get(server.url + "/api/v1/job/get_status", params=[("job_ids", panda_id), ("job_ids", 7)],
+    reply = httpx.get(server.url + "/api/v1/job/get_status", params=[("job_ids", panda_id), ("job_ids", 987654321)],
                       headers=JSON_HEADERS)
     assert reply.json()["data"] == [{"status": "activated", "command": None}, None]
 
