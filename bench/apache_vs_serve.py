@@ -14,12 +14,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -40,16 +37,7 @@ def apache(db_url: str, workers: int, threads: int, db_connections: int) -> Iter
                             env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v1/system/is_alive", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("pandasrv apache did not come up")
-            time.sleep(0.2)
+        web_api.wait_until_alive(url, proc, "pandasrv apache")
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)

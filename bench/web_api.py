@@ -73,6 +73,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_alive(url: str, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
+    """Poll ``is_alive`` until the server answers; fail if its process exits or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v1/system/is_alive", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not come up")
+        time.sleep(0.2)
+
+
 @contextmanager
 def gunicorn(db_url: str, workers: int, threads: int, db_connections: int,
              extra: dict[str, str]) -> Iterator[str]:
@@ -87,16 +101,7 @@ def gunicorn(db_url: str, workers: int, threads: int, db_connections: int,
                              "--log-level", "warning", "--keep-alive", "30"], env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v1/system/is_alive", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not come up")
-            time.sleep(0.2)
+        wait_until_alive(url, proc, "gunicorn")
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

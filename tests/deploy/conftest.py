@@ -8,16 +8,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
 import pytest
 
 from tests.conftest import fresh_database
-from tests.web.conftest import free_port
+from tests.web.conftest import free_port, wait_until_up
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -87,18 +85,7 @@ def start_apache(db_url: str, workdir: Path, host: str = "127.0.0.1", extra: lis
                                    start_new_session=True)
     running = RunningApache(f"http://{host}:{port}", process, run_dir, log_path)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"pandasrv apache exited with {process.returncode}:\n{running.log()}")
-            try:
-                if httpx.get(f"{running.url}/server/panda/isAlive", timeout=5).text == "alive=yes":
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"pandasrv apache did not answer:\n{running.log()}")
-            time.sleep(0.3)
+        wait_until_up(running)
         yield running
     finally:
         running.stop()

@@ -8,7 +8,6 @@ identity holds (None: its credential must be refused outright).
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from pandasrv.config import load_settings
 from pandasrv.taskbuffer.task_buffer import TaskBuffer
 from pandasrv.web.app import create_app
 from pandasrv.web.auth import clean_user_id, token_owner
-from tests.web.helpers import LocalClient
+from tests.web.helpers import LocalClient, write_jwks
 
 ISSUER, AUDIENCE, VO = "https://issuer.test", "pandasrv-matrix", "myvo"
 ALICE = "/DC=ch/DC=cern/OU=Users/CN=alice"
@@ -88,9 +87,7 @@ def _bearer(token: str, origin: str = VO) -> dict[str, Any]:
 def token_world(db_url: str, workdir: Path) -> Iterator[World]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     foreign = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-    jwks = workdir / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "m1", "use": "sig", "alg": "RS256"}]}))
+    jwks = write_jwks(workdir / "jwks.json", key, "m1")
     settings = _settings(db_url, workdir, auth="token", token_issuer=ISSUER, token_audience=AUDIENCE,
                          token_jwks_file=str(jwks))
     later = int(time.time()) + 3600

@@ -121,13 +121,14 @@ def start_server(db_url: str, backend: str, workdir: Path, extra_env: dict[str, 
     running = RunningServer(f"http://127.0.0.1:{port}", db_url, backend, load_settings(**settings), log_path,
                             process, gates=gates)
     try:
-        _wait_until_up(running)
+        wait_until_up(running)
         yield running
     finally:
         running.stop()
 
 
-def _wait_until_up(running: RunningServer, timeout: float = 60) -> None:
+def wait_until_up(running: Any, timeout: float = 60) -> None:
+    """Wait for ``isAlive`` of a server process (anything with ``url``, ``process`` and ``log()``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if running.process.poll() is not None:

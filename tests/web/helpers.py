@@ -5,10 +5,12 @@ from __future__ import annotations
 import gzip
 import json
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
+import jwt
 from falcon import testing
 
 from pandasrv.taskbuffer.file_spec import FileSpec
@@ -90,3 +92,10 @@ def v1(url: str, path: str, data: dict[str, Any] | None = None, method: str = "P
         reply = httpx.post(f"{url}/api/v1/{path}", json=data or {}, headers={**JSON_HEADERS, **headers}, timeout=60)
     assert reply.status_code == 200, reply.text
     return reply.json()
+
+
+def write_jwks(path: Path, key: Any, kid: str) -> Path:
+    """Publish the public half of ``key`` as a one-key JWKS file, as an OIDC issuer would."""
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    path.write_text(json.dumps({"keys": [{**jwk, "kid": kid, "use": "sig", "alg": "RS256"}]}))
+    return path

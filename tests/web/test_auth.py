@@ -31,7 +31,7 @@ from pandasrv.web.auth import (
 )
 from tests.conftest import selected_backends
 from tests.web.conftest import REPO, fresh_database, start_server
-from tests.web.helpers import JSON_HEADERS, LocalClient, make_job, wait_status
+from tests.web.helpers import JSON_HEADERS, LocalClient, make_job, wait_status, write_jwks
 
 ALICE = "/DC=ch/DC=cern/OU=Users/CN=alice/CN=123456"
 BOB = "/DC=ch/DC=cern/OU=Users/CN=bob"
@@ -263,9 +263,7 @@ def signing_key():
 @pytest.fixture(scope="module", params=selected_backends())
 def token_server(request, test_databases, tmp_path_factory, signing_key):
     workdir = tmp_path_factory.mktemp("token")
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
-    jwks = workdir / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}))
+    jwks = write_jwks(workdir / "jwks.json", signing_key, "k1")
     with fresh_database(test_databases, request.param, workdir) as db_url, \
             start_server(db_url, request.param, workdir, auth="token", token_issuer=ISSUER, token_audience=AUDIENCE,
                          token_jwks_file=str(jwks), production_vos=["myvo"]) as running:

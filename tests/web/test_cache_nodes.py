@@ -7,7 +7,6 @@ uploads of one name through both nodes never give a 500 or a mixed file.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import selected_backends
 from tests.web.conftest import fresh_database, start_server
+from tests.web.helpers import write_jwks
 
 ISSUER, AUDIENCE = "https://issuer.cache.test", "pandasrv-cache-test"
 
@@ -32,9 +32,7 @@ def signing_key():
 def nodes(request, test_databases, tmp_path_factory, signing_key):
     """Two server processes ("nodes") on one fresh database of the backend."""
     workdir = tmp_path_factory.mktemp("cache-nodes")
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(signing_key.public_key()))
-    jwks = workdir / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "k1", "use": "sig", "alg": "RS256"}]}))
+    jwks = write_jwks(workdir / "jwks.json", signing_key, "k1")
     options = {"auth": "token", "token_issuer": ISSUER, "token_audience": AUDIENCE, "token_jwks_file": str(jwks),
                "workers": 1}
     with fresh_database(test_databases, request.param, workdir) as db_url, \
