@@ -82,8 +82,9 @@ def acquire(call: Call, site: str, n: int, *, label: str | None, memory: Any = N
     if not jobs:
         metrics.EMPTY_CLAIMS.inc()
         return Acquired(SC_NO_JOBS, [], "no jobs in PanDA")
-    if harvester_id and to_int(worker_id) is not None:
-        call.tb.relate_job_to_worker(harvester_id[:50], to_int(worker_id), [job.PandaID for job in jobs])
+    worker = to_int(worker_id)
+    if harvester_id and worker is not None:
+        call.tb.relate_job_to_worker(harvester_id[:50], worker, [job.PandaID for job in jobs])
     metrics.JOBS_DISPATCHED.inc(len(jobs))
     n_sent = call.services.recent_sent(site)
     return Acquired(SC_SUCCESS, [job_description(job, queue, n_sent) for job in jobs])
