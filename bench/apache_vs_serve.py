@@ -30,7 +30,7 @@ def apache(db_url: str, workers: int, threads: int, db_connections: int) -> Iter
     run_dir = tempfile.mkdtemp(prefix="pandasrv-bench-apache-")
     os.chmod(run_dir, 0o755)
     env = {**os.environ, "PANDASRV_DB_URL": db_url, "PANDASRV_AUTH": "none", "PANDASRV_ACCESS_LOG": "false",
-           "PANDASRV_LOG_LEVEL": "WARNING", "PANDASRV_CACHE_DIR": f"{run_dir}/cache",
+           "PANDASRV_LOG_LEVEL": "WARNING",
            "PANDASRV_DB_CONNECTIONS": str(db_connections)}
     proc = subprocess.Popen([sys.executable, "-m", "pandasrv.cli", "apache", "--no-daemon", "--port", str(port),
                              "--processes", str(workers), "--threads", str(threads), "--run-dir", run_dir],

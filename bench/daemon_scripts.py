@@ -9,7 +9,7 @@ report, transferring, activated, assigned, defined). Then times, in-process with
 - copy_archive when nothing is stale (the usual run) and when every live job is stale (the clock moved on);
 - dataset_manager (Setupper recovery, Activator, Finisher), add_sub;
 - add_main rounds over the holding jobs' reports (reports per second);
-- archive (retention) purging every archived job; tmpwatch over 1,000 cached files.
+- archive (retention) purging every archived job; tmpwatch over 1,000 files of the DB cache.
 Also the Setupper hand-over: the caller's cost of ``start_setupper`` and the time until the jobs are active.
 """
 
@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -33,9 +31,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from databases import fresh_database  # noqa: E402
 
 from pandasrv.config import load_settings  # noqa: E402
-from pandasrv.daemon.scripts import add_sub, archive, copy_archive, dataset_manager, tmpwatch  # noqa: E402
+from pandasrv.daemon.scripts import add_sub, archive, copy_archive, dataset_manager  # noqa: E402
 from pandasrv.dataservice.adder import Adder  # noqa: E402
-from pandasrv.dataservice.retention import purge_database  # noqa: E402
+from pandasrv.dataservice.retention import clean_cache, purge_database  # noqa: E402
 from pandasrv.dataservice.setupper import start_setupper, stop_setupper  # noqa: E402
 from pandasrv.dataservice.watcher import run_watcher  # noqa: E402
 from pandasrv.taskbuffer.file_spec import FileSpec  # noqa: E402
@@ -107,8 +105,8 @@ def setupper_handover(settings: Any, tb: TaskBuffer, results: dict[str, float]) 
 
 def run(backend: str, archived: int, active: int) -> dict[str, float]:
     results: dict[str, float] = {}
-    with fresh_database(backend) as url, tempfile.TemporaryDirectory() as cache:
-        settings = load_settings(db_url=url, db_bridge=False, cache_dir=cache, log_level="WARNING")
+    with fresh_database(backend) as url:
+        settings = load_settings(db_url=url, db_bridge=False, log_level="WARNING")
         tb = TaskBuffer(settings)
         print(f"{backend}: {archived} archived + {active} active jobs", flush=True)
         timed("fill: archived jobs", lambda: fill(tb, archived, ("failed",), 0), results)
@@ -121,8 +119,7 @@ def run(backend: str, archived: int, active: int) -> dict[str, float]:
         results["fill: active jobs"] = time.perf_counter() - start
         print(f"  {'fill: active jobs':<44} {results['fill: active jobs']:8.3f} s", flush=True)
         for n in range(1000):
-            Path(cache, f"file{n}").write_text("x")
-            os.utime(Path(cache, f"file{n}"), (0, 0) if n % 2 else None)
+            tb.store_cache_file(f"file{n}", "bench", b"x")
 
         timed("copy_archive, nothing stale", lambda: copy_archive.main(tb, settings, []), results)
         timed("add_sub", lambda: add_sub.main(tb, settings, []), results)
@@ -131,9 +128,9 @@ def run(backend: str, archived: int, active: int) -> dict[str, float]:
         n_reports = timed("add_main: all reports, rounds of 100", lambda: sum(iter(lambda: adder.run_round(100), 0)),
                           results)
         print(f"  {'  -> reports per second':<44} {n_reports / results['add_main: all reports, rounds of 100']:8.0f}")
-        timed("tmpwatch (1000 files, half old)", lambda: tmpwatch.main(tb, settings, []), results)
         setupper_handover(settings, tb, results)
         later = _dt.datetime.now(_dt.UTC).replace(tzinfo=None) + _dt.timedelta(days=8)
+        timed("tmpwatch (1000 DB cache files, all old)", lambda: clean_cache(tb, settings, now=later), results)
         moved = timed("copy_archive, every live job stale", lambda: run_watcher(tb, settings, now=later), results)
         print(f"  {'  -> jobs timed out':<44} {sum(len(v) for v in moved.values()):8d}")
         timed("archive, nothing old enough", lambda: archive.main(tb, settings, []), results)

@@ -45,7 +45,7 @@ def main() -> None:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PANDASRV_")},
            "PANDASRV_DB_URL": f"sqlite:///{workdir / 'db.sqlite'}", "PANDASRV_PORT": str(port),
            "PANDASRV_HOST": "127.0.0.1", "PANDASRV_WORKERS": str(args.workers), "PANDASRV_THREADS": str(args.threads),
-           "PANDASRV_CACHE_DIR": str(workdir / "cache"), "PANDASRV_ACCESS_LOG": "false", "PYTHONPATH": str(ROOT)}
+           "PANDASRV_ACCESS_LOG": "false", "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-m", "pandasrv.cli", "db", "init"], env=env, check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL)
     server = subprocess.Popen([sys.executable, "-m", "pandasrv.cli", "serve", "--no-daemon"], env=env, cwd=ROOT,

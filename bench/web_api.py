@@ -22,7 +22,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,9 +90,8 @@ def wait_until_alive(url: str, proc: subprocess.Popen, what: str, timeout: float
 def gunicorn(db_url: str, workers: int, threads: int, db_connections: int,
              extra: dict[str, str]) -> Iterator[str]:
     port = free_port()
-    cache = tempfile.mkdtemp(prefix="pandasrv-bench-cache-")
     env = {**os.environ, "PANDASRV_DB_URL": db_url, "PANDASRV_AUTH": "none", "PANDASRV_ACCESS_LOG": "false",
-           "PANDASRV_LOG_LEVEL": "WARNING", "PANDASRV_CACHE_DIR": cache,
+           "PANDASRV_LOG_LEVEL": "WARNING",
            "PANDASRV_DB_CONNECTIONS": str(db_connections),
            **{f"PANDASRV_{key.upper()}": value for key, value in extra.items()}}
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "pandasrv.web.app:application",

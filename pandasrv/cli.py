@@ -1,4 +1,4 @@
-"""The ``pandasrv`` command: serve, daemon, db, queue, pilot, submit, config."""
+"""The ``pandasrv`` command: serve, apache, haproxy, daemon, db, queue, pilot, submit, config."""
 
 from __future__ import annotations
 
@@ -202,6 +202,39 @@ def apache(ctx: click.Context, host: str | None, port: int | None, ssl_port: int
 
         check_loopback(settings)
         sys.exit(front.run(settings, daemon=not no_daemon))
+    except ConfigError as exc:
+        click.echo(f"pandasrv: {exc}", err=True)
+        sys.exit(2)
+
+
+@main.command()
+@click.option("--host", help="Address the balancer listens on (default haproxy.host, 127.0.0.1).")
+@click.option("--port", type=int, help="Plain HTTP port, passed through (default 25080; 0 = none).")
+@click.option("--ssl-port", type=int, help="TLS port, passed through to the nodes' mod_ssl (default 25443; 0 = none).")
+@click.option("--backend", "backends", multiple=True, metavar="HOST[:PORT[:SSL_PORT]]",
+              help="A pandasrv apache node (repeat for each; default haproxy.backends).")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Configuration, pid file, admin socket (default var/haproxy).")
+@click.option("--print", "print_only", is_flag=True, help="Print the HAProxy configuration instead of running HAProxy.")
+@click.pass_context
+def haproxy(ctx: click.Context, host: str | None, port: int | None, ssl_port: int | None, backends: tuple[str, ...],
+            run_dir: str | None, print_only: bool) -> None:
+    """Run HAProxy (TLS pass-through) in front of several pandasrv apache nodes on one database."""
+    import logging
+    from pathlib import Path
+
+    from pandasrv.deploy import haproxy as balancer
+
+    settings = settings_from(ctx)
+    for name, value in (("host", host), ("port", port), ("ssl_port", ssl_port), ("run_dir", run_dir),
+                        ("backends", list(backends) or None)):
+        if value is not None:
+            setattr(settings.haproxy, name, value)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    try:
+        if print_only:
+            click.echo(balancer.render_config(settings, Path(settings.haproxy.run_dir).resolve()), nl=False)
+            return
+        sys.exit(balancer.run(settings))
     except ConfigError as exc:
         click.echo(f"pandasrv: {exc}", err=True)
         sys.exit(2)

@@ -89,6 +89,26 @@ class ApacheSettings(BaseModel):
     ca_dir: str = "/etc/grid-security/certificates"
 
 
+class HAProxySettings(BaseModel):
+    """``pandasrv haproxy``: one TCP load balancer in front of M ``pandasrv apache`` nodes (docs/deploy.md)."""
+
+    run_dir: str = "var/haproxy"
+    # where the balancer listens: plain HTTP and TLS, both passed through untouched (0 = no such frontend)
+    host: str = "127.0.0.1"
+    port: int = Field(default=25080, ge=0, le=65535)
+    ssl_port: int = Field(default=25443, ge=0, le=65535)
+    # the nodes: "HOST", "HOST:PORT" or "HOST:PORT:SSL_PORT"; missing ports are the nodes' port and apache.ssl_port
+    backends: list[str] = []
+    # seconds between health checks (GET /server/panda/isAlive on each node's plain port)
+    check_interval: float = Field(default=2.0, gt=0)
+    # connections the balancer holds at once, and seconds a stop waits for open connections to finish
+    max_connections: int = Field(default=4096, ge=1)
+    stop_timeout: int = Field(default=10, ge=0)
+    # the unprivileged user HAProxy switches to after binding when started as root
+    user: str = "haproxy"
+    group: str = "haproxy"
+
+
 class DaemonSettings(BaseModel):
     enable: bool = True
     n_proc: int = Field(default=2, ge=1)
@@ -179,9 +199,7 @@ class Settings(BaseSettings):
     # how long each web process caches bans and queue descriptions (seconds; 0 = read on every request)
     meta_cache_seconds: float = Field(default=60.0, ge=0)
 
-    # files: the upload cache lives in the database (cache_files). cache_dir is no longer read; it is still
-    # accepted so that existing configuration files keep loading.
-    cache_dir: str = "var/cache"
+    # files: the upload cache lives in the database (cache_files, cache_chunks), shared by every node
     max_upload_bytes: int = 100 * 1024 * 1024
     max_sandbox_bytes: int = 768 * 1024 * 1024
 
@@ -191,6 +209,7 @@ class Settings(BaseSettings):
     plugins: PluginSettings = Field(default_factory=PluginSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     apache: ApacheSettings = Field(default_factory=ApacheSettings)
+    haproxy: HAProxySettings = Field(default_factory=HAProxySettings)
 
     @field_validator("db_url")
     @classmethod

@@ -126,7 +126,6 @@ def mod_wsgi_module() -> Path:
 def frozen_settings(settings: Settings) -> Settings:
     """The settings the daemon processes get: relative paths made absolute (their working directory differs)."""
     data = settings.model_copy(deep=True)
-    data.cache_dir = str(Path(settings.cache_dir).resolve())
     prefix = "sqlite:///"
     if settings.db_url.startswith(prefix) and not settings.db_url[len(prefix):].startswith("/"):
         data.db_url = prefix + str(Path(settings.db_url[len(prefix):]).resolve())
@@ -214,16 +213,13 @@ def write_run_dir(settings: Settings, layout: Layout) -> None:
     layout.settings.chmod(0o640)  # the database URL may carry a password
     if rootfs.is_root():
         shutil.chown(layout.settings, group=settings.apache.group)
-        cache = Path(frozen_settings(settings).cache_dir)
-        cache.mkdir(parents=True, exist_ok=True)
-        shutil.chown(cache, user=settings.apache.user, group=settings.apache.group)
 
 
 def needed_paths(settings: Settings, layout: Layout) -> list[Path]:
-    """What the unprivileged daemon processes must read: Python, the venv, the code, the run and data dirs."""
+    """What the unprivileged daemon processes must read: Python, the venv, the code, the run dir, an SQLite DB's dir."""
     frozen = frozen_settings(settings)
     paths = [Path(sys.base_prefix), Path(sys.prefix), Path(pandasrv.__file__).parent, mod_wsgi_module().parent,
-             layout.run_dir, Path(frozen.cache_dir)]
+             layout.run_dir]
     if frozen.db_backend == "sqlite":
         paths.append(Path(frozen.db_url[len("sqlite:///"):]).parent)
     if settings.apache.ssl_port:  # read by Apache's root parent, which sees the namespace's view too
@@ -263,14 +259,14 @@ def run(settings: Settings, daemon: bool = True) -> int:
         if code is not None and not stopping:
             log.error("apache exited with %d; see %s", code, layout.logs / "error.log")
     finally:
-        _stop(httpd)
+        stop_process(httpd)
         if master is not None:
-            _stop(master)
+            stop_process(master)
         shutil.rmtree(stash, ignore_errors=True)
     return 0 if stopping else (code or 1)
 
 
-def _stop(process: subprocess.Popen, timeout: float = 30.0) -> None:
+def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:
     """SIGTERM the process; whatever is left of its process group after it exits (or times out) is killed."""
     if process.poll() is None:
         process.terminate()

@@ -13,8 +13,7 @@ from tests.dataservice.helpers import store, task_buffer, utcnow
 
 @pytest.fixture
 def tb(db_url, tmp_path):
-    buffer = task_buffer(db_url, retention={"archived_days": 1, "batch_size": 3, "cache_days": 1},
-                         cache_dir=str(tmp_path / "cache"))
+    buffer = task_buffer(db_url, retention={"archived_days": 1, "batch_size": 3, "cache_days": 1})
     yield buffer
     buffer.close()
 

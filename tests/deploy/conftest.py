@@ -74,7 +74,7 @@ def start_apache(db_url: str, workdir: Path, host: str = "127.0.0.1", extra: lis
     require("/usr/sbin/apache2", "apache2")
     port = free_port()
     run_dir = workdir / f"apache-{port}"
-    env = {**os.environ, "PANDASRV_DB_URL": db_url, "PANDASRV_CACHE_DIR": str(workdir / "cache"),
+    env = {**os.environ, "PANDASRV_DB_URL": db_url,
            "PANDASRV_META_CACHE_SECONDS": "0", **{f"PANDASRV_{k.upper()}": str(v) for k, v in settings.items()}}
     env.pop("PANDASRV_CONFIG", None)
     log_path = workdir / f"apache-{port}.log"

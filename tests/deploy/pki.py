@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ def _now() -> datetime.datetime:
 
 
 def issue(subject: x509.Name, issuer: Credential | None, *, ca: bool = False, days: float = 30,
-          start: datetime.datetime | None = None, proxy: bool = False, san: str | None = None) -> Credential:
+          start: datetime.datetime | None = None, proxy: bool = False, san: tuple[str, ...] = ()) -> Credential:
     key = _key()
     begin = start or _now() - datetime.timedelta(minutes=5)
     builder = (x509.CertificateBuilder().subject_name(subject)
@@ -62,7 +63,7 @@ def issue(subject: x509.Name, issuer: Credential | None, *, ca: bool = False, da
     if proxy:
         builder = builder.add_extension(x509.UnrecognizedExtension(PROXY_CERT_INFO, INHERIT_ALL), critical=True)
     if san:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address(san))]),
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(a)) for a in san]),
                                         critical=False)
     signer = issuer.key if issuer else key
     cert = builder.sign(signer, hashes.SHA256())
@@ -83,8 +84,9 @@ def user(ca: Credential, name: str) -> Credential:
                        (NameOID.COMMON_NAME, name)), ca)
 
 
-def host(ca: Credential, address: str) -> Credential:
-    return issue(_name((NameOID.COMMON_NAME, address)), ca, san=address)
+def host(ca: Credential, address: str, *aliases: str) -> Credential:
+    """A host certificate for ``address``; ``aliases`` are further addresses it answers as (a load balancer's)."""
+    return issue(_name((NameOID.COMMON_NAME, address)), ca, san=(address, *aliases))
 
 
 def proxy(owner: Credential, *, days: float = 1, start: datetime.datetime | None = None) -> Credential:

@@ -49,7 +49,7 @@ class World:
 
 def _settings(db_url: str, workdir: Path, **extra: Any) -> Any:
     return load_settings(db_url=db_url, db_bridge=False, db_connections=1, meta_cache_seconds=0,
-                         cache_dir=str(workdir / "cache"), production_vos=[VO], pilot_vos=[VO],
+                         production_vos=[VO], pilot_vos=[VO],
                          access_log=False, **extra)
 
 

@@ -106,7 +106,7 @@ def start_server(db_url: str, backend: str, workdir: Path, extra_env: dict[str, 
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     settings = {"db_url": db_url, "host": "127.0.0.1", "port": port, "workers": 2, "threads": 4,
-                "cache_dir": str(workdir / "cache"), "meta_cache_seconds": 0, "log_level": "INFO",
+                "meta_cache_seconds": 0, "log_level": "INFO",
                 "max_body_bytes": MAX_BODY_BYTES, "max_upload_bytes": MAX_UPLOAD_BYTES,
                 "plugins": {"setupper": {GATED_VO: PLUGIN}}, **overrides}
     log_path = workdir / f"server-{port}.log"

@@ -42,7 +42,7 @@ def in_process_app(databases: TestDatabases, backend: str, workdir: Path, **over
     with one online queue; bodies are limited to 4 MiB so limits are cheap to reach."""
     workdir.mkdir(parents=True, exist_ok=True)
     with fresh_database(databases, backend, workdir, prefix="pandasrv_i") as db_url:
-        settings = load_settings(db_url=db_url, db_bridge=False, db_connections=2, cache_dir=str(workdir / "cache"),
+        settings = load_settings(db_url=db_url, db_bridge=False, db_connections=2,
                                  meta_cache_seconds=0, max_body_bytes=MAX_BODY_BYTES, access_log=False, **overrides)
         app = create_app(settings)
         queue = "INPROC_QUEUE"

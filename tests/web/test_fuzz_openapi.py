@@ -8,7 +8,6 @@ documented, unsupported methods answered 405. The INTERNAL_ERROR guard of tests/
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import schemathesis
@@ -51,7 +50,7 @@ def _schema_text() -> dict:
     from pandasrv.config import load_settings
     from pandasrv.web.app import create_app
 
-    app = create_app(load_settings(cache_dir=str(Path("/nonexistent")), access_log=False))
+    app = create_app(load_settings(access_log=False))
     return falcon.testing.TestClient(app).simulate_get("/api/v1/openapi.json").json
 
 
