@@ -160,6 +160,8 @@ class Settings(BaseSettings):
     db_connections: int = Field(default=2, ge=1)
     db_bridge: bool = True
     db_pool_wait: float = Field(default=10.0, gt=0)
+    # the Retry-After (seconds) of a 503 for a retryable database failure or a shed request
+    retry_after_seconds: int = Field(default=10, ge=1, le=3600)
 
     # web
     host: str = "127.0.0.1"

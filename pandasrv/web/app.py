@@ -13,7 +13,7 @@ from typing import Any
 import falcon
 
 from pandasrv.config import Settings, load_settings
-from pandasrv.taskbuffer.errors import DBError, DBTimeout, PoolTimeout
+from pandasrv.taskbuffer.errors import DBError
 from pandasrv.web import harvester_api, job_dispatcher, legacy_user_if, pilot_api, queues, user_if, utils  # noqa: F401  (registers)
 from pandasrv.web.auth import ANONYMOUS, Authenticator, AuthError, check_loopback
 from pandasrv.web.codecs import JSON_TYPE, BadRequest, decode_params, encode_legacy, encode_v1, fail, read_body, to_json
@@ -21,6 +21,7 @@ from pandasrv.web.context import Call, Services
 from pandasrv.web.metrics import MetricsResource, RequestMetrics
 from pandasrv.web.monitor.resource import add_routes as add_monitor_routes
 from pandasrv.web.openapi import openapi_document
+from pandasrv.web.outage import RETRYABLE, OutageLog, reason
 from pandasrv.web.registry import LEGACY, REGISTRY, Method, ParamError, convert
 
 access_log = logging.getLogger("pandasrv.access")
@@ -47,6 +48,7 @@ class ApiResource:
     def __init__(self, services: Services, authenticator: Authenticator) -> None:
         self.services = services
         self.auth = authenticator
+        self.outages = OutageLog()
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, module: str | None = None) -> None:
         self.handle(req, resp, module or LEGACY, name, v1=module is not None)
@@ -56,6 +58,7 @@ class ApiResource:
         started = time.perf_counter()
         legacy = not v1
         identity = ANONYMOUS
+        retry = False
         try:
             method = REGISTRY.find(module, name)
             if method is None or method.legacy == v1:
@@ -72,15 +75,20 @@ class ApiResource:
             status, content_type, body = exc.status, "text/plain", f"ERROR : {exc}".encode()
         except BadRequest as exc:
             status, content_type, body = self._error(legacy, exc.status, str(exc))
-        except (DBTimeout, PoolTimeout) as exc:
-            log.warning("%s/%s: database busy: %s", module, name, exc)
-            status, content_type, body = self._error(legacy, 503, f"database busy, retry later ({exc.__class__.__name__})")
+        except RETRYABLE as exc:
+            self.outages.failed(f"{module}/{name}", exc)
+            retry = True
+            status, content_type, body = self._error(legacy, 503, reason(exc))
         except DBError as exc:
             log.exception("%s (database error) in %s/%s", INTERNAL_ERROR, module, name)
             status, content_type, body = self._error(legacy, 500, f"database error ({exc.__class__.__name__})")
         except Exception as exc:
             log.exception("%s in %s/%s", INTERNAL_ERROR, module, name)
             status, content_type, body = self._error(legacy, 500, f"server error ({exc.__class__.__name__})")
+        if retry:
+            resp.set_header("Retry-After", str(self.services.settings.retry_after_seconds))
+        elif status < 500:
+            self.outages.served()
         if status == 405:
             resp.set_header("Allow", ", ".join(v for v in _allowed(method) if v != "HEAD"))
         resp.status = falcon.code_to_http_status(status)

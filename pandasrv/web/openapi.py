@@ -21,7 +21,7 @@ _ERRORS = {
     "400": "the request cannot be read or a parameter has the wrong type or range",
     "413": "the body is larger than max_body_bytes, before or after decompression or decoding",
     "500": "a server bug (logged; the test suite fails on any)",
-    "503": "the database is busy; retry later",
+    "503": "the database is unavailable or the server is busy; retry after the Retry-After seconds",
 }
 
 

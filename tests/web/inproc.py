@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 import falcon.testing
 
@@ -37,11 +37,15 @@ class InProcess:
 
 
 @contextlib.contextmanager
-def in_process_app(databases: TestDatabases, backend: str, workdir: Path, **overrides: Any) -> Iterator[InProcess]:
+def in_process_app(databases: TestDatabases, backend: str, workdir: Path,
+                   connect_as: Callable[[str], ContextManager[str]] = contextlib.nullcontext,
+                   **overrides: Any) -> Iterator[InProcess]:
     """``create_app`` on a fresh ``backend`` database (auth none: the caller is local and production),
-    with one online queue; bodies are limited to 4 MiB so limits are cheap to reach."""
+    with one online queue; bodies are limited to 4 MiB so limits are cheap to reach. ``connect_as`` turns
+    the fresh database's URL into the one the app uses (another account, driver options)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    with fresh_database(databases, backend, workdir, prefix="pandasrv_i") as db_url:
+    with fresh_database(databases, backend, workdir, prefix="pandasrv_i") as fresh_url, \
+            connect_as(fresh_url) as db_url:
         settings = load_settings(db_url=db_url, db_bridge=False, db_connections=2,
                                  meta_cache_seconds=0, max_body_bytes=MAX_BODY_BYTES, access_log=False, **overrides)
         app = create_app(settings)

@@ -87,6 +87,8 @@ class SQLiteDriver(Driver):
             return errors.ConnectionLost
         if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
             return errors.LockTimeout
+        if isinstance(exc, sqlite3.OperationalError) and "unable to open" in message:
+            return errors.ConnectionLost  # the file is gone or unreadable: the database is unavailable
         return errors.DBError
 
     def next_ids(self, cursor: "WrappedCursor", sequence: str, n: int) -> list[int]:
