@@ -349,6 +349,9 @@ index("ix_pilot_log_time", pilot_log.c.timeStamp)
 index("ix_jobs_archived_monitor_status", jobs_archived.c.jobStatus, jobs_archived.c.PandaID)
 index("ix_jobs_archived_monitor_site", jobs_archived.c.computingSite, jobs_archived.c.PandaID)
 index("ix_jobs_archived_monitor_user", jobs_archived.c.prodUserName, jobs_archived.c.PandaID)
+# The monitor's jobs list sorted by modification time (keyset on modificationTime, PandaID), per stage table.
+for _table in (jobs_defined, jobs_active, jobs_archived):
+    index(f"ix_{_table.name}_mtime_id", _table.c.modificationTime, _table.c.PandaID)
 
 # Harvester: workers per queue and status (statistics, sweeps), a job's workers, the command queue, retention.
 index("ix_harvester_workers_site_status", harvester_workers.c.computingSite, harvester_workers.c.status)

@@ -277,9 +277,15 @@ class TaskBuffer:
                            archived: bool = True) -> list[tuple[Any, ...]]:
         return self._call("monitor_job_counts", list(by), filters, archived)
 
-    def monitor_list_jobs(self, filters: dict[str, str], *, since: Any = None, before_id: int | None = None,
-                          limit: int = 50) -> list[dict[str, Any]]:
-        return self._call("monitor_list_jobs", filters, since=since, before_id=before_id, limit=limit)
+    def monitor_list_jobs(self, filters: dict[str, str], *, since: Any = None, sort: str = "-PandaID",
+                          after: tuple[Any, ...] | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        return self._call("monitor_list_jobs", filters, since=since, sort=sort, after=after, limit=limit)
+
+    def monitor_state_timeline(self, start: Any, bucket: Any, buckets: int) -> list[tuple[int, str, int]]:
+        return self._call("monitor_state_timeline", start, bucket, buckets)
+
+    def monitor_queue_changes(self, start: Any, end: Any) -> list[tuple[str, str, int]]:
+        return self._call("monitor_queue_changes", start, end)
 
     def monitor_recent_errors(self, limit: int = 20) -> list[dict[str, Any]]:
         return self._call("monitor_recent_errors", limit)

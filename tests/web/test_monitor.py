@@ -245,3 +245,144 @@ def test_own_jobs_only(db_url, tb):
     get_json(c, f"/monitor/jobs/{other}", status=404, extras=signed_in)
     get_json(c, "/monitor/jobs", status=403, extras=signed_in, params={"user": "bob"})
     assert get_json(c, "/monitor/", extras=signed_in)["total"] == 1
+
+
+def walk_pages(c: LocalClient, params: dict[str, str]) -> list[dict[str, Any]]:
+    """Every row of a jobs list, following ``next_after`` page by page."""
+    seen: list[dict[str, Any]] = []
+    after = None
+    for _ in range(50):
+        page = get_json(c, "/monitor/jobs", params={**params, **({"after": after} if after else {})})
+        seen += page["jobs"]
+        after = page["next_after"]
+        if after is None:
+            return seen
+    raise AssertionError("the pages did not end")
+
+
+@pytest.mark.parametrize("sort", ["-PandaID", "PandaID", "-modificationTime", "modificationTime"])
+@pytest.mark.parametrize("filters", [{}, {"queue": "Q_A"}, {"state": "activated"}])
+def test_sorted_keyset_pages_cover_the_list_once_in_order(db_url, jobs, sort, filters):
+    """Ties on the time (jobs inserted together share it) are broken by PandaID: no row is lost or repeated."""
+    conn = connect(db_url)
+    conn.begin()
+    for k, panda_id in enumerate(jobs["activated"][:4]):  # a few distinct times, the rest tied
+        conn.cursor().execute("UPDATE jobs_active SET modificationTime = :t WHERE PandaID = :id",
+                              {"t": _dt.datetime(2026, 1, 1 + k % 2, 12), "id": panda_id})
+    conn.commit()
+    conn.close()
+    c = client(db_url)
+    rows = walk_pages(c, {**filters, "sort": sort, "limit": "4"})
+    column = sort.lstrip("-")
+    keys = [(r[column] if column == "PandaID" else _dt.datetime.fromisoformat(r[column]), r["PandaID"]) for r in rows]
+    assert keys == sorted(keys, reverse=sort.startswith("-"))
+    columns = {"state": "jobStatus", "queue": "computingSite"}
+    where = " AND ".join(f"{columns[k]} = :{k}" for k in filters)
+    assert len({r["PandaID"] for r in rows}) == len(rows) == sum(db_counts(db_url, f" WHERE {where}" if where else "",
+                                                                          filters).values())
+
+
+def test_users_page_lists_most_recent_submissions(db_url, jobs):
+    users = get_json(client(db_url), "/monitor/users")["users"]
+    assert {u["name"] for u in users} == {"alice", "bob"}
+    for user in users:
+        own = [r[0] for r in db_rows(db_url, "SELECT PandaID FROM {table} WHERE prodUserName = :u", {"u": user["name"]})]
+        assert [j["PandaID"] for j in user["recent"]] == sorted(own, reverse=True)[:3]
+        assert user["last_submission"] == user["recent"][0]["creationTime"]
+    assert users[0]["recent"][0]["PandaID"] > users[1]["recent"][0]["PandaID"]  # most recently active first
+
+
+def db_rows(db_url: str, sql: str, binds: dict[str, Any], tables: tuple[str, ...] = STAGE_TABLES) -> list[tuple]:
+    """``sql`` (with ``{table}``) run on each of ``tables``, the rows together."""
+    conn = connect(db_url)
+    try:
+        conn.begin()
+        rows: list[tuple] = []
+        for table in tables:
+            cur = conn.cursor()
+            cur.execute(sql.format(table=table), binds)
+            rows += list(cur.fetchall())
+        conn.rollback()
+        return rows
+    finally:
+        conn.close()
+
+
+def test_plots_json_matches_the_status_log(db_url, tb, jobs):
+    """Status changes per hour and per queue equal a direct count over job_status_log in the same window;
+    a change older than the window is not counted."""
+    conn = connect(db_url)
+    conn.begin()
+    three_hours_ago = _dt.datetime.now(_dt.UTC).replace(tzinfo=None) - _dt.timedelta(hours=3)
+    conn.cursor().execute("UPDATE job_status_log SET modificationTime = :t WHERE PandaID = :id",
+                          {"t": three_hours_ago, "id": jobs["running"][0]})
+    conn.cursor().execute("UPDATE job_status_log SET modificationTime = :t WHERE PandaID = :id",
+                          {"t": _dt.datetime(2020, 1, 1), "id": jobs["running"][1]})
+    conn.commit()
+    conn.close()
+    c = client(db_url)
+    data = get_json(c, "/monitor/plots")
+    assert data["hours"] == 24 and len(data["timeline"]) == 24
+    start, end = _dt.datetime.fromisoformat(data["start"]), _dt.datetime.fromisoformat(data["end"])
+    log = db_rows(db_url, "SELECT modificationTime, jobStatus, computingSite FROM {table}"
+                  " WHERE modificationTime >= :s AND modificationTime < :e", {"s": start, "e": end}, ("job_status_log",))
+    expected_hours: list[dict[str, int]] = [{} for _ in range(24)]
+    expected_queues: dict[str, dict[str, int]] = {}
+    for when, state, site in log:
+        index = int((when - start).total_seconds() // 3600)
+        expected_hours[index][state] = expected_hours[index].get(state, 0) + 1
+        expected_queues.setdefault(site, {})[state] = expected_queues.get(site, {}).get(state, 0) + 1
+    assert [bucket["counts"] for bucket in data["timeline"]] == expected_hours
+    assert data["by_queue"] == expected_queues
+    assert sum(sum(b["counts"].values()) for b in data["timeline"]) == 19  # 20 jobs, one moved out of the window
+    assert sum(expected_hours[-4].values()) + sum(expected_hours[-5].values()) >= 1  # the one moved 3 h back
+    page = c.simulate_get("/monitor/plots")
+    assert page.status_code == 200
+    assert page.text.count('<rect class="bar state-') >= len(data["states"]) + sum(len(b["counts"]) for b in data["timeline"])
+    assert 'id="plot-timeline"' in page.text and 'id="plot-queues"' in page.text
+    assert len(get_json(c, "/monitor/plots", params={"hours": "6"})["timeline"]) == 6
+
+
+PAGES = {  # page path -> its parameters and a valid value of each
+    "/monitor/": {}, "/monitor/queues": {}, "/monitor/users": {}, "/monitor/daemon": {},
+    "/monitor/plots": {"hours": "24"}, "/monitor/jobs/1": {},
+    "/monitor/jobs": {"state": "running", "queue": "Q_A", "user": "alice", "label": "user", "hours": "2",
+                      "before": "5", "sort": "-PandaID", "limit": "10"},
+}
+NUMERIC = {"hours", "before", "limit"}
+BAD_ANYWHERE = ["\x00", "a\x00b", "x" * 300, "\u202e\x07bell", "\t"]
+BAD_NUMBERS = ["", "abc", "-1", "0", "1.5", "1e9", "9" * 30, "0x10", "NaN", "١٢", "' OR 1=1 --"]
+BAD_CHOICES = {"state": ["flying", "RUNNING", "' OR 1=1 --", "running;"], "sort": ["jobName", "-", "PandaID DESC", "--PandaID"]}
+
+
+def bad_cases() -> Iterator[tuple[str, dict[str, str]]]:
+    """For every page: an unknown parameter, and each of its parameters with every bad value of its kind
+    (the other parameters valid)."""
+    for path, valid in PAGES.items():
+        yield path, {"colour": "red"}
+        yield path, {"format": "xml"}
+        for name in valid:
+            values = BAD_ANYWHERE + BAD_NUMBERS[1:] if name in NUMERIC else BAD_ANYWHERE + BAD_CHOICES.get(name, [])
+            for value in values:
+                yield path, {**valid, name: value}
+    yield "/monitor/jobs", {"sort": "-modificationTime", "after": "123"}
+    yield "/monitor/jobs", {"sort": "PandaID", "after": "2026-01-01T00:00:00_5"}
+    yield "/monitor/jobs", {"sort": "-modificationTime", "after": "yesterday_5"}
+    yield "/monitor/jobs", {"sort": "PandaID", "before": "5"}
+    yield "/monitor/jobs", {"after": "5", "before": "5"}
+
+
+def test_every_bad_value_of_every_page_gets_a_clear_400(db_url, jobs):
+    """Generated: no bad value reaches the database or gives a 500; the message names the parameter."""
+    c = client(db_url)
+    cases = list(bad_cases())
+    assert len(cases) > 100
+    for path, params in cases:
+        reply = c.simulate_get(path, params={**params, "format": "json"} if "format" not in params else params)
+        assert reply.status_code == 400, (path, params, reply.status_code, reply.text[:300])
+        body = reply.json if reply.headers["content-type"].startswith("application/json") else None
+        text = body["error"] if body else reply.text
+        assert any(name in text for name in params), (path, params, text)
+        if "format" not in params:
+            html = c.simulate_get(path, params=params)
+            assert html.status_code == 400 and 'class="message"' in html.text, (path, params)

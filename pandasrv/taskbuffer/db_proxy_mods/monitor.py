@@ -1,9 +1,13 @@
 """Read-only queries of the monitor pages and ``pandasrv jobs``: counts, keyset-paged job lists, a job's
 status history, leases and per-queue pilot contact.
 
-Job lists are pages of PandaIDs in descending order ("newest first"): each page starts strictly below the
-last PandaID of the previous one, so a page deep into a million archived jobs costs the same as the first
-(an index range scan of ``limit`` rows per table, with the ``ix_jobs_*_monitor_*`` indexes when filtered).
+Job lists are keyset pages in one of the ``SORTS`` orders (default newest PandaID first): each page starts
+strictly after the sort key of the previous page's last row, so a page deep into a million archived jobs
+costs the same as the first (an index range scan of ``limit`` rows per table, with the
+``ix_jobs_*_monitor_*`` and ``ix_jobs_*_mtime_id`` indexes).
+
+The plots read ``job_status_log`` (one row per status change) over a time window, grouped in SQL, on its
+``modificationTime`` index.
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 FILTER_COLUMNS: dict[str, str] = {
     "state": "jobStatus", "queue": "computingSite", "user": "prodUserName", "label": "prodSourceLabel",
 }
+# Sort name -> (column, descending). Ties on the column are broken by PandaID in the same direction.
+SORTS: dict[str, tuple[str, bool]] = {
+    "-PandaID": ("PandaID", True), "PandaID": ("PandaID", False),
+    "-modificationTime": ("modificationTime", True), "modificationTime": ("modificationTime", False),
+}
 GROUP_COLUMNS = frozenset({"jobStatus", "computingSite", "prodUserName", "prodSourceLabel"})
 _ERROR_COLUMNS = ("pilotErrorCode", "pilotErrorDiag", "exeErrorCode", "exeErrorDiag", "ddmErrorCode", "ddmErrorDiag",
                   "supErrorCode", "supErrorDiag", "taskBufferErrorCode", "taskBufferErrorDiag",
@@ -36,6 +45,12 @@ def _tables_for(state: str | None) -> tuple[str, ...]:
         return job_states.STAGE_TABLES
     table = job_states.TABLE_OF.get(state)
     return (table,) if table else ()
+
+
+def sort_key(job: dict[str, Any], sort: str) -> tuple[Any, ...]:
+    """The keyset key of a job row under ``sort``: what the next page's ``after`` is."""
+    column, _ = SORTS[sort]
+    return (job["PandaID"],) if column == "PandaID" else (job[column], job["PandaID"])
 
 
 class MonitorMixin(BaseProxy):
@@ -59,15 +74,52 @@ class MonitorMixin(BaseProxy):
 
     @transaction(readonly=True)
     def monitor_list_jobs(self, filters: dict[str, str], *, since: _dt.datetime | None = None,
-                          before_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """Up to ``limit`` job summaries matching ``filters``, newest PandaID first, all below ``before_id``."""
-        where, binds = self._filter_sql(filters, since=since, before_id=before_id)
+                          sort: str = "-PandaID", after: tuple[Any, ...] | None = None,
+                          limit: int = 50) -> list[dict[str, Any]]:
+        """Up to ``limit`` job summaries matching ``filters`` in ``sort`` order, all strictly after the key
+        ``after`` (``(PandaID,)``, or ``(modificationTime, PandaID)`` for a time sort: see ``sort_key``)."""
+        column, descending = SORTS[sort]
+        where, binds = self._filter_sql(filters, since=since)
+        if after is not None:
+            op = "<" if descending else ">"
+            if column == "PandaID":
+                keyset = f"PandaID {op} :k_id"
+                binds["k_id"] = after[0]
+            else:
+                keyset = f"({column} {op} :k_v OR ({column} = :k_v AND PandaID {op} :k_id))"
+                binds.update(k_v=after[0], k_id=after[1])
+            where = f"{where} AND {keyset}" if where else f" WHERE {keyset}"
+        direction = "DESC" if descending else "ASC"
+        order = "PandaID" if column == "PandaID" else f"{column} {direction}, PandaID"
         columns = ",".join(SUMMARY_COLUMNS)
-        rows: list[tuple] = []
+        jobs: list[dict[str, Any]] = []
         for table in _tables_for(filters.get("state")):
-            rows += self._fetchall(f"SELECT {columns} FROM {table}{where} ORDER BY PandaID DESC LIMIT {int(limit)}", binds)
-        rows.sort(key=lambda row: row[0], reverse=True)
-        return [dict(zip(SUMMARY_COLUMNS, row)) for row in rows[:limit]]
+            sql = f"SELECT {columns} FROM {table}{where} ORDER BY {order} {direction} LIMIT {int(limit)}"
+            jobs += [dict(zip(SUMMARY_COLUMNS, row)) for row in self._fetchall(sql, binds)]
+        jobs.sort(key=lambda job: sort_key(job, sort), reverse=descending)
+        return jobs[:limit]
+
+    @transaction(readonly=True)
+    def monitor_state_timeline(self, start: _dt.datetime, bucket: _dt.timedelta,
+                               buckets: int) -> list[tuple[int, str, int]]:
+        """Status changes per time bucket and new state from ``start`` on: ``(bucket index, state, n)``.
+
+        The bucket is a CASE over bound edges, so the grouping is done by the database on every backend
+        without dialect date functions."""
+        edges = {f"e{i}": start + bucket * i for i in range(1, buckets)}
+        cases = " ".join(f"WHEN modificationTime < :e{i} THEN {i - 1}" for i in range(1, buckets))
+        expression = f"CASE {cases} ELSE {buckets - 1} END" if cases else "0"
+        sql = (f"SELECT b, jobStatus, COUNT(*) FROM (SELECT {expression} AS b, jobStatus FROM job_status_log"
+               " WHERE modificationTime >= :start AND modificationTime < :end) t GROUP BY b, jobStatus ORDER BY b, jobStatus")
+        rows = self._fetchall(sql, {"start": start, "end": start + bucket * buckets, **edges})
+        return [(int(b), state, int(n)) for b, state, n in rows]
+
+    @transaction(readonly=True)
+    def monitor_queue_changes(self, start: _dt.datetime, end: _dt.datetime) -> list[tuple[str, str, int]]:
+        """Status changes per queue and new state in ``[start, end)``: ``(queue, state, n)``."""
+        sql = ("SELECT computingSite, jobStatus, COUNT(*) FROM job_status_log WHERE modificationTime >= :start"
+               " AND modificationTime < :end GROUP BY computingSite, jobStatus ORDER BY computingSite, jobStatus")
+        return [(str(site), state, int(n)) for site, state, n in self._fetchall(sql, {"start": start, "end": end})]
 
     @transaction(readonly=True)
     def monitor_recent_errors(self, limit: int = 20) -> list[dict[str, Any]]:
@@ -100,8 +152,8 @@ class MonitorMixin(BaseProxy):
         return {row[0]: dict(zip(columns, row)) for row in
                 self._fetchall(f"SELECT {','.join(columns)} FROM site_data ORDER BY site")}
 
-    def _filter_sql(self, filters: dict[str, str], *, since: _dt.datetime | None = None,
-                    before_id: int | None = None) -> tuple[str, dict[str, Any]]:
+    def _filter_sql(self, filters: dict[str, str], *,
+                    since: _dt.datetime | None = None) -> tuple[str, dict[str, Any]]:
         unknown = set(filters) - set(FILTER_COLUMNS)
         if unknown:
             raise ValueError(f"unknown job filter {', '.join(sorted(unknown))}")
@@ -110,7 +162,4 @@ class MonitorMixin(BaseProxy):
         if since is not None:
             clauses.append("modificationTime >= :since")
             binds["since"] = since
-        if before_id is not None:
-            clauses.append("PandaID < :before_id")
-            binds["before_id"] = before_id
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), binds

@@ -7,17 +7,29 @@ are keyset pages and are always read fresh.
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from pandasrv.daemon.schedule import LEASE_PREFIX
-from pandasrv.taskbuffer.db_proxy_mods.monitor import FILTER_COLUMNS
+from pandasrv.taskbuffer.db_proxy_mods.monitor import FILTER_COLUMNS, SORTS, sort_key
 from pandasrv.taskbuffer.job_states import ALL_STATES, FINAL_STATES
 from pandasrv.web.context import Services, _TimedCache
 
 ERROR_FIELDS = ("pilotError", "exeError", "ddmError", "supError", "taskBufferError", "jobDispatcherError",
                 "brokerageError")
 MAX_HOURS = 24 * 366
+MAX_PLOT_HOURS = 24 * 7
+MAX_FILTER_LENGTH = 256
+DEFAULT_SORT = "-PandaID"
+# The query parameters each page takes besides ``format``; anything else is a clear 400.
+PAGE_PARAMS: dict[str, frozenset[str]] = {
+    "overview": frozenset(), "job": frozenset(), "queues": frozenset(), "users": frozenset(),
+    "daemon": frozenset(), "plots": frozenset({"hours"}),
+    "jobs": frozenset({*FILTER_COLUMNS, "hours", "before", "after", "sort", "limit"}),
+}
+RECENT_PER_USER = 3
+WHOLE_NUMBER = re.compile(r"-?[0-9]{1,19}")  # ASCII digits only: int() would also take "1_000" or Arabic digits
 
 
 class PageError(Exception):
@@ -70,19 +82,24 @@ class MonitorData:
                 "live_jobs_by_queue": by_site, "jobs_by_label": by_label, "recent_errors": errors}
 
     def jobs(self, query: dict[str, str], viewer: Viewer) -> dict[str, Any]:
-        filters, since, hours, before, limit = parse_job_query(query, self.settings.page_size)
+        q = parse_job_query(query, self.settings.page_size)
+        filters = q.filters
         if viewer.only_user:
             if filters.get("user", viewer.only_user) != viewer.only_user:
                 raise PageError(403, "you may only see your own jobs")
             filters["user"] = viewer.only_user
-        rows = self.tb.monitor_list_jobs(filters, since=since, before_id=before, limit=limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
+        rows = self.tb.monitor_list_jobs(filters, since=q.since, sort=q.sort, after=q.after, limit=q.limit + 1)
+        more = len(rows) > q.limit
+        rows = rows[:q.limit]
         others = {k: v for k, v in filters.items() if k != "state"}
-        by_state = {} if since else {state: n for state, n in self.counts(("jobStatus",), others)}
-        return {"page": "jobs", "filters": filters, "hours": hours, "before": before, "limit": limit,
+        by_state = {} if q.since else {state: n for state, n in self.counts(("jobStatus",), others)}
+        last = rows[-1] if more and rows else None
+        return {"page": "jobs", "filters": filters, "hours": q.hours, "sort": q.sort, "sorts": list(SORTS),
+                "before": q.after[0] if q.after and q.sort == DEFAULT_SORT else None,
+                "after": format_key(q.after) if q.after else None, "limit": q.limit,
                 "jobs_by_state": by_state, "jobs": rows,
-                "next_before": rows[-1]["PandaID"] if more and rows else None}
+                "next_after": format_key(sort_key(last, q.sort)) if last else None,
+                "next_before": last["PandaID"] if last and q.sort == DEFAULT_SORT else None}
 
     def job(self, panda_id: int, viewer: Viewer) -> dict[str, Any]:
         (job,) = self.tb.peek_jobs([panda_id])
@@ -114,10 +131,35 @@ class MonitorData:
         return {"page": "queues", "queues": queues}
 
     def users(self, viewer: Viewer) -> dict[str, Any]:
+        """Per user: jobs per state and the most recent submissions (newest PandaIDs), most recently active first."""
         scope = {"user": viewer.only_user} if viewer.only_user else {}
-        users = _nested(self.counts(("prodUserName", "jobStatus"), scope))
-        return {"page": "users", "users": [{"name": name, "jobs_by_state": states, "total": sum(states.values())}
-                                           for name, states in users.items()]}
+        users = []
+        for name, states in _nested(self.counts(("prodUserName", "jobStatus"), scope)).items():
+            recent = self.tb.monitor_list_jobs({"user": name}, limit=RECENT_PER_USER)
+            users.append({"name": name, "jobs_by_state": states, "total": sum(states.values()), "recent": recent,
+                          "last_submission": recent[0]["creationTime"] if recent else None})
+        users.sort(key=lambda u: -(u["recent"][0]["PandaID"] if u["recent"] else 0))
+        return {"page": "users", "users": users}
+
+    def plots(self, query: dict[str, str], viewer: Viewer) -> dict[str, Any]:
+        """Status changes per hour and new state over the last ``hours`` (from job_status_log), and per queue.
+
+        The window ends at the end of the current hour, so the last bar is the hour in progress."""
+        if viewer.only_user:
+            raise PageError(403, "the plots count every user's jobs; they are not shown with monitor.own_jobs_only")
+        hours = _int(query, "hours", 1, MAX_PLOT_HOURS) or 24
+        now = _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+        end = now.replace(minute=0, second=0, microsecond=0) + _dt.timedelta(hours=1)
+        start = end - _dt.timedelta(hours=hours)
+        timeline = [{"start": start + _dt.timedelta(hours=i), "counts": {}} for i in range(hours)]
+        for index, state, n in self.tb.monitor_state_timeline(start, _dt.timedelta(hours=1), hours):
+            timeline[index]["counts"][state] = n
+        by_queue = _nested(self.tb.monitor_queue_changes(start, end))
+        present = {state for bucket in timeline for state in bucket["counts"]}
+        present |= {state for states in by_queue.values() for state in states}
+        return {"page": "plots", "hours": hours, "start": start, "end": end, "bucket_seconds": 3600,
+                "states": [state for state in STATE_ORDER if state in present], "timeline": timeline,
+                "by_queue": by_queue}
 
     def daemon(self, viewer: Viewer) -> dict[str, Any]:
         leases = {lease["component"]: lease for lease in self.tb.monitor_leases()}
@@ -155,31 +197,88 @@ def job_errors(job: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def parse_job_query(query: dict[str, str], page_size: int) -> tuple[dict[str, str], _dt.datetime | None, int | None,
-                                                                     int | None, int]:
-    """(filters, since, hours, before, limit) from a jobs page's query string; PageError(400) on a bad value."""
-    known = set(FILTER_COLUMNS) | {"hours", "before", "limit", "format"}
-    unknown = sorted(set(query) - known)
+@dataclass(frozen=True)
+class JobQuery:
+    """A jobs page's parsed query: equality filters, time window, sort, keyset position and page size."""
+
+    filters: dict[str, str]
+    since: _dt.datetime | None
+    hours: int | None
+    sort: str
+    after: tuple[Any, ...] | None
+    limit: int
+
+
+def check_params(page: str, query: dict[str, str]) -> None:
+    """PageError(400) naming the unknown parameters of ``page``, or a value that is not plain text."""
+    known = PAGE_PARAMS[page]
+    unknown = sorted(set(query) - known - {"format"})
     if unknown:
-        raise PageError(400, f"unknown filter {', '.join(unknown)} (known: {', '.join(sorted(known - {'format'}))})")
+        listed = ", ".join(sorted(known)) or "none but format"
+        raise PageError(400, f"unknown filter {', '.join(unknown)} (known: {listed})")
+    for name, value in query.items():
+        if len(value) > MAX_FILTER_LENGTH:
+            raise PageError(400, f"{name} is longer than {MAX_FILTER_LENGTH} characters")
+        if not value.isprintable():
+            raise PageError(400, f"{name} must be printable text without control characters")
+
+
+def parse_job_query(query: dict[str, str], page_size: int) -> JobQuery:
+    """A jobs page's query string (whose names ``check_params`` has passed); PageError(400) on a bad value."""
     filters = {name: query[name] for name in FILTER_COLUMNS if query.get(name)}
     if "state" in filters and filters["state"] not in ALL_STATES:
         raise PageError(400, f"unknown job state {filters['state']!r}")
+    sort = query.get("sort") or DEFAULT_SORT
+    if sort not in SORTS:
+        raise PageError(400, f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
     hours = _int(query, "hours", 1, MAX_HOURS)
     before = _int(query, "before", 1, 2**62)
+    after = parse_key(query["after"], sort) if query.get("after") else None
+    if before is not None:
+        if sort != DEFAULT_SORT or after is not None:
+            raise PageError(400, f"before goes only with the default sort {DEFAULT_SORT} and without after")
+        after = (before,)
     limit = _int(query, "limit", 1, 1000) or page_size
     since = _dt.datetime.now(_dt.UTC).replace(tzinfo=None) - _dt.timedelta(hours=hours) if hours else None
-    return filters, since, hours, before, limit
+    return JobQuery(filters, since, hours, sort, after, limit)
+
+
+def format_key(key: tuple[Any, ...]) -> str:
+    """A keyset key as the ``after`` parameter: ``PandaID``, or ``<ISO time>_<PandaID>`` for a time sort."""
+    return "_".join(value.isoformat() if isinstance(value, _dt.datetime) else str(value) for value in key)
+
+
+def parse_key(text: str, sort: str) -> tuple[Any, ...]:
+    """The inverse of ``format_key`` for ``sort``; PageError(400) when ``text`` is not such a key."""
+    column, _ = SORTS[sort]
+    parts = text.split("_")
+    try:
+        if column == "PandaID" and len(parts) == 1:
+            return (_bounded_id(parts[0]),)
+        if column != "PandaID" and len(parts) == 2:
+            return (_dt.datetime.fromisoformat(parts[0]).replace(tzinfo=None), _bounded_id(parts[1]))
+    except ValueError:
+        pass
+    shape = "a PandaID" if column == "PandaID" else "<ISO time>_<PandaID>"
+    raise PageError(400, f"after must be {shape} for sort {sort}, not {text!r}")
+
+
+def _bounded_id(text: str) -> int:
+    if not WHOLE_NUMBER.fullmatch(text):
+        raise ValueError(text)
+    value = int(text)
+    if not 1 <= value <= 2**62:
+        raise ValueError(text)
+    return value
 
 
 def _int(query: dict[str, str], name: str, low: int, high: int) -> int | None:
     text = query.get(name)
     if not text:
         return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise PageError(400, f"{name} must be a whole number, not {text!r}") from None
+    if not WHOLE_NUMBER.fullmatch(text):
+        raise PageError(400, f"{name} must be a whole number, not {text!r}")
+    value = int(text)
     if not low <= value <= high:
         raise PageError(400, f"{name} must be between {low} and {high}")
     return value

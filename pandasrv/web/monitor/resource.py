@@ -17,12 +17,13 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from pandasrv.taskbuffer.errors import DBError, DBTimeout, PoolTimeout
 from pandasrv.web.auth import Authenticator, AuthError, has_production_role
 from pandasrv.web.context import Services
-from pandasrv.web.monitor.pages import STATE_ORDER, MonitorData, PageError, Viewer
+from pandasrv.web.monitor.pages import STATE_ORDER, MonitorData, PageError, Viewer, check_params
+from pandasrv.web.monitor.plots import queue_chart, timeline_chart
 
 log = logging.getLogger("pandasrv.web.monitor")
 
 NAV = (("overview", "/monitor/"), ("jobs", "/monitor/jobs"), ("queues", "/monitor/queues"),
-       ("users", "/monitor/users"), ("daemon", "/monitor/daemon"))
+       ("users", "/monitor/users"), ("plots", "/monitor/plots"), ("daemon", "/monitor/daemon"))
 # No inline scripts or styles are used: the policy lets a hostile job field do nothing even if escaping failed.
 CSP = "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
@@ -42,7 +43,8 @@ def build_environment() -> Environment:
                       autoescape=select_autoescape(["html"]), undefined=StrictUndefined, trim_blocks=True,
                       lstrip_blocks=True)
     env.filters["when"] = _when
-    env.globals.update(nav=NAV, state_order=STATE_ORDER)
+    env.globals.update(nav=NAV, state_order=STATE_ORDER, timeline_chart=timeline_chart,
+                       queue_chart=queue_chart)
     return env
 
 
@@ -60,8 +62,7 @@ class MonitorPages:
         self._serve(req, resp, "overview", lambda viewer: self.data.overview(viewer))
 
     def on_get_jobs(self, req: falcon.Request, resp: falcon.Response) -> None:
-        query = {k: v if isinstance(v, str) else v[-1] for k, v in req.params.items()}
-        self._serve(req, resp, "jobs", lambda viewer: self.data.jobs(query, viewer))
+        self._serve(req, resp, "jobs", lambda viewer: self.data.jobs(_query(req), viewer))
 
     def on_get_job(self, req: falcon.Request, resp: falcon.Response, panda_id: str) -> None:
         def build(viewer: Viewer) -> dict[str, Any]:
@@ -77,6 +78,9 @@ class MonitorPages:
     def on_get_users(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._serve(req, resp, "users", lambda viewer: self.data.users(viewer))
 
+    def on_get_plots(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._serve(req, resp, "plots", lambda viewer: self.data.plots(_query(req), viewer))
+
     def on_get_daemon(self, req: falcon.Request, resp: falcon.Response) -> None:
         self._serve(req, resp, "daemon", lambda viewer: self.data.daemon(viewer))
 
@@ -88,6 +92,7 @@ class MonitorPages:
         try:
             if fmt not in ("html", "json"):
                 raise PageError(400, f"format must be html or json, not {fmt!r}")
+            check_params(page, _query(req))
             data = build(self._viewer(req))
             status = 200
         except PageError as exc:
@@ -129,6 +134,11 @@ class MonitorPages:
         return Viewer()
 
 
+def _query(req: falcon.Request) -> dict[str, str]:
+    """The query string with one value per name (the last one given)."""
+    return {k: v if isinstance(v, str) else v[-1] for k, v in req.params.items()}
+
+
 class StaticFile:
     """The monitor's one style sheet, shipped in the package."""
 
@@ -156,5 +166,6 @@ def add_routes(app: falcon.App, services: Services, authenticator: Authenticator
     app.add_route("/monitor/jobs/{panda_id}", pages, suffix="job")
     app.add_route("/monitor/queues", pages, suffix="queues")
     app.add_route("/monitor/users", pages, suffix="users")
+    app.add_route("/monitor/plots", pages, suffix="plots")
     app.add_route("/monitor/daemon", pages, suffix="daemon")
     app.add_route("/monitor/static/monitor.css", StaticFile())
