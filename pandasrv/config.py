@@ -195,6 +195,11 @@ class Settings(BaseSettings):
     token_groups_claim: str = "groups"
     # clock skew allowed when checking exp, nbf and iat (seconds)
     token_leeway_seconds: float = Field(default=30.0, ge=0, le=600)
+    # VOMS: a vomsdir (``<vo>/<host>.lsc`` files and/or VOMS server certificates, as /etc/grid-security/vomsdir)
+    # against which the attribute certificates in client proxies are verified. Empty: proxies give no FQANs.
+    voms_dir: str = ""
+    # the CA directory that the VOMS server certificates named by .lsc files must chain to (empty: apache.ca_dir)
+    voms_ca_dir: str = ""
     # x509 behind a reverse proxy: trust X-SSL-Client-S-DN / X-GRST-Cred-* request headers (the proxy must
     # set them and strip client copies). Off by default: a client could otherwise claim any DN.
     trust_proxy_headers: bool = False

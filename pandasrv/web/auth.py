@@ -27,6 +27,7 @@ from urllib.parse import quote, urlsplit
 import jwt
 
 from pandasrv.config import ConfigError, Settings
+from pandasrv.web.voms import VomsVerifier
 
 Source = Literal["anonymous", "local", "x509", "token"]
 OWNER_WIDTH = 60  # prodUserName's column width
@@ -158,7 +159,8 @@ def fqans_from_env(env: Mapping[str, Any]) -> tuple[str, ...]:
     """The caller's verified FQANs: mod_gridsite's ``GRST_CRED_*`` / ``GRST_CONN_*`` variables, plus those an
     in-process VOMS verifier put under ``pandasrv.voms_fqans`` (a dotted WSGI key no HTTP header can set).
 
-    This is the one place FQANs enter; an attribute-certificate parser hands its result in through the key."""
+    This is the one place FQANs enter; ``web.voms`` (the attribute certificates of the exported chain) hands
+    its result in through the key."""
     fqans: list[str] = []
     for key in sorted(k for k in env if isinstance(k, str) and k.startswith(("GRST_CRED_", "GRST_CONN_"))):
         value = str(env[key])
@@ -273,6 +275,8 @@ class Authenticator:
         self.tokens = TokenVerifier(settings) if settings.auth == "token" else None
         local_vo = parse_fqan(settings.local_fqans[0])[0] if settings.local_fqans else None
         self._local = Identity(dn=settings.local_dn, fqans=tuple(settings.local_fqans), vo=local_vo, source="local")
+        self.voms = (VomsVerifier.from_paths(settings.voms_dir, settings.voms_ca_dir or settings.apache.ca_dir)
+                     if settings.voms_dir and settings.auth != "none" else None)
         self._cache: dict[tuple[str, str | None], tuple[float, Identity]] = {}
         self._lock = threading.Lock()
 
@@ -291,7 +295,8 @@ class Authenticator:
         dn = variables.get("SSL_CLIENT_S_DN")
         if not dn:
             return ANONYMOUS
-        fqans = fqans_from_env({**variables, VOMS_ENVIRON_KEY: environ.get(VOMS_ENVIRON_KEY)})
+        verified = [*(environ.get(VOMS_ENVIRON_KEY) or ()), *(self.voms.fqans(environ) if self.voms else ())]
+        fqans = fqans_from_env({**variables, VOMS_ENVIRON_KEY: verified})
         vo = parse_fqan(fqans[0])[0].split("/")[0] if fqans else None
         return Identity(dn=dn, fqans=fqans, vo=vo, source="x509")
 
