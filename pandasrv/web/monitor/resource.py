@@ -139,16 +139,21 @@ def _query(req: falcon.Request) -> dict[str, str]:
     return {k: v if isinstance(v, str) else v[-1] for k, v in req.params.items()}
 
 
-class StaticFile:
-    """The monitor's one style sheet, shipped in the package."""
+STATIC_TYPES = {"monitor.css": "text/css", "favicon.svg": "image/svg+xml"}
 
-    def __init__(self) -> None:
+
+class StaticFile:
+    """The monitor's style sheet and icon, shipped in the package (the icon spares browsers a 404 on
+    /favicon.ico, which they report as a console error)."""
+
+    def __init__(self, name: str) -> None:
         from importlib.resources import files
 
-        self.body = files("pandasrv.web.monitor").joinpath("static/monitor.css").read_bytes()
+        self.content_type = STATIC_TYPES[name]
+        self.body = files("pandasrv.web.monitor").joinpath(f"static/{name}").read_bytes()
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.content_type = "text/css"
+        resp.content_type = self.content_type
         resp.set_header("Cache-Control", "max-age=3600")
         resp.data = self.body
 
@@ -168,4 +173,6 @@ def add_routes(app: falcon.App, services: Services, authenticator: Authenticator
     app.add_route("/monitor/users", pages, suffix="users")
     app.add_route("/monitor/plots", pages, suffix="plots")
     app.add_route("/monitor/daemon", pages, suffix="daemon")
-    app.add_route("/monitor/static/monitor.css", StaticFile())
+    for name in STATIC_TYPES:
+        app.add_route(f"/monitor/static/{name}", StaticFile(name))
+    app.add_route("/favicon.ico", StaticFile("favicon.svg"))  # what a browser asks for on a JSON page
