@@ -97,6 +97,20 @@ def cells(driver: Any, column: int) -> list[str]:
     return [row.find_elements(By.TAG_NAME, "td")[column].text for row in driver.find_elements(By.CSS_SELECTOR, "#jobs tr.job")]
 
 
+def navigate(driver: Any, element: Any) -> None:
+    """Click a link or submit button and wait for the next page: a WebDriver click returns once the
+    event is dispatched, not once the browser has loaded what it leads to."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old_page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    wait = WebDriverWait(driver, 20)
+    wait.until(expected_conditions.staleness_of(old_page))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def test_walk_through_the_monitor(monitored: RunningServer, browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -117,7 +131,7 @@ def test_walk_through_the_monitor(monitored: RunningServer, browser: Any) -> Non
     # a job's detail from the list
     failed = next(row for row in d.find_elements(By.CSS_SELECTOR, "#jobs tr.job") if "failed" in row.text)
     panda_id = int(failed.find_element(By.CSS_SELECTOR, "a.job-link").text)
-    failed.find_element(By.CSS_SELECTOR, "a.job-link").click()
+    navigate(d, failed.find_element(By.CSS_SELECTOR, "a.job-link"))
     assert d.find_element(By.ID, "job-state").text == "failed"
     assert "pilotError 1305" in d.find_element(By.ID, "errors").text
     log_link = d.find_element(By.CSS_SELECTOR, "#logs a")
@@ -132,12 +146,12 @@ def test_walk_through_the_monitor(monitored: RunningServer, browser: Any) -> Non
     limit = d.find_element(By.ID, "f-limit")
     limit.clear()
     limit.send_keys("3")
-    d.find_element(By.ID, "f-apply").click()
+    navigate(d, d.find_element(By.ID, "f-apply"))
     pages = [listed_ids(d)]
     assert set(cells(d, 2)) == {"activated"} and set(cells(d, 3)) == {QUEUE}
     visited("jobs-filtered")
     while d.find_elements(By.ID, "next-page"):
-        d.find_element(By.ID, "next-page").click()
+        navigate(d, d.find_element(By.ID, "next-page"))
         assert set(cells(d, 2)) <= {"activated"} and set(cells(d, 3)) <= {QUEUE}
         pages.append(listed_ids(d))
     seen = [i for page in pages for i in page]
@@ -147,23 +161,23 @@ def test_walk_through_the_monitor(monitored: RunningServer, browser: Any) -> Non
     errors["jobs-pages"] = console_errors(d)
 
     # the queue, from a job row's queue link, then the queues page
-    d.find_element(By.ID, "first-page").click()
-    d.find_element(By.CSS_SELECTOR, "#jobs tr.job td:nth-child(4) a").click()
+    navigate(d, d.find_element(By.ID, "first-page"))
+    navigate(d, d.find_element(By.CSS_SELECTOR, "#jobs tr.job td:nth-child(4) a"))
     assert set(cells(d, 3)) == {QUEUE} and len(listed_ids(d)) == 12
-    d.find_element(By.ID, "nav-queues").click()
+    navigate(d, d.find_element(By.ID, "nav-queues"))
     row = next(r for r in d.find_elements(By.CSS_SELECTOR, "tr") if r.text.startswith(QUEUE))
     assert "online" in row.text
     visited("queues")
 
     # plots: one bar segment per state that changed in the last 24 h
-    d.find_element(By.ID, "nav-plots").click()
+    navigate(d, d.find_element(By.ID, "nav-plots"))
     states = {r.get_attribute("class").split()[-1] for r in d.find_elements(By.CSS_SELECTOR, "#plot-timeline rect.bar")}
     assert states == {"state-activated", "state-running", "state-finished", "state-failed"}
     assert len(d.find_elements(By.CSS_SELECTOR, "#plot-queues g.bar-group")) == 2
     visited("plots")
 
     # the daemon page
-    d.find_element(By.ID, "nav-daemon").click()
+    navigate(d, d.find_element(By.ID, "nav-daemon"))
     assert "add_main" in d.page_source and "ok" in d.find_element(By.TAG_NAME, "main").text
     visited("daemon")
 
