@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -18,6 +19,21 @@ from tests.conftest import fresh_database
 from tests.web.conftest import free_port, wait_until_up
 
 REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "tests-artifacts"
+# figures measured by the deploy tests (``record_figures``), printed at the end of the session
+FIGURES: dict[str, dict[str, Any]] = {}
+
+
+def record_figures(name: str, figures: dict[str, Any]) -> None:
+    """Keep a test's measured figures: printed in the session's summary, written to ``tests-artifacts/<name>.json``."""
+    FIGURES.setdefault(name, {}).update(figures)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / f"{name}.json").write_text(json.dumps(FIGURES[name], indent=1) + "\n")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for name, figures in FIGURES.items():
+        terminalreporter.write_line(f"{name}: " + ", ".join(f"{key} {value}" for key, value in figures.items()))
 
 
 def require(binary: str, package: str) -> None:
