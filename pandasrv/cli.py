@@ -395,6 +395,39 @@ def resource_type_remove(ctx: click.Context, name: str, db_url: str | None) -> N
     click.echo(f"resource type {name} removed")
 
 
+def identity_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The credential options of the client commands, panda-client's environment variables as defaults."""
+    options = [
+        click.option("--proxy", help="Grid proxy (certificate and key in one PEM) for https "
+                                     "[X509_USER_PROXY, else /tmp/x509up_u<uid>]."),
+        click.option("--ca-dir", "client_ca_dir", help="Hashed CA directory to verify the server "
+                                                      "[X509_CERT_DIR, else /etc/grid-security/certificates]."),
+        click.option("--token-file", help="OIDC ID token file, sent as a Bearer token instead of the proxy "
+                                          "[with PANDA_AUTH=oidc: PANDA_AUTH_ID_TOKEN, OIDC_AUTH_TOKEN_FILE]."),
+        click.option("--vo", help="VO of the token, sent as Origin, e.g. myvo or myvo:production [PANDA_AUTH_VO]."),
+        click.option("--no-verify", is_flag=True, help="Do not verify the server's certificate [PANDA_VERIFY_HOST=off]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def client_identity(command: str, *, proxy: str | None, client_ca_dir: str | None, token_file: str | None,
+                    vo: str | None, no_verify: bool) -> Any:
+    """The ClientIdentity of a client command; a credential that cannot be used is one line and exit 1."""
+    from pandasrv.client_identity import ClientIdentity, IdentityError
+
+    try:
+        identity = ClientIdentity.resolve(proxy=proxy, ca_dir=client_ca_dir, token_file=token_file, vo=vo,
+                                          no_verify=no_verify)
+        if identity.proxy is not None:
+            identity.tls_context()
+    except IdentityError as exc:
+        click.echo(f"pandasrv {command}: {exc}", err=True)
+        sys.exit(1)
+    return identity
+
+
 @main.command()
 @click.option("--url", required=True, help="Server base URL, e.g. http://127.0.0.1:25080.")
 @click.option("--site", required=True, help="PanDA queue (computingSite) to take jobs from.")
@@ -407,8 +440,10 @@ def resource_type_remove(ctx: click.Context, name: str, db_url: str | None) -> N
 @click.option("--wait", default=30.0, show_default=True, help="Seconds to keep asking for a job before giving up.")
 @click.option("--harvester-id", help="Play a pilot that this Harvester instance started (with --worker-id).")
 @click.option("--worker-id", type=int, help="The Harvester worker this pilot runs in.")
+@identity_options
 def pilot(url: str, site: str, jobs: int, workdir: str, stage_dir: str | None, heartbeat: float,
-          label: str, keep_workdir: bool, wait: float, harvester_id: str | None, worker_id: int | None) -> None:
+          label: str, keep_workdir: bool, wait: float, harvester_id: str | None, worker_id: int | None,
+          **credentials: Any) -> None:
     """Run a small generic pilot: get jobs from the server, run them, report back."""
     import logging
     from pathlib import Path
@@ -422,7 +457,8 @@ def pilot(url: str, site: str, jobs: int, workdir: str, stage_dir: str | None, h
         done = run_pilot(PilotOptions(url=base_url(url), site=site, jobs=jobs, workdir=Path(workdir).resolve(),
                                       stage_dir=Path(stage_dir).resolve() if stage_dir else None,
                                       heartbeat=heartbeat, label=label, keep_workdir=keep_workdir,
-                                      wait=wait, harvester_id=harvester_id, worker_id=worker_id))
+                                      wait=wait, harvester_id=harvester_id, worker_id=worker_id,
+                                      identity=client_identity("pilot", **credentials)))
     except (SubmitError, Unreachable) as exc:
         click.echo(f"pandasrv pilot: {exc}", err=True)
         sys.exit(1)
@@ -439,16 +475,18 @@ def pilot(url: str, site: str, jobs: int, workdir: str, stage_dir: str | None, h
 @click.option("--output", "outputs", multiple=True, help="LFN of an output file the payload writes (repeatable).")
 @click.option("-n", "count", default=1, show_default=True, help="Number of jobs.")
 @click.option("--label", default="user", show_default=True, help="prodSourceLabel of the jobs.")
+@identity_options
 def submit(url: str, site: str, trf: str, arguments: str, upload: str | None, outputs: tuple[str, ...],
-           count: int, label: str) -> None:
+           count: int, label: str, **credentials: Any) -> None:
     """Submit N jobs with panda-client's wire format and print their PandaIDs."""
     from pandasrv.submit import JobRequest, SubmitError, submit_jobs
 
     request = JobRequest(site=site, transformation=trf, arguments=arguments, outputs=list(outputs), label=label)
+    identity = client_identity("submit", **credentials)
     try:
         with click.progressbar(length=count, label="submitting", file=sys.stderr,
                                hidden=count < 2 or not sys.stderr.isatty()) as bar:
-            ids = submit_jobs(url, request, count, upload, progress=bar.update)
+            ids = submit_jobs(url, request, count, upload, progress=bar.update, identity=identity)
     except SubmitError as exc:
         click.echo(f"pandasrv submit: {exc}", err=True)
         sys.exit(1)
@@ -458,12 +496,13 @@ def submit(url: str, site: str, trf: str, arguments: str, upload: str | None, ou
 @main.command()
 @click.option("--url", required=True, help="Server base URL, e.g. http://127.0.0.1:25080.")
 @click.argument("panda_ids", nargs=-1, type=int, required=True)
-def status(url: str, panda_ids: tuple[int, ...]) -> None:
+@identity_options
+def status(url: str, panda_ids: tuple[int, ...], **credentials: Any) -> None:
     """Print the status of jobs (live or archived) and the errors they carry; exit 1 if one is not found."""
     from pandasrv.submit import SubmitError, job_statuses
 
     try:
-        lines = job_statuses(url, list(panda_ids))
+        lines = job_statuses(url, list(panda_ids), client_identity("status", **credentials))
     except SubmitError as exc:
         click.echo(f"pandasrv status: {exc}", err=True)
         sys.exit(1)
@@ -480,11 +519,12 @@ def jobs() -> None:
 JOB_COLUMNS = ("PandaID", "jobStatus", "computingSite", "prodUserName", "prodSourceLabel", "modificationTime")
 
 
-def _monitor(path: str, params: dict[str, Any], url: str) -> dict[str, Any]:
+def _monitor(path: str, params: dict[str, Any], url: str, credentials: dict[str, Any]) -> dict[str, Any]:
     from pandasrv.submit import SubmitError, monitor_page
 
+    identity = client_identity("jobs", **credentials)
     try:
-        return monitor_page(url, path, params)
+        return monitor_page(url, path, params, identity)
     except SubmitError as exc:
         click.echo(f"pandasrv jobs: {exc}", err=True)
         sys.exit(1)
@@ -500,12 +540,13 @@ def _monitor(path: str, params: dict[str, Any], url: str) -> dict[str, Any]:
 @click.option("--limit", type=int, help="Jobs per page (default: the server's page size).")
 @click.option("--before", type=int, help="Start below this PandaID (the next page of a previous listing).")
 @click.option("--json", "as_json", is_flag=True, help="Print the monitor's JSON.")
+@identity_options
 def jobs_list(url: str, state: str | None, queue: str | None, user: str | None, label: str | None,
-              hours: int | None, limit: int | None, before: int | None, as_json: bool) -> None:
+              hours: int | None, limit: int | None, before: int | None, as_json: bool, **credentials: Any) -> None:
     """List jobs, newest first, with the counts per state (as /monitor/jobs)."""
     params = {k: v for k, v in (("state", state), ("queue", queue), ("user", user), ("label", label),
                                 ("hours", hours), ("limit", limit), ("before", before)) if v is not None}
-    data = _monitor("jobs", params, url)
+    data = _monitor("jobs", params, url, credentials)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -522,9 +563,10 @@ def jobs_list(url: str, state: str | None, queue: str | None, user: str | None, 
 @click.option("--url", required=True, help="Server base URL, e.g. http://127.0.0.1:25080.")
 @click.argument("panda_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print the monitor's JSON.")
-def jobs_show(url: str, panda_id: int, as_json: bool) -> None:
+@identity_options
+def jobs_show(url: str, panda_id: int, as_json: bool, **credentials: Any) -> None:
     """Show one job: attributes, errors, files, status history (as /monitor/jobs/ID)."""
-    data = _monitor(f"jobs/{panda_id}", {}, url)
+    data = _monitor(f"jobs/{panda_id}", {}, url, credentials)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return

@@ -16,6 +16,7 @@ from typing import Any, Callable, TypeVar
 
 import httpx
 
+from pandasrv.client_identity import ClientIdentity
 from pandasrv.taskbuffer.file_spec import FileSpec
 from pandasrv.taskbuffer.job_spec import JobSpec
 
@@ -105,9 +106,10 @@ def envelope(response: httpx.Response) -> Any:
 
 
 class UserClient:
-    def __init__(self, url: str, *, timeout: float = 600.0, client: httpx.Client | None = None) -> None:
+    def __init__(self, url: str, *, timeout: float = 600.0, client: httpx.Client | None = None,
+                 identity: ClientIdentity | None = None) -> None:
         self.base = base_url(url)
-        self.http = client or httpx.Client(timeout=timeout)
+        self.http = client or (identity or ClientIdentity()).http_client(self.base, timeout=timeout)
 
     def upload(self, path: str) -> str:
         """Put a script into the server cache and return the URL a pilot downloads it from.
@@ -157,10 +159,10 @@ class UserClient:
         self.http.close()
 
 
-def job_statuses(url: str, panda_ids: list[int]) -> list[tuple[str, bool]]:
+def job_statuses(url: str, panda_ids: list[int], identity: ClientIdentity | None = None) -> list[tuple[str, bool]]:
     """One line per job for ``pandasrv status`` (id, status, queue and any error the job carries) and
     whether the job was found."""
-    client = UserClient(url)
+    client = UserClient(url, identity=identity)
     try:
         jobs = _network(url, lambda: client.describe(panda_ids))
     finally:
@@ -184,9 +186,9 @@ def _network(url: str, action: Callable[[], T]) -> T:
 
 
 def submit_jobs(url: str, request: JobRequest, count: int = 1, upload: str | None = None,
-                progress: Callable[[int], None] | None = None) -> list[int]:
+                progress: Callable[[int], None] | None = None, identity: ClientIdentity | None = None) -> list[int]:
     """The ``pandasrv submit`` command: optional upload of the script, then the jobs."""
-    client = UserClient(url)
+    client = UserClient(url, identity=identity)
     try:
         if upload:
             request.transformation = _network(url, lambda: client.upload(upload))
@@ -197,11 +199,13 @@ def submit_jobs(url: str, request: JobRequest, count: int = 1, upload: str | Non
         client.close()
 
 
-def monitor_page(url: str, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+def monitor_page(url: str, path: str, params: dict[str, Any] | None = None,
+                 identity: ClientIdentity | None = None) -> dict[str, Any]:
     """The ``?format=json`` form of a monitor page (``pandasrv jobs``); the page's error becomes a SubmitError."""
     base = base_url(url)
-    response = _network(base, lambda: httpx.get(f"{base}/monitor/{path}", timeout=60,
-                                                params={**(params or {}), "format": "json"}))
+    with (identity or ClientIdentity()).http_client(base, timeout=60) as http:
+        response = _network(base, lambda: http.get(f"{base}/monitor/{path}",
+                                                   params={**(params or {}), "format": "json"}))
     try:
         data = response.json()
     except ValueError:

@@ -15,6 +15,8 @@ from urllib.parse import parse_qs
 
 import httpx
 
+from pandasrv.client_identity import ClientIdentity
+
 LEGACY_PATH = "/server/panda"
 
 
@@ -43,9 +45,10 @@ def status_code(reply: dict[str, Any]) -> int:
 class Dispatcher:
     """One keep-alive HTTP connection to a server's legacy pilot endpoints (plus the upload cache)."""
 
-    def __init__(self, url: str, *, timeout: float = 60.0, client: httpx.Client | None = None) -> None:
+    def __init__(self, url: str, *, timeout: float = 60.0, client: httpx.Client | None = None,
+                 identity: ClientIdentity | None = None) -> None:
         self.base = url.rstrip("/")
-        self.http = client or httpx.Client(timeout=timeout)
+        self.http = client or (identity or ClientIdentity()).http_client(self.base, timeout=timeout)
 
     def call(self, method: str, data: dict[str, Any]) -> dict[str, Any]:
         response = self.http.post(

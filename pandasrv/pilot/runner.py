@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from pandasrv.client_identity import ClientIdentity
 from pandasrv.pilot.payload import Payload, payload_environment, prepare_command
 from pandasrv.pilot.protocol import Dispatcher, status_code
 from pandasrv.pilot.stageout import MissingOutput, Storage, stage_out
@@ -48,6 +49,7 @@ class PilotOptions:
     poll: float = 2.0
     harvester_id: str | None = None  # set when playing a pilot that Harvester started for a worker
     worker_id: int | None = None
+    identity: ClientIdentity = field(default_factory=ClientIdentity)
 
 
 @dataclass
@@ -67,7 +69,7 @@ def now_iso() -> str:
 class Pilot:
     def __init__(self, options: PilotOptions, dispatcher: Dispatcher | None = None) -> None:
         self.options = options
-        self.dispatcher = dispatcher or Dispatcher(options.url)
+        self.dispatcher = dispatcher or Dispatcher(options.url, identity=options.identity)
         self.stage_dir = options.stage_dir or options.workdir / "storage"
         self.reached = False
         self.last_error = ""

@@ -8,6 +8,7 @@ an identity: a self-signed certificate, a certificate of an unknown CA, an expir
 from __future__ import annotations
 
 import datetime
+import json
 import ssl
 from pathlib import Path
 from typing import Any, Iterator
@@ -90,3 +91,32 @@ def test_no_identity_without_a_verified_chain(https: tuple[RunningApache, str], 
     forged = attributes(https[1], world, None, **{"X-SSL-Client-S-DN": "/DC=test/CN=root", "SSL-Client-S-DN": "/CN=x"})
     assert forged["dn"] is None
 
+
+
+def test_bundled_clients_present_the_proxy_and_verify_the_server(https: tuple[RunningApache, str], world: dict[str, Any],
+                                                                 pg_url: str, tmp_path: Path) -> None:
+    """``pandasrv submit/status/jobs`` over https with panda-client's credentials: the proxy's owner
+    owns the jobs; a server the CA directory does not vouch for is one line and exit 1."""
+    from click.testing import CliRunner
+
+    from pandasrv.cli import main
+
+    def pandasrv(*args: str, env: dict[str, str] | None = None) -> Any:
+        return CliRunner().invoke(main, list(args), env=env)
+
+    assert pandasrv("queue", "add", "TLS_Q", "--if-missing", "--db", pg_url).exit_code == 0
+    proxy = pki.proxy(world["alice"]).write(tmp_path / "x509up")
+    submit = pandasrv("submit", "--url", https[1], "--site", "TLS_Q", "--trf", "echo", "-n", "2",
+                      "--proxy", str(proxy), "--ca-dir", str(world["ca_dir"]))
+    assert submit.exit_code == 0, submit.output + submit.stderr
+    ids = submit.stdout.split()
+    grid_env = {"X509_USER_PROXY": str(proxy), "X509_CERT_DIR": str(world["ca_dir"])}
+    status = pandasrv("status", "--url", https[1], *ids, env=grid_env)
+    assert status.exit_code == 0 and len(status.stdout.splitlines()) == 2, status.stderr
+    shown = pandasrv("jobs", "show", "--url", https[1], ids[0], "--json", env=grid_env)
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["attributes"]["prodUserName"] == "Alice Tester"
+
+    untrusted = pki.ca_dir(tmp_path / "other-cas", pki.make_ca("some other CA"))
+    refused = pandasrv("status", "--url", https[1], ids[0], "--proxy", str(proxy), "--ca-dir", str(untrusted))
+    assert refused.exit_code == 1 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "certificate verify failed" in refused.stderr.lower()
