@@ -62,14 +62,15 @@ def panda_client_env(url: str, home: Path) -> dict[str, str]:
     }
 
 
-def run_panda_client(url: str, home: Path, body: str, timeout: float = 120) -> Any:
+def run_panda_client(url: str, home: Path, body: str, timeout: float = 120, env: dict[str, str] | None = None) -> Any:
     """Run ``body`` (Python using ``Client`` and ``emit(value)``) with panda-client; return what it emitted.
 
-    Each call is a fresh interpreter because panda-client fixes its server URLs at import time.
+    Each call is a fresh interpreter because panda-client fixes its server URLs at import time; ``env``
+    adds the client's credential variables (``X509_USER_PROXY``, ``PANDA_AUTH``, ...).
     """
     script = "import json, sys\nfrom pandaclient import Client\n" \
              "def emit(value):\n    print('@@RESULT@@' + json.dumps(value, default=str))\n" + textwrap.dedent(body)
-    proc = subprocess.run([sys.executable, "-c", script], env=panda_client_env(url, home), cwd=home,
+    proc = subprocess.run([sys.executable, "-c", script], env={**panda_client_env(url, home), **(env or {})}, cwd=home,
                           capture_output=True, text=True, timeout=timeout)
     for line in proc.stdout.splitlines():
         if line.startswith("@@RESULT@@"):

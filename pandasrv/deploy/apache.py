@@ -224,6 +224,9 @@ def needed_paths(settings: Settings, layout: Layout) -> list[Path]:
         paths.append(Path(frozen.db_url[len("sqlite:///"):]).parent)
     if settings.apache.ssl_port:  # read by Apache's root parent, which sees the namespace's view too
         paths += [Path(settings.apache.ssl_cert), Path(settings.apache.ssl_key), Path(settings.apache.ca_dir)]
+    # read by the application itself: the token issuer's keys, the vomsdir and the CAs of the VOMS servers
+    voms_cas = (settings.voms_ca_dir or settings.apache.ca_dir) if settings.voms_dir else ""
+    paths += [Path(p) for p in (settings.token_jwks_file, settings.voms_dir, voms_cas) if p]
     return paths
 
 

@@ -1,0 +1,171 @@
+"""The real clients, unmodified, over HTTPS against ``pandasrv apache`` (one Apache, PostgreSQL).
+
+A test CA, a VOMS server, users and the server's host certificate are made here (``tests/deploy/pki.py``); the
+OIDC issuer is a key pair and its JWKS file. The server runs ``auth = token``, which also takes client
+certificates (``SSLVerifyClient optional``): a bearer token when one is sent, the verified chain otherwise.
+
+- panda-client 2.2.0 with ``X509_USER_PROXY`` (an RFC 3820 proxy) and ``X509_CERT_DIR`` (the test CA, hashed):
+  hello, submit, status, kill, putFile; then with ``PANDA_AUTH=oidc``, ``PANDA_AUTH_VO`` and the token file it
+  caches under ``PANDA_CONFIG_ROOT``. What the server recorded (the owner of each job) says who it saw.
+- What never becomes an identity with httpx is in ``test_tls.py``; here the same faults go through panda-client.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from pandasrv.config import load_settings
+from pandasrv.taskbuffer.task_buffer import TaskBuffer
+from pandasrv.web.auth import token_owner
+from tests.deploy import pki
+from tests.deploy.conftest import RunningApache, start_apache
+from tests.realclients import peek_job, run_panda_client
+from tests.web.conftest import free_port
+from tests.web.helpers import write_jwks
+from tests.web.test_real_panda_client import STATUS, SUBMIT
+
+VO = "pandasrv"
+ISSUER = "https://issuer.test/realm"
+AUDIENCE = "pandasrv-test"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    base = tmp_path_factory.mktemp("pki")
+    ca = pki.make_ca("pandasrv client CA")
+    alice = pki.user(ca, "Alice Tester")
+    host = pki.host(ca, "127.0.0.1")
+    issuer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return {"base": base, "ca": ca, "alice": alice, "ca_dir": pki.ca_dir(base / "certificates", ca),
+            "host": host.write(base / "host.pem"), "issuer_key": issuer_key,
+            "jwks": write_jwks(base / "jwks.json", issuer_key, "test-key"),
+            "alice_proxy": pki.proxy(alice).write(base / "alice_proxy.pem")}
+
+
+@pytest.fixture(scope="module")
+def https(pg_url: str, world: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningApache, str]]:
+    ssl_port = free_port()
+    with start_apache(pg_url, tmp_path_factory.mktemp("apache-clients"), auth="token", token_issuer=ISSUER,
+                      token_audience=AUDIENCE, token_jwks_file=world["jwks"],
+                      extra=["--no-daemon", "--ssl-port", str(ssl_port), "--ssl-cert", str(world["host"]),
+                             "--ssl-key", str(world["host"]), "--ca-dir", str(world["ca_dir"])]) as running:
+        yield running, f"https://127.0.0.1:{ssl_port}"
+
+
+@pytest.fixture(scope="module")
+def tb(pg_url: str) -> Iterator[TaskBuffer]:
+    buffer = TaskBuffer(load_settings(db_url=pg_url, db_bridge=False, db_connections=1))
+    yield buffer
+    buffer.close()
+
+
+@pytest.fixture
+def queue(tb: TaskBuffer) -> str:
+    """A new online queue (its jobs are this test's only)."""
+    name = f"Q_{secrets.token_hex(4).upper()}"
+    tb.add_queue(name, name, "online", {"astorages": {a: ["LOCAL_DISK"] for a in ("pr", "pw", "pl")}})
+    return name
+
+
+def jobs_at(tb: TaskBuffer, queue: str) -> int:
+    return sum(row[-1] for row in tb.job_statistics() if row[0] == queue)
+
+
+def x509_env(world: dict[str, Any], proxy: Path) -> dict[str, str]:
+    return {"X509_USER_PROXY": str(proxy), "X509_CERT_DIR": str(world["ca_dir"])}
+
+
+def token(world: dict[str, Any], subject: str, **claims: Any) -> str:
+    now = int(time.time())
+    payload = {"iss": ISSUER, "aud": AUDIENCE, "sub": subject, "iat": now, "exp": now + 3600,
+               "groups": [VO], "name": "token tester", **claims}
+    return jwt.encode(payload, world["issuer_key"], algorithm="RS256", headers={"kid": "test-key"})
+
+
+def oidc_env(world: dict[str, Any], home: Path, id_token: str) -> dict[str, str]:
+    """``PANDA_AUTH=oidc``: the client reads its cached token from ``$PANDA_CONFIG_ROOT/.token`` (where its
+    device flow leaves it), and sends ``Origin: <PANDA_AUTH_VO>``; ``X509_CERT_DIR`` verifies the server."""
+    config_root = home / ".pathena"
+    config_root.mkdir(parents=True, exist_ok=True)
+    (config_root / ".token").write_text(json.dumps({"id_token": id_token}))
+    return {"PANDA_AUTH": "oidc", "PANDA_AUTH_VO": VO, "X509_CERT_DIR": str(world["ca_dir"])}
+
+
+def submit(base: str, home: Path, env: dict[str, str], queue: str, tag: str) -> list[int]:
+    status, data = run_panda_client(base, home, SUBMIT.format(tag=tag, site=queue), env=env)
+    assert status == 0, data
+    assert len(data) == 3 and all(isinstance(entry[0], int) and entry[0] > 0 for entry in data), data
+    return [entry[0] for entry in data]
+
+
+def owners(db_url: str, ids: list[int]) -> set[str]:
+    return {peek_job(db_url, panda_id).prodUserName for panda_id in ids}
+
+
+@pytest.mark.parametrize("how", ["x509", "oidc"])
+def test_panda_client_over_https(https: tuple[RunningApache, str], world: dict[str, Any], pg_url: str, queue: str,
+                                 tmp_path: Path, how: str) -> None:
+    base = https[1]
+    subject = f"sub-{secrets.token_hex(4)}"
+    env = x509_env(world, world["alice_proxy"]) if how == "x509" else oidc_env(world, tmp_path, token(world, subject))
+    expected_owner = "Alice Tester" if how == "x509" else token_owner(ISSUER, subject)
+
+    status, message = run_panda_client(base, tmp_path, "emit(Client.hello())", env=env)
+    assert status == 0 and isinstance(message, str), message
+
+    ids = submit(base, tmp_path, env, queue, how)
+    assert owners(pg_url, ids) == {expected_owner}
+    status, described = run_panda_client(base, tmp_path, STATUS.format(function="getJobStatus", ids=ids), env=env)
+    assert status == 0 and [entry[0] for entry in described] == ids
+
+    status, answer = run_panda_client(base, tmp_path, f"emit(Client.killJobs({ids[:2]!r}))", env=env)
+    assert status == 0 and answer == [True, True]
+    assert [peek_job(pg_url, pid).jobStatus for pid in ids][:2] == ["cancelled", "cancelled"]
+
+    payload = tmp_path / f"sources.{how}-{secrets.token_hex(4)}.tar.gz"
+    payload.write_bytes(b"\x1f\x8b" + bytes(range(256)) * 8)
+    status, answer = run_panda_client(base, tmp_path, f"emit(Client.putFile({str(payload)!r}))", env=env)
+    assert status == 0 and answer == "True", answer
+    fetched = httpx.get(f"{https[0].url}/cache/{payload.name}")
+    assert fetched.status_code == 200 and fetched.content == payload.read_bytes()
+
+
+
+def test_refused_credentials_never_submit(https: tuple[RunningApache, str], world: dict[str, Any], tb: TaskBuffer,
+                                          queue: str, tmp_path: Path) -> None:
+    """The faults ``test_tls.py`` sends with httpx, sent by panda-client: the TLS handshake (a chain that does
+    not verify) or the token check refuses them, the client reports a failure, and no job exists."""
+    base, now = world["base"], datetime.datetime.now(datetime.timezone.utc)
+    access_log = https[0].run_dir / "logs" / "access.log"
+    before = len(access_log.read_text().splitlines())
+    stranger = pki.user(pki.make_ca("stranger CA"), "Mallory")
+    expired = pki.proxy(world["alice"], days=1, start=now - datetime.timedelta(days=3))
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "mallory", "exp": int(time.time()) + 3600,
+                         "groups": [VO]}, other_key, algorithm="RS256", headers={"kid": "test-key"})
+    homes = [tmp_path / f"client{i}" for i in range(4)]
+    for home in homes:
+        home.mkdir()
+    cases = {
+        "proxy of an unknown CA's user": (homes[0], x509_env(world, pki.proxy(stranger).write(base / "stranger.pem"))),
+        "expired proxy": (homes[1], x509_env(world, expired.write(base / "expired_proxy.pem"))),
+        "token signed by another key": (homes[2], oidc_env(world, homes[2], forged)),
+        "token without the VO group": (homes[3], oidc_env(world, homes[3], token(world, "nogroup", groups=["other"]))),
+    }
+    for name, (home, env) in cases.items():
+        status, data = run_panda_client(https[1], home, SUBMIT.format(tag=name, site=queue), env=env)
+        assert status != 0 and not data, (name, status, data)
+    assert jobs_at(tb, queue) == 0
+    # the chains end in the handshake; the tokens reach the application and get its 403
+    replies = [line.split('"')[2].split()[0] for line in access_log.read_text().splitlines()[before:]]
+    assert replies == ["403", "403"], replies
