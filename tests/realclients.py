@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from typing import Any
 import pytest
 
 PILOT_VERSION = "3.7.0.36"
+# a payload script the generic pilot takes from $HARVESTER_WORKDIR (it copies every ``jobO.*.tar.gz`` there)
+PILOT_JOB_SCRIPT = "jobO.pandasrv.tar.gz"
 CACHE_DIR = Path(os.environ.get("PANDASRV_TEST_CACHE", Path.home() / ".cache" / "pandasrv-tests"))
 STORAGE_NAME = "LOCAL_DISK"
 
@@ -125,9 +128,29 @@ def storage_description(stage_dir: Path, site: str) -> dict[str, Any]:
     }}
 
 
+def place_job_script(directory: Path, text: str) -> str:
+    """Write the payload script ``text`` into ``directory`` (``run_real_pilot``'s ``job_scripts``); return the
+    transformation a job must carry to run it: any URL whose last part is the script's name."""
+    directory.mkdir(parents=True, exist_ok=True)
+    script = directory / PILOT_JOB_SCRIPT
+    script.write_text(text)
+    script.chmod(0o755)
+    return f"http://127.0.0.1/not-downloaded/{PILOT_JOB_SCRIPT}"
+
+
 def run_real_pilot(*, port: int, queue: str, queuedata: dict[str, Any], workdir: Path,
-                   timeout: float = 420) -> subprocess.CompletedProcess:
-    """Run pilot.py once (``-x 1``: one job, stop when there is none) against http://127.0.0.1:port."""
+                   job_scripts: Path | None = None, timeout: float = 420) -> subprocess.CompletedProcess:
+    """Run pilot.py once (``-x 1``: one job, stop when there is none) against http://127.0.0.1:port.
+
+    ``job_scripts`` (see ``place_job_script``) becomes the environment variable ``HARVESTER_WORKDIR``: the
+    generic pilot copies every ``jobO.*.tar.gz`` there into the job's directory and runs the one named like
+    the job's transformation instead of downloading it, which lets the payload run although this pilot
+    version downloads only from its built-in hosts. Nothing else changes: the job still comes from getJob
+    (the pilot would read one from that directory only from a file ``HPCJobs.json``, which is never written)
+    and every state goes to updateJob (its Harvester mode needs a ``--harvester-*`` option, or
+    ``HARVESTER_ID`` with push mode; neither is given). The pilot's output is kept in ``workdir/pilot.out``
+    for the reader of a failure.
+    """
     source = pilot_source()
     workdir.mkdir(parents=True, exist_ok=True)
     stage_dir = workdir / "se"
@@ -143,6 +166,7 @@ def run_real_pilot(*, port: int, queue: str, queuedata: dict[str, Any], workdir:
         "PILOT_NOKILL": "1", "PILOT_HOME": str(home),
         "X509_USER_PROXY": str(dummy_proxy(workdir / "proxy.pem")),
         "LOCAL_AGIS_SCHEDCONF": str(schedconf),
+        **({"HARVESTER_WORKDIR": str(job_scripts)} if job_scripts else {}),
     }
     command = [
         "unshare", "--pid", "--fork", "--mount-proc", "timeout", "--kill-after=10", str(int(timeout)),
@@ -152,7 +176,18 @@ def run_real_pilot(*, port: int, queue: str, queuedata: dict[str, Any], workdir:
         "--queuedata-url", f"http://127.0.0.1:{port}/cache/schedconfig/{{pandaqueue}}.all.json",
         "--storagedata-url", str(storage), "-v", "1", "-x", "1",
     ]
-    return subprocess.run(command, env=env, cwd=home, capture_output=True, text=True, timeout=timeout + 30)
+    proc = subprocess.run(command, env=env, cwd=home, capture_output=True, text=True, timeout=timeout + 30)
+    (workdir / "pilot.out").write_text(proc.stdout + proc.stderr)
+    return proc
+
+
+def served_calls(server_log: str) -> list[tuple[str, str, int]]:
+    """The (module, method, status) of every request in a server log's access lines, in order, such as
+    ``("panda", "getJob", 200)``."""
+    calls = []
+    for match in re.finditer(r"pandasrv\.access INFO \S+ (\S+) (\S+) caller=\S+ status=(\d+)", server_log):
+        calls.append((match[1], match[2], int(match[3])))
+    return calls
 
 
 # --- what the server holds (judged from the database, never from a client's exit code) --------------
