@@ -20,11 +20,18 @@ def prepare_multiprocess_dir() -> Path | None:
     """
     given = os.environ.get(VARIABLE)
     if given:
-        path = Path(given)
-        path.mkdir(parents=True, exist_ok=True)
-        for stale in path.glob("*.db"):
-            stale.unlink()
+        use_multiprocess_dir(Path(given), fresh=True)
         return None
     path = Path(tempfile.mkdtemp(prefix="pandasrv-metrics-"))
-    os.environ[VARIABLE] = str(path)
+    use_multiprocess_dir(path)
     return path
+
+
+def use_multiprocess_dir(path: Path, *, fresh: bool = False) -> None:
+    """Make ``path`` this process's (and its children's) metrics directory; ``fresh`` removes a previous
+    run's files first."""
+    path.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        for stale in path.glob("*.db"):
+            stale.unlink()
+    os.environ[VARIABLE] = str(path)

@@ -23,6 +23,8 @@ from pathlib import Path
 import pandasrv
 from pandasrv.config import ConfigError, Settings
 from pandasrv.deploy import rootfs
+from pandasrv.deploy.wsgi import METRICS_DIR
+from pandasrv.metrics_dir import use_multiprocess_dir
 
 log = logging.getLogger("pandasrv.deploy.apache")
 
@@ -53,6 +55,11 @@ class Layout:
     @property
     def logs(self) -> Path:
         return self.run_dir / "logs"
+
+    @property
+    def metrics(self) -> Path:
+        """prometheus-client's multiprocess files of the W daemon processes and the daemon master."""
+        return self.run_dir / METRICS_DIR
 
 
 PROXY_MODULE_SOURCE = Path(__file__).with_name("mod_pandasrv_proxycerts.c")
@@ -211,8 +218,10 @@ def write_run_dir(settings: Settings, layout: Layout) -> None:
         f"application = load({str(layout.settings)!r})\n", encoding="utf-8")
     layout.settings.write_text(frozen_settings(settings).model_dump_json(), encoding="utf-8")
     layout.settings.chmod(0o640)  # the database URL may carry a password
+    use_multiprocess_dir(layout.metrics, fresh=True)  # counters restart at zero with the server
     if rootfs.is_root():
         shutil.chown(layout.settings, group=settings.apache.group)
+        shutil.chown(layout.metrics, user=settings.apache.user, group=settings.apache.group)
 
 
 def needed_paths(settings: Settings, layout: Layout) -> list[Path]:

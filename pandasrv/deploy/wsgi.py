@@ -2,18 +2,30 @@
 
 mod_wsgi does not pass the command line or the caller's environment to its daemon processes, so the
 settings travel as a JSON file beside the generated ``app.wsgi``; nothing is read from the environment.
+The metrics directory that all W processes share (and the daemon master beside Apache) is ``metrics/``
+in the same run directory; it must be chosen before prometheus-client is imported, hence the late import.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pandasrv.config import Settings
-from pandasrv.web.app import PandaApp, create_app
+from pandasrv.metrics_dir import use_multiprocess_dir
+
+if TYPE_CHECKING:
+    from pandasrv.web.app import PandaApp
+
+METRICS_DIR = "metrics"
 
 
 def load(settings_file: str) -> PandaApp:
     """Build the application of one mod_wsgi daemon process from the frozen settings."""
-    settings = Settings.model_validate(json.loads(Path(settings_file).read_text(encoding="utf-8")))
+    path = Path(settings_file)
+    use_multiprocess_dir(path.with_name(METRICS_DIR))
+    from pandasrv.web.app import create_app
+
+    settings = Settings.model_validate(json.loads(path.read_text(encoding="utf-8")))
     return create_app(settings)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -127,3 +128,18 @@ def test_blocked_ancestor_is_found_and_covered(mode: int) -> None:
     finally:
         home.chmod(0o755)
         shutil.rmtree(tmp_path)
+
+
+def test_metrics_add_up_over_the_wsgi_daemon_processes(apache: RunningApache) -> None:
+    """/metrics under Apache counts the requests of all W daemon processes, not only of the one that
+    answers the scrape (prometheus-client's multiprocess mode, its files in the run directory)."""
+    from tests.web.test_metrics import scrape, value
+
+    def served() -> float:
+        return value(scrape(apache.url), "pandasrv_http_requests_total", method="isAlive", status="200")
+
+    before = served()
+    with ThreadPoolExecutor(8) as pool, httpx.Client(timeout=30) as client:
+        replies = list(pool.map(lambda _: client.get(f"{apache.url}/server/panda/isAlive").text, range(64)))
+    assert replies == ["alive=yes"] * 64
+    assert {served() - before for _ in range(6)} == {64}  # whichever process answers each scrape
