@@ -135,11 +135,12 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
 
     from pandasrv.metrics_dir import prepare_multiprocess_dir
 
-    metrics_dir = prepare_multiprocess_dir()  # before prometheus-client is imported: sums over all processes
+    settings = settings_from(ctx, host=host, port=port, workers=workers, threads=threads, db_url=db_url)
+    # before prometheus-client is imported: /metrics sums over all processes
+    metrics_dir = prepare_multiprocess_dir() if settings.monitor.metrics else None
     serving_pid = os.getpid()  # gunicorn workers leave through this frame too; only the master cleans up
     from pandasrv.web.server import serve as run_server
 
-    settings = settings_from(ctx, host=host, port=port, workers=workers, threads=threads, db_url=db_url)
     _check_port_free(settings.host, settings.port)
     try:
         run_server(settings, daemon=not no_daemon)

@@ -52,6 +52,9 @@ class MonitorSettings(BaseModel):
     page_size: int = Field(default=50, ge=1, le=1000)
     # how long each web process keeps the job counts of the pages (seconds; 0 = count on every request)
     counts_cache_seconds: float = Field(default=10.0, ge=0)
+    # record and serve Prometheus metrics (/metrics); false drops the per-request metrics middleware and the
+    # endpoint, for a site that does not scrape (bench/metrics_overhead.py measures what they cost)
+    metrics: bool = True
     # how long each web process keeps the jobs per state and queue that /metrics shows (seconds)
     metrics_counts_seconds: float = Field(default=5.0, ge=1)
     # with auth = token or x509: callers without an identity may see job summaries (never job parameters or files)

@@ -218,7 +218,7 @@ def create_app(settings: Settings) -> PandaApp:
     services = Services(settings)
     authenticator = Authenticator(settings)
     api = ApiResource(services, authenticator)
-    app = PandaApp(cors_enable=False, middleware=[RequestMetrics()])
+    app = PandaApp(cors_enable=False, middleware=[RequestMetrics()] if settings.monitor.metrics else [])
     app.req_options.strip_url_path_trailing_slash = False
     app.add_route("/server/panda/{name}", api)
     app.add_route("/api/v1/{module}/{name}", api)
@@ -229,6 +229,7 @@ def create_app(settings: Settings) -> PandaApp:
     app.add_error_handler(Exception, _internal_error)
     if settings.monitor.enable:
         add_monitor_routes(app, services, authenticator)
+    if settings.monitor.enable and settings.monitor.metrics:
         app.add_route("/metrics", MetricsResource(services))
     app.services = services
     return app

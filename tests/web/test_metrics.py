@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
@@ -114,3 +115,24 @@ def test_a_scrape_is_a_request_of_its_own_and_bounded_in_labels(metered: Running
     assert value(samples, "pandasrv_http_requests_total", method="metrics", status="200") == before + 1
     assert value(samples, "pandasrv_http_requests_total", method="unregistered", status="403") >= 1
     assert not any(dict(labels).get("method") == "noSuchMethod" for _, labels in samples)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_metrics_can_be_switched_off_and_the_api_is_unchanged(test_databases: Any, tmp_path: Path,
+                                                              enabled: bool) -> None:
+    """``monitor.metrics = false`` (the "without" of bench/metrics_overhead.py) removes /metrics and the
+    per-request middleware; every API reply stays the same."""
+    from prometheus_client import REGISTRY
+
+    from tests.web.inproc import in_process_app
+
+    def counted() -> float:
+        found = REGISTRY.get_sample_value("pandasrv_http_requests_total", {"method": "isAlive", "status": "200"})
+        return found or 0.0
+
+    with in_process_app(test_databases, "sqlite", tmp_path, monitor={"metrics": enabled}) as app:
+        before = counted()
+        assert app.request("GET", "/server/panda/isAlive").text == "alive=yes"
+        assert counted() - before == (1 if enabled else 0)
+        assert app.request("GET", "/metrics").status_code == (200 if enabled else 404)
+        assert app.request("GET", "/monitor/jobs").status_code == 200
