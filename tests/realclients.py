@@ -139,8 +139,13 @@ def place_job_script(directory: Path, text: str) -> str:
 
 
 def run_real_pilot(*, port: int, queue: str, queuedata: dict[str, Any], workdir: Path,
-                   job_scripts: Path | None = None, timeout: float = 420) -> subprocess.CompletedProcess:
-    """Run pilot.py once (``-x 1``: one job, stop when there is none) against http://127.0.0.1:port.
+                   job_scripts: Path | None = None, timeout: float = 420, base: str = "http://127.0.0.1",
+                   proxy: Path | None = None, cert_dir: Path | None = None) -> subprocess.CompletedProcess:
+    """Run pilot.py once (``-x 1``: one job, stop when there is none) against ``base``:port (its ``--url``
+    and ``-p``; the queuedata comes from the same server).
+
+    Over https the pilot offers ``proxy`` (``X509_USER_PROXY``; by default a self-signed dummy, enough
+    over http) and verifies the server against ``cert_dir`` (``X509_CERT_DIR``).
 
     ``job_scripts`` (see ``place_job_script``) becomes the environment variable ``HARVESTER_WORKDIR``: the
     generic pilot copies every ``jobO.*.tar.gz`` there into the job's directory and runs the one named like
@@ -164,7 +169,8 @@ def run_real_pilot(*, port: int, queue: str, queuedata: dict[str, Any], workdir:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir),
         "PILOT_NOKILL": "1", "PILOT_HOME": str(home),
-        "X509_USER_PROXY": str(dummy_proxy(workdir / "proxy.pem")),
+        "X509_USER_PROXY": str(proxy or dummy_proxy(workdir / "proxy.pem")),
+        **({"X509_CERT_DIR": str(cert_dir)} if cert_dir else {}),
         "LOCAL_AGIS_SCHEDCONF": str(schedconf),
         **({"HARVESTER_WORKDIR": str(job_scripts)} if job_scripts else {}),
     }
@@ -172,8 +178,8 @@ def run_real_pilot(*, port: int, queue: str, queuedata: dict[str, Any], workdir:
         "unshare", "--pid", "--fork", "--mount-proc", "timeout", "--kill-after=10", str(int(timeout)),
         sys.executable, str(source / "pilot.py"),
         "--pilot-user", "generic", "-q", queue, "-r", queue, "-s", queue,
-        "--url", "http://127.0.0.1", "-p", str(port), "-w", "generic", "-j", "user", "-d", "-t", "-u",
-        "--queuedata-url", f"http://127.0.0.1:{port}/cache/schedconfig/{{pandaqueue}}.all.json",
+        "--url", base, "-p", str(port), "-w", "generic", "-j", "user", "-d", "-t", "-u",
+        "--queuedata-url", f"{base}:{port}/cache/schedconfig/{{pandaqueue}}.all.json",
         "--storagedata-url", str(storage), "-v", "1", "-x", "1",
     ]
     proc = subprocess.run(command, env=env, cwd=home, capture_output=True, text=True, timeout=timeout + 30)

@@ -4,11 +4,15 @@ mod_wsgi does not pass the command line or the caller's environment to its daemo
 settings travel as a JSON file beside the generated ``app.wsgi``; nothing is read from the environment.
 The metrics directory that all W processes share (and the daemon master beside Apache) is ``metrics/``
 in the same run directory; it must be chosen before prometheus-client is imported, hence the late import.
+The application's log lines (one access line per request, refusals, outages) go to the process's standard
+error, which mod_wsgi writes into Apache's error log; without a handler Python would drop all but warnings.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,4 +32,6 @@ def load(settings_file: str) -> PandaApp:
     from pandasrv.web.app import create_app
 
     settings = Settings.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(process)d %(name)s %(levelname)s %(message)s")
     return create_app(settings)

@@ -7,6 +7,10 @@ certificates (``SSLVerifyClient optional``): a bearer token when one is sent, th
 - panda-client 2.2.0 with ``X509_USER_PROXY`` (an RFC 3820 proxy) and ``X509_CERT_DIR`` (the test CA, hashed):
   hello, submit, status, kill, putFile; then with ``PANDA_AUTH=oidc``, ``PANDA_AUTH_VO`` and the token file it
   caches under ``PANDA_CONFIG_ROOT``. What the server recorded (the owner of each job) says who it saw.
+- Roles from VOMS: proxies made by Debian's real ``voms-proxy-fake`` for VO ``pandasrv`` (the server's
+  ``voms_dir`` holds the VOMS server's ``.lsc``): ``Role=production`` submits managed jobs, a plain member or
+  a proxy without attributes gets none of them from getJob, ``Role=pilot`` (``pilot_vos``) does.
+- The real pilot, run as ``tests/web/test_real_pilot.py`` runs it, over https with the pilot-role proxy.
 - What never becomes an identity with httpx is in ``test_tls.py``; here the same faults go through panda-client.
 """
 
@@ -15,21 +19,36 @@ from __future__ import annotations
 import datetime
 import json
 import secrets
+import ssl
 import time
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import parse_qs
 
 import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from pandasrv.client_identity import ClientIdentity
 from pandasrv.config import load_settings
+from pandasrv.submit import JobRequest, submit_jobs
 from pandasrv.taskbuffer.task_buffer import TaskBuffer
 from pandasrv.web.auth import token_owner
 from tests.deploy import pki
 from tests.deploy.conftest import RunningApache, start_apache
-from tests.realclients import peek_job, run_panda_client
+from tests.realclients import (
+    PILOT_VERSION,
+    can_unshare,
+    output_reports,
+    peek_job,
+    place_job_script,
+    run_panda_client,
+    run_real_pilot,
+    skip_or_fail,
+    status_history,
+    wait_activated,
+)
 from tests.web.conftest import free_port
 from tests.web.helpers import write_jwks
 from tests.web.test_real_panda_client import STATUS, SUBMIT
@@ -46,17 +65,27 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     alice = pki.user(ca, "Alice Tester")
     host = pki.host(ca, "127.0.0.1")
     issuer_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return {"base": base, "ca": ca, "alice": alice, "ca_dir": pki.ca_dir(base / "certificates", ca),
+    voms = pki.voms_server(ca)
+    ca_dir = pki.ca_dir(base / "certificates", ca)
+
+    def voms_proxy(name: str, *fqans: str) -> Path:
+        return pki.voms_proxy_fake(pki.user(ca, name), voms, base / name.replace(" ", "_"), ca_dir, VO, list(fqans))
+
+    return {"base": base, "ca": ca, "alice": alice, "ca_dir": ca_dir, "vomsdir": pki.vomsdir(base / "vomsdir", VO, voms),
             "host": host.write(base / "host.pem"), "issuer_key": issuer_key,
             "jwks": write_jwks(base / "jwks.json", issuer_key, "test-key"),
-            "alice_proxy": pki.proxy(alice).write(base / "alice_proxy.pem")}
+            "alice_proxy": pki.proxy(alice).write(base / "alice_proxy.pem"),
+            "member_proxy": voms_proxy("Vo Member", f"/{VO}"),
+            "production_proxy": voms_proxy("Production Manager", f"/{VO}/Role=production"),
+            "pilot_proxy": voms_proxy("Pilot Factory", f"/{VO}/Role=pilot")}
 
 
 @pytest.fixture(scope="module")
 def https(pg_url: str, world: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningApache, str]]:
     ssl_port = free_port()
     with start_apache(pg_url, tmp_path_factory.mktemp("apache-clients"), auth="token", token_issuer=ISSUER,
-                      token_audience=AUDIENCE, token_jwks_file=world["jwks"],
+                      token_audience=AUDIENCE, token_jwks_file=world["jwks"], voms_dir=world["vomsdir"],
+                      pilot_vos=json.dumps([VO]),
                       extra=["--no-daemon", "--ssl-port", str(ssl_port), "--ssl-cert", str(world["host"]),
                              "--ssl-key", str(world["host"]), "--ca-dir", str(world["ca_dir"])]) as running:
         yield running, f"https://127.0.0.1:{ssl_port}"
@@ -169,3 +198,77 @@ def test_refused_credentials_never_submit(https: tuple[RunningApache, str], worl
     # the chains end in the handshake; the tokens reach the application and get its 403
     replies = [line.split('"')[2].split()[0] for line in access_log.read_text().splitlines()[before:]]
     assert replies == ["403", "403"], replies
+
+
+def get_job(base: str, world: dict[str, Any], proxy: Path, queue: str, label: str | None) -> dict[str, str]:
+    """One getJob as a pilot sends it, over https with ``proxy`` as the client certificate."""
+    context = ssl.create_default_context(capath=str(world["ca_dir"]))
+    context.load_cert_chain(str(proxy))
+    form = {"siteName": queue, "node": "wn.test", **({"prodSourceLabel": label} if label else {})}
+    reply = httpx.post(f"{base}/server/panda/getJob", data=form, verify=context, timeout=60)
+    assert reply.status_code == 200, reply.text
+    return {key: values[0] for key, values in parse_qs(reply.text).items()}
+
+
+def test_only_a_pilot_role_gets_a_production_job(https: tuple[RunningApache, str], world: dict[str, Any],
+                                                 pg_url: str, queue: str, tmp_path: Path) -> None:
+    """A production manager submits managed jobs with panda-client (VOMS proxy, ``Role=production``; a plain
+    member of the VO may not); a user's proxy, with or without a VOMS membership, gets none of them, whatever
+    it asks for; a pilot role does."""
+    base = https[1]
+    managed = SUBMIT.replace('job.prodSourceLabel = "user"', 'job.prodSourceLabel = "managed"')
+    status, data = run_panda_client(base, tmp_path, managed.format(tag="member", site=queue),
+                                    env=x509_env(world, world["member_proxy"]))
+    assert status != 0 and not data, "a VOMS membership without Role=production submits no managed job"
+    status, data = run_panda_client(base, tmp_path, managed.format(tag="managed", site=queue),
+                                    env=x509_env(world, world["production_proxy"]))
+    assert status == 0 and len(data) == 3, data
+    ids = [entry[0] for entry in data]
+    assert {peek_job(pg_url, pid).prodSourceLabel for pid in ids} == {"managed"}
+    wait_activated(pg_url, ids)
+    for proxy in ("alice_proxy", "member_proxy"):
+        for label in ("managed", "user", None):
+            reply = get_job(base, world, world[proxy], queue, label)
+            assert "PandaID" not in reply and reply["StatusCode"] != "0", (proxy, label, reply)
+    assert {peek_job(pg_url, pid).jobStatus for pid in ids} == {"activated"}
+    reply = get_job(base, world, world["pilot_proxy"], queue, "managed")
+    assert reply["StatusCode"] == "0" and int(reply["PandaID"]) in ids, reply
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_real_pilot_over_https(https: tuple[RunningApache, str], world: dict[str, Any], pg_url: str, queue: str,
+                               tmp_path: Path) -> None:
+    """The real pilot, run as ``tests/web/test_real_pilot.py`` runs it but with ``--url https://127.0.0.1``, the
+    HTTPS port, ``X509_USER_PROXY`` from ``voms-proxy-fake`` (``/pandasrv/Role=pilot``) and ``X509_CERT_DIR``:
+    it gets the user job Alice submitted and reports it up to its final state, as over http."""
+    if not can_unshare():
+        skip_or_fail("unshare --pid is not permitted here; the real pilot must not run outside a PID namespace")
+    base = https[1]
+    job_scripts = tmp_path / "harvester"
+    transformation = place_job_script(job_scripts, "#!/bin/sh\necho \"payload says: $*\"\n")
+    alice = ClientIdentity(proxy=world["alice_proxy"], ca_dir=world["ca_dir"])
+    (panda_id,) = submit_jobs(f"{base}/server/panda", JobRequest(site=queue, transformation=transformation,
+                                                                 arguments="over https"), 1, identity=alice)
+    wait_activated(pg_url, [panda_id])
+    queuedata = httpx.get(f"{https[0].url}/cache/schedconfig/{queue}.all.json").json()
+    log_before = len(https[0].log())
+
+    proc = run_real_pilot(port=httpx.URL(base).port, queue=queue, queuedata=queuedata, workdir=tmp_path / "pilot",
+                          job_scripts=job_scripts, base="https://127.0.0.1", proxy=world["pilot_proxy"],
+                          cert_dir=world["ca_dir"])
+    pilot_log = (proc.stdout + proc.stderr)[-3000:]
+    assert f'saved data from "{base}/cache/schedconfig/{queue}.all.json"' in proc.stdout + proc.stderr, pilot_log
+    # the application's access lines (in Apache's error log) name the caller: the owner of the pilot proxy,
+    # which only the TLS port can vouch for
+    calls = [line.split(" INFO ", 1)[1] for line in https[0].log()[log_before:].splitlines() if "pandasrv.access" in line]
+    assert calls[0].startswith("POST panda getJob caller=Pilot_Factory status=200"), (calls, pilot_log)
+    assert len(calls) >= 4 and all(c.startswith("POST panda updateJob caller=Pilot_Factory status=200") for c in calls[1:]), calls
+    job = peek_job(pg_url, panda_id)
+    assert job.jobStatus == "holding", (job.jobStatus, job.pilotErrorCode, job.pilotErrorDiag, pilot_log)
+    assert job.pilotErrorCode == 0 and job.transExitCode == "0", (job.pilotErrorDiag, pilot_log)
+    assert job.prodUserName == "Alice Tester" and job.pilotID and PILOT_VERSION in job.pilotID
+    history = status_history(pg_url, panda_id)
+    assert history.index("sent") < history.index("starting") < history.index("running") < history.index("holding")
+    (row,) = output_reports(pg_url, panda_id)
+    assert row["jobStatus"] == "finished"
