@@ -38,6 +38,7 @@ def default_scripts() -> dict[str, ScriptSettings]:
     return {
         "add_main": ScriptSettings(period=240, loop=True),
         "add_sub": ScriptSettings(period=240),
+        "recover_claims": ScriptSettings(period=60),
         "copy_archive": ScriptSettings(period=2400, sync=True),
         "dataset_manager": ScriptSettings(period=2400, sync=True),
         "archive": ScriptSettings(period=3600, sync=True),
@@ -123,6 +124,11 @@ class WatcherSettings(BaseModel):
     """Timeouts of the Watcher rules, in seconds (PanDA's defaults)."""
 
     sent: int = 30 * 60
+    # a claim (``sent``) with no starting/running from its pilot within this many seconds goes back to
+    # ``activated``, attemptNr + 1 (the getJob reply was lost); 0 = never. Checked by the recover_claims script.
+    unconfirmed: int = Field(default=300, ge=0)
+    # a job given back this many times stays ``sent`` and is failed by the ``sent`` timeout above
+    unconfirmed_requeues: int = Field(default=3, ge=0)
     heartbeat: int = 2 * 3600
     heartbeat_per_queue: dict[str, int] = {}
     holding_user: int = 3 * 3600

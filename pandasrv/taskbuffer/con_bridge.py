@@ -40,6 +40,9 @@ _PRELOAD = [
     "pandasrv.taskbuffer.drivers.mysql",
 ]
 
+# The status-log reason of a claim given back because its caller died before the reply (pandasrv.logic.claims).
+UNDELIVERED_REASON = "the getJob reply was not delivered ({exc} on the ConBridge pipe); attempt counted"
+
 # Seconds to wait for a child to go after a polite stop, before SIGKILL.
 _STOP_GRACE = 2.0
 
@@ -124,7 +127,27 @@ def _serve(conn: Connection, db_url: str, statement_timeout: float | None) -> No
             conn.send(reply)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             conn.send((False, errors.DBError(f"{name}: result cannot cross the ConBridge pipe: {exc}")))
+        except OSError as exc:  # the caller is gone (its web worker was killed): nobody will read this reply
+            _undelivered(proxy, name, reply, exc)
+            break
     proxy.close()
+
+
+def _undelivered(proxy: DBProxy, name: str, reply: tuple[bool, Any], exc: OSError) -> None:
+    """A committed claim whose reply could not be handed back goes back to ``activated`` at once, rather
+    than waiting for ``watcher.unconfirmed`` (see pandasrv.logic.claims); other calls have nothing to undo."""
+    ok, value = reply
+    if name != "claim_jobs" or not ok or not value:
+        log.warning("ConBridge caller gone before the reply of %s: %r", name, exc)
+        return
+    claims = [(job.PandaID, job.attemptNr) for job in value]
+    try:
+        requeued = proxy.requeue_undelivered(claims, UNDELIVERED_REASON.format(exc=type(exc).__name__))
+    except errors.DBError as db_exc:
+        log.warning("could not give back %d undelivered claims (%s); recover_claims will: %s", len(claims), exc, db_exc)
+        return
+    log.warning("getJob reply lost (%s, caller gone): %d claims given back to activated: %s", type(exc).__name__,
+                len(requeued), " ".join(map(str, requeued)))
 
 
 class ConBridge:

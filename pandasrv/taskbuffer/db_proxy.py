@@ -14,6 +14,7 @@ from pandasrv.taskbuffer.db_proxy_mods.harvester import HarvesterMixin
 from pandasrv.taskbuffer.db_proxy_mods.jobs_claim import JobsClaimMixin
 from pandasrv.taskbuffer.db_proxy_mods.jobs_insert import JobsInsertMixin
 from pandasrv.taskbuffer.db_proxy_mods.jobs_kill import JobsKillMixin
+from pandasrv.taskbuffer.db_proxy_mods.jobs_requeue import JobsRequeueMixin
 from pandasrv.taskbuffer.db_proxy_mods.jobs_update import JobsUpdateMixin
 from pandasrv.taskbuffer.db_proxy_mods.locks import LocksMixin
 from pandasrv.taskbuffer.db_proxy_mods.meta import MetaMixin
@@ -26,6 +27,7 @@ from pandasrv.taskbuffer.db_proxy_mods.watcher import WatcherMixin
 class DBProxy(
     JobsInsertMixin,
     JobsClaimMixin,
+    JobsRequeueMixin,
     JobsKillMixin,
     HarvesterMixin,
     JobsUpdateMixin,

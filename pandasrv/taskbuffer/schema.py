@@ -111,6 +111,8 @@ job_status_log = table(
     column("cloud", sa.String(50)),
     column("computingSite", sa.String(128)),
     column("modificationHost", sa.String(128)),
+    # why the job moved where its status alone does not say (a claim given back, a pilot's final update)
+    column("reason", sa.String(256)),
 )
 pilot_log = table(
     "pilot_log",

@@ -45,6 +45,12 @@ class TaskBuffer:
     def claim_jobs(self, site: str, n: int = 1, *, labels: Sequence[str] = DEFAULT_LABELS, **filters: Any) -> list[JobSpec]:
         return self._call("claim_jobs", site, n, labels=labels, **filters)
 
+    def requeue_undelivered(self, claims: Sequence[tuple[int, int]], reason: str) -> list[int]:
+        return self._call("requeue_undelivered", list(claims), reason)
+
+    def requeue_unconfirmed(self, before: Any, max_requeues: int, reason: str, limit: int = 1000) -> list[int]:
+        return self._call("requeue_unconfirmed", before, max_requeues, reason, limit)
+
     def update_job(self, panda_id: int, status: str, values: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         return self._call("update_job", panda_id, status, values, **kwargs)
 

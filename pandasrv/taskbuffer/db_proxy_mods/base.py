@@ -307,6 +307,7 @@ class BaseProxy:
                 "PandaID": r["PandaID"], "modificationTime": now, "jobStatus": r["jobStatus"],
                 "prodSourceLabel": r.get("prodSourceLabel"), "cloud": r.get("cloud"),
                 "computingSite": r.get("computingSite"), "modificationHost": r.get("modificationHost"),
+                "reason": r.get("reason"),
             }
             for r in rows
         ]

@@ -68,7 +68,7 @@ class JobsUpdateMixin(BaseProxy):
             {"id": panda_id},
         )
         if not rows:
-            return _reply("notfound", None, "tobekilled", False)
+            return self._archived_reply(panda_id, status, attempt_nr)
         old, attempt, command, special, diag, label, cloud, site, host, end_time = rows[0]
         debug = "dm" in (special or "").split(",")
         if attempt_nr is not None and int(attempt_nr) != attempt:
@@ -106,11 +106,27 @@ class JobsUpdateMixin(BaseProxy):
         if new != old:
             host = sets.get("modificationHost", host)
             self._log_status([{"PandaID": panda_id, "jobStatus": new, "prodSourceLabel": label, "cloud": cloud,
-                               "computingSite": site, "modificationHost": host}], now)
+                               "computingSite": site, "modificationHost": host,
+                               "reason": final_reason(status, attempt) if final_report else None}], now)
         if final_report:
             self.insert_output_report(panda_id, attempt, label, status, report or "")
         self._store_pilot_texts(panda_id, now, metadata=metadata, pilot_log=pilot_log, stdout=stdout)
         return _reply("ok", new, command, debug)
+
+    def _archived_reply(self, panda_id: int, status: str, attempt_nr: int | None) -> dict[str, Any]:
+        """The answer for a job no longer active: a repeat of the final update that was applied to it (same
+        state and attemptNr, recorded in its status log) is answered as the first was; anything else is
+        told to stop."""
+        if status in ("finished", "failed"):
+            rows = self._fetchall("SELECT jobStatus, attemptNr, commandToPilot, specialHandling FROM jobs_archived"
+                                  " WHERE PandaID = :id", {"id": panda_id})
+            if rows and (attempt_nr is None or int(attempt_nr) == rows[0][1]):
+                final, attempt, command, special = rows[0]
+                applied = self._fetchall("SELECT 1 FROM job_status_log WHERE PandaID = :id AND jobStatus = 'holding'"
+                                         " AND reason = :reason", {"id": panda_id, "reason": final_reason(status, attempt)})
+                if applied:
+                    return _reply("alreadydone", final, command, "dm" in (special or "").split(","))
+        return _reply("notfound", None, "tobekilled", False)
 
     def _store_pilot_texts(self, panda_id: int, now: _dt.datetime, *, metadata: str | None,
                            pilot_log: str | None, stdout: str | None) -> None:
@@ -221,6 +237,11 @@ class JobsUpdateMixin(BaseProxy):
         for part in chunks(found):
             self._attach_details({pid: jobs[pid] for pid in part}, files=with_files, metadata=True)
         return [jobs.get(pid) for pid in ids]
+
+
+def final_reason(status: str, attempt: int) -> str:
+    """The status-log reason of the ``holding`` row a pilot's final update writes: how a repeat is recognised."""
+    return f"pilot final update: {status}, attempt {attempt}"
 
 
 def _reply(result: str, status: str | None, command: str | None, debug: bool) -> dict[str, Any]:

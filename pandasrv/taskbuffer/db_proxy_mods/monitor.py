@@ -132,8 +132,8 @@ class MonitorMixin(BaseProxy):
 
     @transaction(readonly=True)
     def monitor_status_history(self, panda_id: int) -> list[dict[str, Any]]:
-        """A job's status changes in the order they happened."""
-        columns = ("modificationTime", "jobStatus", "computingSite", "modificationHost")
+        """A job's status changes in the order they happened, with the reason where the server gave one."""
+        columns = ("modificationTime", "jobStatus", "computingSite", "modificationHost", "reason")
         rows = self._fetchall(f"SELECT {','.join(columns)} FROM job_status_log WHERE PandaID = :id"
                               " ORDER BY modificationTime", {"id": panda_id})
         return [dict(zip(columns, row)) for row in rows]
