@@ -91,6 +91,10 @@ class ApacheSettings(BaseModel):
     ssl_cert: str = ""
     ssl_key: str = ""
     ca_dir: str = "/etc/grid-security/certificates"
+    # behind ``pandasrv haproxy`` with haproxy.send_proxy: every connection starts with HAProxy's PROXY v2
+    # header (mod_remoteip), so the application sees the client's address instead of the balancer's.
+    # Connections without the header are refused: only for nodes that nothing but the balancer can reach.
+    proxy_protocol: bool = False
 
 
 class HAProxySettings(BaseModel):
@@ -108,6 +112,9 @@ class HAProxySettings(BaseModel):
     # connections the balancer holds at once, and seconds a stop waits for open connections to finish
     max_connections: int = Field(default=4096, ge=1)
     stop_timeout: int = Field(default=10, ge=0)
+    # send the PROXY v2 header (the client's address) to the nodes and in health checks; the nodes need
+    # apache.proxy_protocol = true (docs/deploy.md)
+    send_proxy: bool = False
     # the unprivileged user HAProxy switches to after binding when started as root
     user: str = "haproxy"
     group: str = "haproxy"

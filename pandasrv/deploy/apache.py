@@ -117,8 +117,17 @@ Listen {settings.host}:{apache.ssl_port}
     # a client's own copies of the front server's variables are never passed on
     RequestHeader unset X-SSL-Client-S-DN early
     RequestHeader unset X-SSL-Client-Verify early
-</VirtualHost>
+{proxy_protocol(settings, "    ")}</VirtualHost>
 """
+
+
+def proxy_protocol(settings: Settings, indent: str = "") -> str:
+    """``RemoteIPProxyProtocol On`` (mod_remoteip) for one listener when ``apache.proxy_protocol`` is set.
+
+    The PROXY v2 header HAProxy sends (``send-proxy-v2``) is read before TLS and before HTTP; the client's
+    address it carries becomes the connection's, so ``REMOTE_ADDR``, the access log and the ``auth = none``
+    loopback test see the real client, not the balancer."""
+    return f"{indent}RemoteIPProxyProtocol On\n" if settings.apache.proxy_protocol else ""
 
 
 def mod_wsgi_module() -> Path:
@@ -155,7 +164,8 @@ def render_config(settings: Settings, layout: Layout, module: Path | None = None
     users, daemon_users = _user_directives(settings)
     run = layout.run_dir
     tls = tls_config(settings, layout, module or layout.run_dir / "build" / "mod_pandasrv_proxycerts.so")
-    modules = "\n".join(f"LoadModule {name}_module {MODULE_DIR / f'mod_{name}.so'}" for name in MODULES)
+    names = (*MODULES, "remoteip") if apache.proxy_protocol else MODULES
+    modules = "\n".join(f"LoadModule {name}_module {MODULE_DIR / f'mod_{name}.so'}" for name in names)
     return f"""# written by pandasrv apache; regenerated at every start
 ServerRoot "{run}"
 ServerName {settings.host}
@@ -168,7 +178,7 @@ LogLevel warn
 LoadModule wsgi_module "{mod_wsgi_module()}"
 {users}
 Listen {settings.host}:{settings.port}
-{tls}
+{proxy_protocol(settings)}{tls}
 # MPM event: worker processes grow and shrink with the load between these limits
 StartServers {apache.start_servers}
 ServerLimit {apache.server_limit}

@@ -27,6 +27,7 @@ from pathlib import Path
 from pandasrv.config import ConfigError, Settings
 from pandasrv.deploy import rootfs
 from pandasrv.deploy.apache import stop_process
+from pandasrv.web.auth import is_loopback
 
 log = logging.getLogger("pandasrv.deploy.haproxy")
 
@@ -61,8 +62,11 @@ def parse_backends(settings: Settings) -> list[Backend]:
     return nodes
 
 
-def _pool(name: str, nodes: list[Backend], port_of: str, check: str | None) -> str:
-    """A ``backend`` section; ``check`` is the pool whose health checks it follows (None: it checks itself)."""
+def _pool(name: str, nodes: list[Backend], port_of: str, check: str | None, send_proxy: bool) -> str:
+    """A ``backend`` section; ``check`` is the pool whose health checks it follows (None: it checks itself).
+
+    With ``send_proxy`` every connection to a node, health checks included (the node refuses any without it),
+    starts with the PROXY v2 header that carries the client's address."""
     lines = [f"backend {name}", "    balance leastconn"]
     if check is None:
         lines += ["    option httpchk",
@@ -71,8 +75,26 @@ def _pool(name: str, nodes: list[Backend], port_of: str, check: str | None) -> s
     for node in nodes:
         address = f"{node.host}:{getattr(node, port_of)}"
         how = f"track {check}/{node.name}" if check else f"check port {node.port}"
+        if send_proxy:
+            how += " send-proxy-v2" if check else " send-proxy-v2 check-send-proxy"
         lines.append(f"    server {node.name} {address} {how}")
     return "\n".join(lines) + "\n"
+
+
+WILDCARDS = ("", "0.0.0.0", "*", "::", "[::]")
+
+
+def _check_no_loop(host: str, ports: list[int], nodes: list[Backend]) -> None:
+    """A node listed at the balancer's own address and port would be the balancer itself (or fail to bind)."""
+    front = "127.0.0.1" if host == "localhost" else host
+    for node in nodes:
+        address = "127.0.0.1" if node.host == "localhost" else node.host
+        same_host = address == front or (front in WILDCARDS and is_loopback(address))
+        for port in (node.port, node.ssl_port):
+            if port in ports and same_host:
+                raise ConfigError(f"haproxy listens on {host or '*'}:{port}, where node {node.host}:{port} is: on a "
+                                  "machine that also runs a node, give the nodes other ports (--port/--ssl-port of "
+                                  "pandasrv apache, e.g. 26080 and 26443) or the balancer another address")
 
 
 def render_config(settings: Settings, run_dir: Path) -> str:
@@ -84,6 +106,7 @@ def render_config(settings: Settings, run_dir: Path) -> str:
     tls_nodes = [n for n in nodes if n.ssl_port]
     if front.ssl_port and len(tls_nodes) != len(nodes):
         raise ConfigError("haproxy.ssl_port needs a TLS port for every node (HOST:PORT:SSL_PORT or apache.ssl_port)")
+    _check_no_loop(front.host, [p for p in (front.port, front.ssl_port) if p], nodes)
     interval = f"{int(front.check_interval * 1000)}ms"
     # a request may run for the nodes' request_timeout; the balancer must not cut it earlier
     idle = settings.apache.request_timeout + 30
@@ -111,11 +134,11 @@ defaults
     checked = None
     if front.ssl_port:
         sections.append(f"frontend https\n    bind {front.host}:{front.ssl_port}\n    default_backend nodes_tls\n")
-        sections.append(_pool("nodes_tls", nodes, "ssl_port", None))
+        sections.append(_pool("nodes_tls", nodes, "ssl_port", None, front.send_proxy))
         checked = "nodes_tls"
     if front.port:
         sections.append(f"frontend http\n    bind {front.host}:{front.port}\n    default_backend nodes_plain\n")
-        sections.append(_pool("nodes_plain", nodes, "port", checked))
+        sections.append(_pool("nodes_plain", nodes, "port", checked, front.send_proxy))
     return "\n".join(sections)
 
 

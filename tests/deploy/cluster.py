@@ -88,10 +88,7 @@ class Cluster:
         return self._tb[0]
 
     def node_states(self) -> dict[str, str]:
-        """What HAProxy thinks of each node of the TLS pool (``UP``, ``DOWN``, ...), from its admin socket."""
-        rows = csv.DictReader(io.StringIO(admin(self.balancer_dir, "show stat").lstrip("# ")))
-        return {row["svname"]: row["status"] for row in rows if row["pxname"] == "nodes_tls"
-                and row["svname"] not in ("FRONTEND", "BACKEND")}
+        return node_states(self.balancer_dir)
 
     def getjob_lines(self) -> list[int]:
         """Per node, the ``getJob`` requests its access log shows answered (``200``)."""
@@ -122,6 +119,13 @@ class Cluster:
         finally:
             conn.close()
         return {panda_id: counts.get(panda_id, 0) for panda_id in panda_ids}
+
+
+def node_states(balancer_dir: Path) -> dict[str, str]:
+    """What HAProxy thinks of each node of the TLS pool (``UP``, ``DOWN``, ...), from its admin socket."""
+    rows = csv.DictReader(io.StringIO(admin(balancer_dir, "show stat").lstrip("# ")))
+    return {row["svname"]: row["status"] for row in rows if row["pxname"] == "nodes_tls"
+            and row["svname"] not in ("FRONTEND", "BACKEND")}
 
 
 def get_job(url: str, context: ssl.SSLContext) -> int | None:
@@ -175,7 +179,7 @@ def download(url: str, context: ssl.SSLContext, name: str) -> httpx.Response:
     return httpx.get(f"{url}/cache/{name}", verify=context, timeout=60)
 
 
-def _wait(condition: Any, timeout: float, what: str) -> None:
+def wait(condition: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -212,30 +216,42 @@ def start_cluster(db_url: str, workdir: Path, n_nodes: int = 2, sync_period: flo
             nodes.append(node)
             node_urls.append(f"https://{address}:{ssl_port}")
             ports.append((address, int(node.url.rsplit(":", 1)[1]), ssl_port))
-        front_port, front_ssl = free_port(), free_port()
-        balancer_dir = workdir / "haproxy"
-        command = [sys.executable, "-m", "pandasrv.cli", "haproxy", "--host", BALANCER, "--port", str(front_port),
-                   "--ssl-port", str(front_ssl), "--run-dir", str(balancer_dir)]
-        for address, port, ssl_port in ports:
-            command += ["--backend", f"{address}:{port}:{ssl_port}"]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PANDASRV_")}
-        env["PANDASRV_HAPROXY__CHECK_INTERVAL"] = "0.3"
-        with open(workdir / "haproxy.log", "wb") as log:
-            balancer = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        cluster = Cluster(nodes, node_urls, f"https://{BALANCER}:{front_ssl}", f"http://{BALANCER}:{front_port}",
-                          balancer, balancer_dir, identities, db_url, record)
-        try:
-            _wait(lambda: balancer.poll() is not None or (balancer_dir / "admin.sock").exists(), 30,
-                  "haproxy's admin socket did not appear")
-            if balancer.poll() is not None:
-                raise RuntimeError((workdir / "haproxy.log").read_text(errors="replace"))
-            _wait(lambda: set(cluster.node_states().values()) == {"UP"}, 30, "the nodes are not UP in haproxy")
-            yield cluster
-        finally:
-            if cluster._tb:
-                cluster.tb.close()
-            stop_balancer(balancer)
+        with start_balancer(workdir, ports) as (balancer, plain_url, tls_url):
+            cluster = Cluster(nodes, node_urls, tls_url, plain_url, balancer, workdir / "haproxy", identities, db_url,
+                              record)
+            try:
+                wait(lambda: set(cluster.node_states().values()) == {"UP"}, 30, "the nodes are not UP in haproxy")
+                yield cluster
+            finally:
+                if cluster._tb:
+                    cluster.tb.close()
+
+
+@contextlib.contextmanager
+def start_balancer(workdir: Path, nodes: list[tuple[str, int, int]],
+                   **settings: str) -> Iterator[tuple[subprocess.Popen, str, str]]:
+    """``pandasrv haproxy`` on 127.0.0.1 (run dir ``workdir/haproxy``) in front of ``(address, port, ssl_port)``
+    nodes, with ``haproxy.*`` settings; yields the process and its plain and TLS URLs once its admin socket is up."""
+    front_port, front_ssl = free_port(), free_port()
+    balancer_dir = workdir / "haproxy"
+    command = [sys.executable, "-m", "pandasrv.cli", "haproxy", "--host", BALANCER, "--port", str(front_port),
+               "--ssl-port", str(front_ssl), "--run-dir", str(balancer_dir)]
+    for address, port, ssl_port in nodes:
+        command += ["--backend", f"{address}:{port}:{ssl_port}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PANDASRV_")}
+    env.update({"PANDASRV_HAPROXY__CHECK_INTERVAL": "0.3",
+                **{f"PANDASRV_HAPROXY__{key.upper()}": value for key, value in settings.items()}})
+    with open(workdir / "haproxy.log", "wb") as log:
+        balancer = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+    try:
+        wait(lambda: balancer.poll() is not None or (balancer_dir / "admin.sock").exists(), 30,
+              "haproxy's admin socket did not appear")
+        if balancer.poll() is not None:
+            raise RuntimeError((workdir / "haproxy.log").read_text(errors="replace"))
+        yield balancer, f"http://{BALANCER}:{front_port}", f"https://{BALANCER}:{front_ssl}"
+    finally:
+        stop_balancer(balancer)
 
 
 def stop_balancer(balancer: subprocess.Popen) -> int:

@@ -85,8 +85,9 @@ def apache_pids(run_dir: Path) -> list[int]:
 
 @contextlib.contextmanager
 def start_apache(db_url: str, workdir: Path, host: str = "127.0.0.1", extra: list[str] | None = None,
-                 **settings: Any) -> Iterator[RunningApache]:
-    """Run ``pandasrv apache`` with its own run directory until the block ends."""
+                 wait: bool = True, **settings: Any) -> Iterator[RunningApache]:
+    """Run ``pandasrv apache`` with its own run directory until the block ends (``wait``: until it answers
+    ``isAlive``; a node that expects the PROXY protocol answers only through the balancer)."""
     require("/usr/sbin/apache2", "apache2")
     port = free_port()
     run_dir = workdir / f"apache-{port}"
@@ -101,7 +102,8 @@ def start_apache(db_url: str, workdir: Path, host: str = "127.0.0.1", extra: lis
                                    start_new_session=True)
     running = RunningApache(f"http://{host}:{port}", process, run_dir, log_path)
     try:
-        wait_until_up(running)
+        if wait:
+            wait_until_up(running)
         yield running
     finally:
         running.stop()

@@ -23,22 +23,25 @@ nodes = st.lists(st.tuples(st.integers(2, 254), st.integers(1024, 65535), st.int
 
 
 @settings(max_examples=20, deadline=None)
-@given(nodes=nodes, plain=st.booleans(), tls=st.booleans())
+@given(nodes=nodes, plain=st.booleans(), tls=st.booleans(), send_proxy=st.booleans())
 def test_every_node_is_in_each_pool_and_haproxy_accepts_the_config(nodes: list[tuple[int, int, int]], plain: bool,
-                                                                   tls: bool) -> None:
+                                                                   tls: bool, send_proxy: bool) -> None:
     require(HAPROXY_BINARY, "haproxy")
     if not (plain or tls):
         plain = True
     run_dir = Path(os.environ.get("TMPDIR", "/tmp"))
-    s = load_settings(haproxy={"backends": [f"127.0.0.{a}:{p}:{t}" for a, p, t in nodes],
+    s = load_settings(haproxy={"backends": [f"127.0.0.{a}:{p}:{t}" for a, p, t in nodes], "send_proxy": send_proxy,
                                "port": 18080 if plain else 0, "ssl_port": 18443 if tls else 0})
     text = render_config(s, run_dir)
+    # with send_proxy every connection to a node starts with the PROXY v2 header, health checks included
+    proxy, checked_proxy = (" send-proxy-v2", " send-proxy-v2 check-send-proxy") if send_proxy else ("", "")
     for index, (address, port, ssl_port) in enumerate(nodes, start=1):
         if tls:
-            assert f"server node{index} 127.0.0.{address}:{ssl_port} check port {port}" in text
+            assert f"server node{index} 127.0.0.{address}:{ssl_port} check port {port}{checked_proxy}\n" in text
         if plain:
-            how = f"track nodes_tls/node{index}" if tls else f"check port {port}"
-            assert f"server node{index} 127.0.0.{address}:{port} {how}" in text
+            how = f"track nodes_tls/node{index}{proxy}" if tls else f"check port {port}{checked_proxy}"
+            assert f"server node{index} 127.0.0.{address}:{port} {how}\n" in text
+    assert ("send-proxy" in text) == send_proxy
     assert ("bind 127.0.0.1:18443" in text) == tls and ("bind 127.0.0.1:18080" in text) == plain
     assert "mode http" not in text  # pass-through: TLS (and client certificates) end at the nodes
     assert text.count("uri /server/panda/isAlive") == 1 and "expect string alive=yes" in text
@@ -66,10 +69,21 @@ def test_missing_ports_come_from_the_node_settings() -> None:
     ([":80"], "is not HOST[:PORT[:SSL_PORT]]"),
     (["a:80:443", "a:80"], "a node is listed twice"),
     (["a:80"], "needs a TLS port for every node"),
+    (["127.0.0.1:25080:26443"], "haproxy listens on 127.0.0.1:25080, where node 127.0.0.1:25080 is"),
+    (["localhost:26080:25443"], "haproxy listens on 127.0.0.1:25443, where node localhost:25443 is"),
 ])
 def test_bad_node_lists_are_refused_with_one_line(backends: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         render_config(load_settings(haproxy={"backends": backends}), Path("/srv/haproxy"))
+
+
+def test_a_node_on_the_balancers_own_port_is_refused_on_every_address_of_the_machine() -> None:
+    """The defaults collide (a node's port and the balancer's are both 25080): the command says so and how to fix it."""
+    wildcard = load_settings(haproxy={"host": "0.0.0.0", "backends": ["127.0.0.2:25080:26443"]})
+    with pytest.raises(ConfigError, match="give the nodes other ports"):
+        render_config(wildcard, Path("/srv/haproxy"))
+    elsewhere = load_settings(haproxy={"host": "0.0.0.0", "backends": ["node-a.example.org:25080:25443", "127.0.0.2:26080:26443"]})
+    assert "server node1 node-a.example.org:25443" in render_config(elsewhere, Path("/srv/haproxy"))
 
 
 def test_print_writes_the_config_and_starts_nothing(tmp_path: Path) -> None:
