@@ -82,7 +82,8 @@ def test_a_node_on_the_balancers_own_port_is_refused_on_every_address_of_the_mac
     wildcard = load_settings(haproxy={"host": "0.0.0.0", "backends": ["127.0.0.2:25080:26443"]})
     with pytest.raises(ConfigError, match="give the nodes other ports"):
         render_config(wildcard, Path("/srv/haproxy"))
-    elsewhere = load_settings(haproxy={"host": "0.0.0.0", "backends": ["node-a.example.org:25080:25443", "127.0.0.2:26080:26443"]})
+    elsewhere = load_settings(haproxy={"host": "0.0.0.0",
+                                       "backends": ["node-a.example.org:25080:25443", "127.0.0.2:26080:26443"]})
     assert "server node1 node-a.example.org:25443" in render_config(elsewhere, Path("/srv/haproxy"))
 
 

@@ -74,15 +74,21 @@ def attributes(url: str, ca_file: Path) -> dict:
     return reply.json()["data"]
 
 
+def _logged_calls(front: Front) -> list[str]:
+    return [line for line in (front.node.run_dir / "logs" / "access.log").read_text().splitlines()
+            if "/system/get_attributes" in line]
+
+
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_the_application_sees_the_clients_address_not_the_balancers(front: Front, scheme: str) -> None:
     url = front.tls_url if scheme == "https" else front.plain_url
+    before = len(_logged_calls(front))
     data = attributes(url, front.ca_file)
     assert data["environment"]["REMOTE_ADDR"] == CLIENT
     assert data["environment"]["wsgi.url_scheme"] == scheme  # TLS still ends at the node
-    calls = [line for line in (front.node.run_dir / "logs" / "access.log").read_text().splitlines()
-             if "/system/get_attributes" in line]
-    assert calls and all(line.startswith(f"{CLIENT} ") for line in calls)  # the log has it too
+    # the access log has the client's address too (Apache writes the line after the reply has gone out)
+    wait(lambda: len(_logged_calls(front)) > before, 30, "the access log has no line of the call")
+    assert _logged_calls(front)[before].startswith(f"{CLIENT} ")
 
 
 def _proxy_v2_header(source: str, port: int) -> bytes:
