@@ -10,7 +10,7 @@ import pytest
 
 from tests.daemon.helpers import alive, daemon_settings, probe, records, wait_for
 
-PERIOD = 2
+PERIOD = 1  # seconds: the shortest a period can be (whole seconds); the waits below are counted in runs
 EPS = 0.05
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import tarfile
-import time
 import zlib
+from pathlib import Path
 
 from pandasrv.pilot.payload import Payload, prepare_command
 from pandasrv.pilot.protocol import encode_body, parse_reply, status_code
 from pandasrv.pilot.stageout import MissingOutput, Storage, adler32, stage_out
+from tests.daemon.helpers import wait_for
 
 JOB = {"PandaID": 4242, "outFiles": "a.root,b.txt,job.log.tgz", "logFile": "job.log.tgz",
        "logGUID": "0c3e2f1a-8d4a-4e0b-9a55-1b2c3d4e5f60", "ddmEndPointOut": "DISK_A,DISK_B,DISK_LOG"}
@@ -64,12 +65,25 @@ def test_url_transformation_is_downloaded(tmp_path):
     assert prepare_command({"transformation": "/bin/echo", "jobPars": "NULL"}, tmp_path, None) == "/bin/echo"
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group is still running (a zombie does nothing more)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, IndexError):
+            continue
+        if int(group) == pgid and state != "Z":
+            return True
+    return False
+
+
 def test_kill_stops_the_whole_process_group(tmp_path):
-    marker = tmp_path / "survivor"
-    payload = Payload(f"(sleep 3; touch {marker}) & sleep 60", tmp_path, {"PATH": "/usr/bin:/bin"})
-    time.sleep(0.3)
+    marker, child = tmp_path / "survivor", tmp_path / "child.pid"
+    payload = Payload(f"(sleep 3; touch {marker}) & echo $! > {child}; sleep 60", tmp_path, {"PATH": "/usr/bin:/bin"})
+    assert wait_for(lambda: child.exists() and child.read_text().strip(), 30)  # the would-be survivor runs
     assert payload.wait(0.1) is None
     payload.kill(grace=2)
     payload.close()
-    time.sleep(3.5)
+    # nothing of the group is left to touch the marker later, so there is no need to wait for its sleep
+    assert wait_for(lambda: not group_alive(payload.process.pid), 30)
     assert not marker.exists()

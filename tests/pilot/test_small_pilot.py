@@ -19,7 +19,8 @@ import httpx
 from pandasrv.pilot.runner import Pilot, PilotOptions
 from pandasrv.pilot.stageout import adler32
 from pandasrv.submit import JobRequest, submit_jobs
-from tests.realclients import output_reports, peek_job, run_adder, wait_activated
+from tests.daemon.helpers import wait_for
+from tests.realclients import output_reports, peek_job, run_adder, served_calls, wait_activated
 
 WRITER = """#!/bin/sh
 echo "payload args: $*"
@@ -163,8 +164,10 @@ def test_pilot_waits_for_a_job_submitted_after_it_started(server, fresh_queue, t
     done: list[int] = []
     pilot = threading.Thread(target=lambda: done.extend(
         Pilot(options(server, fresh_queue, tmp_path, wait=60.0, poll=0.5)).run()))
+    log_before = len(server.log())
     pilot.start()
-    time.sleep(1.0)
+    # the pilot has asked once and found nothing (the tests of a session run one at a time)
+    assert wait_for(lambda: ("panda", "getJob", 200) in served_calls(server.log()[log_before:]), 30)
     script = tmp_path / "late.sh"
     script.write_text(WRITER)
     (panda_id,) = submit_jobs(server.url, JobRequest(site=fresh_queue, transformation=""), 1, upload=str(script))

@@ -17,8 +17,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pandasrv.daemon.lease import to_epoch
 from pandasrv.daemon.schedule import LEASE_PREFIX
 from tests.conftest import fresh_database, selected_backends
+from tests.daemon.helpers import wait_for as wait_until
 from tests.web.conftest import RunningServer, start_server
 from tests.web.helpers import pilot_call, submit_activated
 
@@ -40,9 +42,10 @@ def metered(request: pytest.FixtureRequest, test_databases: Any,
         tb = TaskBuffer(load_settings(db_url=db_url, db_bridge=False, db_connections=1))
         try:
             assert tb.acquire_lease(LEASE_PREFIX + SCRIPT, "elsewhere-1-0000", 0.5)
+            # once the other machine's lease has expired, the daemon takes it over
+            assert wait_until(lambda: to_epoch(tb.get_lease_expiry(LEASE_PREFIX + SCRIPT)) < time.time(), 30)
         finally:
             tb.close()
-        time.sleep(1.5)  # the other machine's lease has expired: the daemon takes it over
         with start_server(db_url, backend, workdir, {"PANDASRV_DAEMON": json.dumps(DAEMON)}, daemon=True) as running:
             yield running
 
