@@ -7,12 +7,13 @@ at import time: ``load_settings()`` builds one ``Settings`` object that is passe
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 DB_SCHEMES = ("sqlite", "postgresql", "mysql")
@@ -175,7 +176,9 @@ class Settings(BaseSettings):
     db_timeout: float = Field(default=60.0, gt=0)
     db_connections: int = Field(default=2, ge=1)
     db_bridge: bool = True
-    db_pool_wait: float = Field(default=10.0, gt=0)
+    # seconds a request waits for a free DB proxy; 0 = derived from queue_timeout, threads and db_connections
+    # (docs/deploy.md, "Overload")
+    db_pool_wait: float = Field(default=0.0, ge=0)
     # the Retry-After (seconds) of a 503 for a retryable database failure or a shed request
     retry_after_seconds: int = Field(default=10, ge=1, le=3600)
 
@@ -184,6 +187,9 @@ class Settings(BaseSettings):
     port: int = Field(default=25080, ge=1, le=65535)
     workers: int = Field(default=2, ge=1)
     threads: int = Field(default=4, ge=1)
+    # seconds a request may wait for a web thread; one that waited longer is answered 503 + Retry-After at
+    # once, before any database work (gunicorn; Apache's mod_wsgi gets it as queue-timeout)
+    queue_timeout: float = Field(default=2.0, gt=0)
     advertised_host: str = ""
     advertised_port: int = 0
     max_body_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
@@ -233,6 +239,16 @@ class Settings(BaseSettings):
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     apache: ApacheSettings = Field(default_factory=ApacheSettings)
     haproxy: HAProxySettings = Field(default_factory=HAProxySettings)
+
+    @model_validator(mode="after")
+    def _derive_pool_wait(self) -> "Settings":
+        """A web thread waits for a proxy behind at most ceil((T - C) / C) holders' turns; each turn gets the
+        thread queue's budget, so an accepted request waits at most queue_timeout + db_pool_wait before its
+        first statement."""
+        if not self.db_pool_wait:
+            turns = max(1, math.ceil((self.threads - self.db_connections) / self.db_connections))
+            self.db_pool_wait = self.queue_timeout * turns
+        return self
 
     @field_validator("db_url")
     @classmethod

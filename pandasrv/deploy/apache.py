@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import shutil
 import signal
@@ -25,6 +26,7 @@ from pandasrv.config import ConfigError, Settings
 from pandasrv.deploy import rootfs
 from pandasrv.deploy.wsgi import METRICS_DIR
 from pandasrv.metrics_dir import use_multiprocess_dir
+from pandasrv.web.admission import listen_backlog
 
 log = logging.getLogger("pandasrv.deploy.apache")
 
@@ -200,11 +202,13 @@ LogFormat {ACCESS_LOG_FORMAT} pandasrv
 CustomLog "{layout.logs}/access.log" pandasrv{'' if settings.access_log else ' "expr=false"'}
 
 # the application: W daemon processes x T threads; Apache's own children never run Python
+# (the app sheds a request queued longer than queue_timeout with its own 503; queue-timeout, mod_wsgi's 504, is a backstop)
 WSGIRestrictEmbedded On
 WSGISocketPrefix "{run}/wsgi"
 WSGIPythonHome "{sys.prefix}"
 WSGIDaemonProcess pandasrv processes={processes} threads={threads}{daemon_users} \\
     maximum-requests={apache.maximum_requests} request-timeout={apache.request_timeout} \\
+    queue-timeout={math.ceil(2 * settings.queue_timeout)} listen-backlog={listen_backlog(processes, threads)} \\
     graceful-timeout={apache.graceful_timeout} shutdown-timeout=5 home="{run}" \\
     display-name=pandasrv-wsgi lang=C.UTF-8 locale=C.UTF-8
 WSGIProcessGroup pandasrv

@@ -15,13 +15,14 @@ import falcon
 from pandasrv.config import Settings, load_settings
 from pandasrv.taskbuffer.errors import DBError
 from pandasrv.web import harvester_api, job_dispatcher, legacy_user_if, pilot_api, queues, user_if, utils  # noqa: F401  (registers)
+from pandasrv.web.admission import refusal
 from pandasrv.web.auth import ANONYMOUS, Authenticator, AuthError, check_loopback
 from pandasrv.web.codecs import JSON_TYPE, BadRequest, decode_params, encode_legacy, encode_v1, fail, read_body, to_json
 from pandasrv.web.context import Call, Services
 from pandasrv.web.metrics import MetricsResource, RequestMetrics
 from pandasrv.web.monitor.resource import add_routes as add_monitor_routes
 from pandasrv.web.openapi import openapi_document
-from pandasrv.web.outage import RETRYABLE, OutageLog, reason
+from pandasrv.web.outage import RETRYABLE, OutageLog, Overloaded, reason
 from pandasrv.web.registry import LEGACY, REGISTRY, Method, ParamError, convert
 
 access_log = logging.getLogger("pandasrv.access")
@@ -63,6 +64,9 @@ class ApiResource:
             method = REGISTRY.find(module, name)
             if method is None or method.legacy == v1:
                 raise _Refused(403, f"method {name} is forbidden")
+            shed = method.db and refusal(self.services.settings.queue_timeout, req.env)
+            if shed:
+                raise Overloaded(shed)
             try:
                 identity = self.auth.identify(req.env)
             except AuthError as exc:
@@ -205,6 +209,28 @@ def _internal_error(req: falcon.Request, resp: falcon.Response, exc: Exception, 
     resp.data = f"ERROR : server error ({exc.__class__.__name__})".encode()
 
 
+class ShedPages:
+    """Falcon middleware: the routes outside the API (cache files, monitor pages, metrics) are shed like the
+    API's database methods, with a plain-text 503; the API answers in the protocol's form itself."""
+
+    def __init__(self, settings: Settings, outages: OutageLog) -> None:
+        self.settings = settings
+        self.outages = outages
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]) -> None:
+        if resource is None or isinstance(resource, ApiResource):
+            return
+        shed = refusal(self.settings.queue_timeout, req.env)
+        if shed:
+            exc = Overloaded(shed)
+            self.outages.failed(req.path, exc)
+            resp.status = falcon.HTTP_503
+            resp.set_header("Retry-After", str(self.settings.retry_after_seconds))
+            resp.content_type = "text/plain"
+            resp.data = f"ERROR : {reason(exc)}".encode()
+            resp.complete = True
+
+
 class PandaApp(falcon.App):
     """The falcon app plus the per-process services it serves from (for the worker hooks)."""
 
@@ -218,7 +244,8 @@ def create_app(settings: Settings) -> PandaApp:
     services = Services(settings)
     authenticator = Authenticator(settings)
     api = ApiResource(services, authenticator)
-    app = PandaApp(cors_enable=False, middleware=[RequestMetrics()] if settings.monitor.metrics else [])
+    middleware: list[Any] = [RequestMetrics()] if settings.monitor.metrics else []
+    app = PandaApp(cors_enable=False, middleware=[*middleware, ShedPages(settings, api.outages)])
     app.req_options.strip_url_path_trailing_slash = False
     app.add_route("/server/panda/{name}", api)
     app.add_route("/api/v1/{module}/{name}", api)

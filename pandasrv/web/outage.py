@@ -3,8 +3,8 @@
 A lost session, an unreachable database, a lock not granted in time or a pool with no free proxy is not
 the request's fault and not a server bug: the client should come back later. Each such request gets a
 503 with ``Retry-After``, one warning line (the traceback only at debug level), and the process logs one
-line when an outage starts and one when it ends, with the count and the kinds of failure in between,
-instead of a traceback per request.
+line when an outage (or an overload) starts and one when it ends, with the count and the kinds of failure in
+between, instead of a traceback per request.
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ from pandasrv.taskbuffer.errors import ConnectionLost, DBTimeout, LockTimeout, P
 
 log = logging.getLogger("pandasrv.web")
 
-RETRYABLE: tuple[type[Exception], ...] = (ConnectionLost, LockTimeout, DBTimeout, PoolTimeout)
+
+class Overloaded(Exception):
+    """The request was shed before any database work (pandasrv.web.admission): over the worker's admission
+    limit, or it waited longer than ``queue_timeout`` for a web thread."""
+
+
+RETRYABLE: tuple[type[Exception], ...] = (ConnectionLost, LockTimeout, DBTimeout, PoolTimeout, Overloaded)
 # An outage is over at the first request served this long after the last 503: under load shedding,
 # successes and 503s interleave, and that is one episode, not one per request.
 QUIET_SECONDS = 1.0
@@ -28,6 +34,7 @@ _REASONS = {
     LockTimeout: "database locked",
     DBTimeout: "database busy",
     PoolTimeout: "server busy",
+    Overloaded: "server overloaded",
 }
 
 

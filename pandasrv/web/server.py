@@ -10,12 +10,16 @@ its own TaskBuffer after the fork, so no database session or ConBridge child is 
 from __future__ import annotations
 
 import logging
+import time
+from concurrent import futures
 from typing import Any
 
-from gunicorn.app.base import BaseApplication
+from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
 
 from pandasrv.config import Settings
 from pandasrv.supervisor import Supervisor
+from pandasrv.web import admission
 from pandasrv.web.app import create_app
 
 log = logging.getLogger("pandasrv.web.server")
@@ -32,6 +36,48 @@ def _worker_exit(server: Any, worker: Any) -> None:
         services.close()
 
 
+class ShedWorker(ThreadWorker):
+    """gunicorn's gthread worker with admission (pandasrv.web.admission): at most ``admission_limit`` requests
+    go to its T threads, each stamped with the time it was queued; any further one goes to the shed lane, whose
+    thread answers it 503 at once. Both counts change only on the worker's main loop, so they need no lock."""
+
+    SHED_THREADS = 2  # two, so that one client slow to send its request does not hold up shedding
+
+    def init_process(self) -> None:
+        settings = self.app.settings
+        self.admission_limit = admission.admission_limit(settings.threads, settings.db_connections)
+        self.admitted = 0
+        self.shed_pool = futures.ThreadPoolExecutor(max_workers=self.SHED_THREADS)
+        super().init_process()
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self.shed_pool.shutdown(wait=False)
+
+    def enqueue_req(self, conn: Any) -> None:
+        admitted = self.admitted < self.admission_limit
+        conn.pandasrv_admitted = admitted
+        conn.pandasrv_queued_at = time.monotonic()
+        if admitted:
+            self.admitted += 1
+        future = (self.tpool if admitted else self.shed_pool).submit(self.handle, conn)
+        future.add_done_callback(lambda done: self.method_queue.defer(self._finished, conn, done))
+
+    def _finished(self, conn: Any, future: Any) -> None:
+        if conn.pandasrv_admitted:
+            self.admitted -= 1
+        self.finish_request(conn, future)
+
+    def handle(self, conn: Any) -> Any:
+        admission.record(conn.pandasrv_queued_at, shed=not conn.pandasrv_admitted)
+        try:
+            return super().handle(conn)
+        finally:
+            admission.record(None)
+
+
 class PandaServer(BaseApplication):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -44,7 +90,8 @@ class PandaServer(BaseApplication):
             "bind": f"{settings.host}:{settings.port}",
             "workers": settings.workers,
             "threads": settings.threads,
-            "worker_class": "gthread",
+            "worker_class": "pandasrv.web.server.ShedWorker",
+            "backlog": admission.listen_backlog(settings.workers, settings.threads),
             "timeout": max(120, int(settings.db_timeout * 2)),
             "graceful_timeout": 10,
             "keepalive": 30,
