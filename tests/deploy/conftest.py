@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.conftest import fresh_database
+from tests.conftest import SERVER_LOGS, fresh_database
 from tests.web.conftest import free_port, wait_until_up
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,6 +101,7 @@ def start_apache(db_url: str, workdir: Path, host: str = "127.0.0.1", extra: lis
         process = subprocess.Popen(command, env=env, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     running = RunningApache(f"http://{host}:{port}", process, run_dir, log_path)
+    SERVER_LOGS.append(run_dir / "logs" / "error.log")  # the application's lines: a 500 there fails the test
     try:
         if wait:
             wait_until_up(running)
