@@ -4,9 +4,11 @@ Rules kept here (PanDA's ``DaemonMaster``): at most one run of a script at a tim
 is due ``period`` seconds after its last start, or within seconds (``RETRY_FIRST``, doubling) after a run
 that failed on a database outage (a run longer than its period delays the next one and is
 logged); a run longer than its ``timeout`` has its worker's whole process group killed and a new worker
-started; idle workers older than ``proc_lifetime`` are recycled. Scripts are handed to idle workers directly,
-so the master always knows which worker runs what. Cross-machine exclusion is the workers' business
-(``lease.py``): a sync script whose lease is held elsewhere comes back ``skipped`` with the lease's expiry.
+started; what a worker killed or dead in the middle of a run had locked is given back at once by another
+worker (the master keeps no database session); idle workers older than ``proc_lifetime`` are recycled.
+Scripts are handed to idle workers directly, so the master always knows which worker runs what. Cross-machine
+exclusion is the workers' business (``lease.py``): a sync script whose lease is held elsewhere comes back
+``skipped`` with the lease's expiry.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class DaemonMaster:
         self.context = multiprocessing.get_context("fork")
         self.next_spawn = 0.0
         self.stopping = False
+        self.orphans: list[int] = []  # pids of workers that died mid-run, whose locks a live worker is to free
 
     # --- lifecycle -------------------------------------------------------------------------------
     def run(self) -> None:
@@ -107,6 +110,7 @@ class DaemonMaster:
         self._reap(now)
         self._enforce_timeouts(now)
         self._recycle(now)
+        self._hand_over_orphans()
         self._dispatch(now)
 
     def _spawn_workers(self) -> None:
@@ -173,6 +177,7 @@ class DaemonMaster:
             if worker.current is not None:
                 log.error("worker %d died (exit code %s) while running %s", worker.process.pid,
                           worker.process.exitcode, worker.current)
+                self.orphans.append(worker.process.pid)
                 self._finish(worker.current, "error", None, now)
             elif not worker.retiring and now - worker.born < RESPAWN_BACKOFF:
                 self.next_spawn = now + RESPAWN_BACKOFF
@@ -190,6 +195,7 @@ class DaemonMaster:
                       script.name, script.timeout, worker.process.pid)
             self._kill(worker)
             self.workers.remove(worker)
+            self.orphans.append(worker.process.pid)
             self._finish(script.name, "error", None, now)
 
     def _recycle(self, now: float) -> None:
@@ -201,6 +207,17 @@ class DaemonMaster:
                     worker.conn.send(("stop",))
                 except OSError:
                     self._kill(worker)
+
+    def _hand_over_orphans(self) -> None:
+        """Ask an idle worker to free the locks of workers that died mid-run (it does so before its next run)."""
+        idle = [worker for worker in self.workers if worker.idle]
+        while self.orphans and idle:
+            try:
+                idle[0].conn.send(("release", self.orphans[0]))
+            except OSError:
+                idle.pop(0)
+                continue
+            self.orphans.pop(0)
 
     def _dispatch(self, now: float) -> None:
         due = sorted((state.next_due, name) for name, state in self.states.items()

@@ -5,7 +5,8 @@ started (ConBridge children, subprocesses). Its TaskBuffer — and so its databa
 the worker, across runs. A script that raises is logged and the worker carries on. Each run that was not
 skipped is recorded in ``daemon_runs`` (start, end, result, the error's text) for the monitor.
 
-Messages over the pipe (tuples): master → worker ``("run", name)`` and ``("stop",)``;
+Messages over the pipe (tuples): master → worker ``("run", name)``, ``("release", pid)`` (free what a dead
+worker ``pid`` of this machine had locked) and ``("stop",)``;
 worker → master ``("ready",)``, ``("done", name, outcome, retry_at, started)`` where ``outcome`` is ``ok``,
 ``error``, ``retry`` (it failed on a database outage: run it again after a short backoff) or ``skipped``
 (a sync script whose lease another machine holds; ``retry_at`` is when it expires)
@@ -31,10 +32,14 @@ from pandasrv.config import Settings
 from pandasrv.daemon.lease import Lease
 from pandasrv.daemon.schedule import Script
 from pandasrv.taskbuffer import errors
+from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.owners import owner_prefix, owner_token
 from pandasrv.taskbuffer.task_buffer import TaskBuffer
 
 log = logging.getLogger("pandasrv.daemon.worker")
+
+# Seconds a worker whose master is gone spends giving back its locks before it kills its process group.
+RELEASE_GRACE = 3.0
 
 # A run that fails with one of these met a database outage, not a bug: it is retried soon (outcome "retry").
 TRANSIENT = (errors.ConnectionLost, errors.DBTimeout, errors.PoolTimeout, errors.LockTimeout)
@@ -46,7 +51,7 @@ def worker_main(conn: Connection, settings: Settings, schedule: dict[str, Script
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
-    _watch_master(master_pid)
+    _watch_master(master_pid, settings.db_url)
     task_buffer = TaskBuffer(settings)
     runner = ScriptRunner(task_buffer, settings, schedule)
     conn.send(("ready",))
@@ -55,6 +60,9 @@ def worker_main(conn: Connection, settings: Settings, schedule: dict[str, Script
             message = conn.recv()
             if message[0] == "stop":
                 return
+            if message[0] == "release":
+                runner.release_dead(message[1])
+                continue
             name = message[1]
             outcome, retry_at, started = runner.run(schedule[name])
             conn.send(("done", name, outcome, retry_at, started))
@@ -64,15 +72,33 @@ def worker_main(conn: Connection, settings: Settings, schedule: dict[str, Script
         task_buffer.close()
 
 
-def _watch_master(master_pid: int) -> None:
-    """Kill this worker's whole process group as soon as the master is gone (e.g. kill -9 of the master)."""
+def _watch_master(master_pid: int, db_url: str) -> None:
+    """Kill this worker's whole process group as soon as the master is gone (e.g. kill -9 of the master).
+
+    First, for at most ``RELEASE_GRACE`` seconds, it gives back what this process had locked, on a session
+    of its own (the run's may be busy): no new master could, as it does not know this worker's pid.
+    """
 
     def watch() -> None:
         while os.getppid() == master_pid:
             time.sleep(0.5)
+        releaser = threading.Thread(target=_release_own_locks, args=(db_url,), name="release", daemon=True)
+        releaser.start()
+        releaser.join(RELEASE_GRACE)
         os.killpg(os.getpgrp(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="master-watch", daemon=True).start()
+
+
+def _release_own_locks(db_url: str) -> None:
+    proxy = DBProxy(db_url, statement_timeout=RELEASE_GRACE)
+    try:
+        released = proxy.release_work_locks(owner_prefix())
+        log.warning("daemon master gone: released %d work lock(s) of worker %d", released, os.getpid())
+    except Exception as exc:  # noqa: BLE001 - best effort on the way out; the locks then expire
+        log.warning("daemon master gone: could not release the work locks of worker %d: %s", os.getpid(), exc)
+    finally:
+        proxy.close()
 
 
 class ScriptRunner:
@@ -84,14 +110,15 @@ class ScriptRunner:
         self.schedule = schedule
         self.owner = owner_token()
         self._modules: dict[str, ModuleType] = {}
-        self._unreleased = False
+        self._unreleased: set[str] = set()  # owner prefixes whose locks are still to be given back
 
     def run(self, script: Script) -> tuple[str, float | None, float]:
         """Run one scheduled execution; never raises, so a failing script cannot take the worker down.
 
         After a failed run, everything this process had locked (output reports, leases: owner tokens
         ``host-pid-…``) is released before anything else runs, so the retry or another worker takes the
-        work at once instead of waiting for the locks to expire.
+        work at once instead of waiting for the locks to expire. The same goes for a dead worker's locks
+        (``release_dead``).
         """
         started = time.time()
         try:
@@ -118,7 +145,7 @@ class ScriptRunner:
             outcome, message = "error", f"{exc.__class__.__name__}: {exc}"
         if outcome != "ok":
             metrics.DAEMON_FAILURES.labels(script.name).inc()
-            self._unreleased = True
+            self._unreleased.add(owner_prefix())
             self._release_work_locks()
         metrics.DAEMON_RUNS.labels(script.name, outcome).inc()
         metrics.DAEMON_DURATION.labels(script.name).observe(time.time() - started)
@@ -131,18 +158,22 @@ class ScriptRunner:
         if previous and previous.rsplit("-", 2)[0] != self.owner.rsplit("-", 2)[0]:
             metrics.LEASE_TAKEOVERS.labels(script.name).inc()
 
+    def release_dead(self, pid: int) -> None:
+        """Free what worker ``pid`` of this machine had locked when it died or was killed (told by the master)."""
+        self._unreleased.add(owner_prefix(pid))
+        self._release_work_locks()
+
     def _release_work_locks(self) -> None:
-        """Free what a failed run left locked; if the database is still away, try again before the next run."""
-        if not self._unreleased:
-            return
-        try:
-            released = self.task_buffer.release_work_locks(owner_prefix())
-        except errors.DBError as exc:
-            log.warning("could not release the locks of a failed run yet: %s", str(exc).splitlines()[0])
-            return
-        self._unreleased = False
-        if released:
-            log.info("released %d work lock(s) left by a failed run", released)
+        """Free what failed runs left locked; if the database is still away, try again before the next run."""
+        for prefix in sorted(self._unreleased):
+            try:
+                released = self.task_buffer.release_work_locks(prefix)
+            except errors.DBError as exc:
+                log.warning("could not release the locks of a failed run yet: %s", str(exc).splitlines()[0])
+                return
+            self._unreleased.discard(prefix)
+            if released:
+                log.info("released %d work lock(s) left by a failed run (%s)", released, prefix)
 
     def _record(self, script: Script, started: float, outcome: str, message: str | None) -> None:
         """Best effort: a database too busy to take the record must not turn a good run into a failed one."""

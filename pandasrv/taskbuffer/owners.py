@@ -11,9 +11,10 @@ import secrets
 import socket
 
 
-def owner_prefix() -> str:
-    """host-pid-: what every owner token of this process starts with (to release them all at once)."""
-    return f"{socket.gethostname().split('.')[0][:20]}-{os.getpid()}-"
+def owner_prefix(pid: int | None = None) -> str:
+    """host-pid-: what every owner token of this process (or of process ``pid`` on this host) starts with, to
+    release them all at once."""
+    return f"{socket.gethostname().split('.')[0][:20]}-{os.getpid() if pid is None else pid}-"
 
 
 def owner_token() -> str:

@@ -1,6 +1,10 @@
-"""A run that fails releases what it locked, and one that met a database outage is retried within seconds."""
+"""A run that fails releases what it locked — also when its worker dies or its master is killed — and one
+that met a database outage is retried within seconds."""
 
 from __future__ import annotations
+
+import os
+import signal
 
 import pytest
 
@@ -8,7 +12,7 @@ from pandasrv.daemon.master import RETRY_FIRST, RETRY_MAX, DaemonMaster
 from pandasrv.daemon.schedule import load_schedule
 from pandasrv.daemon.worker import ScriptRunner
 from pandasrv.taskbuffer.task_buffer import TaskBuffer
-from tests.daemon.helpers import daemon_settings
+from tests.daemon.helpers import alive, daemon_settings, probe, wait_for
 
 FAILURES = {"ConnectionLost": "retry", "DBTimeout": "retry", "PoolTimeout": "retry", "LockTimeout": "retry",
             "IntegrityError": "error", "RuntimeError": "error"}
@@ -53,3 +57,30 @@ def test_the_master_retries_an_outage_within_seconds_and_backs_off(db_url):
     assert delays == [min(RETRY_FIRST * 2 ** n, RETRY_MAX) for n in range(8)]
     master._finish("agent", "ok", None, 1001.0)
     assert state.next_due == 1000.0 + 240 and state.retries == 0
+
+
+@pytest.mark.parametrize("death", ["timeout", "exit", "master killed"])
+def test_a_run_whose_worker_dies_leaves_nothing_locked(db_url, tmp_path, masters, death):
+    """A worker killed on its run's timeout, one that dies, and every worker of a master killed with -9: what
+    they had locked (output reports, a sync script's lease) is free within seconds, not after 600 s."""
+    marker = tmp_path / "locked"
+    how = {"timeout": "hang", "exit": "exit", "master killed": "hang"}[death]
+    script = {"module": "tests.daemon.locking_script", "arguments": [how, str(marker)], "period": 240,
+              "timeout": 2 if death == "timeout" else 200, "sync": True}
+    settings = daemon_settings(db_url, {"stuck": script, "other": probe(tmp_path / "runs.jsonl", "sleep", period=1)})
+    tb = TaskBuffer(settings)
+    try:
+        for panda_id in (1, 2, 3):
+            tb.insert_output_report(panda_id, 0, "user", "finished", "{}")
+        master = masters.start(settings)
+        assert wait_for(marker.exists, 30)
+        worker = int(marker.read_text())
+        if death == "master killed":
+            os.kill(master.pid, signal.SIGKILL)
+            master.wait()
+        assert wait_for(lambda: not alive(worker), 30)
+        # one owner takes all three at once: the dead run's locks were given back, not left to expire
+        assert wait_for(lambda: len(tb.lock_output_reports("next-owner", 10, 600)) == 3, 30)
+        assert tb.get_lease_expiry(load_schedule(settings)["stuck"].lease_component) is None
+    finally:
+        tb.close()
