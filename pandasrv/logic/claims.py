@@ -37,9 +37,9 @@ def requeue_unconfirmed(task_buffer: Any, settings: Settings, now: _dt.datetime 
     now = now or _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
     before = now - _dt.timedelta(seconds=seconds)
     requeued: list[int] = []
-    while True:
-        ids = task_buffer.requeue_unconfirmed(before, settings.watcher.unconfirmed_requeues,
-                                              unconfirmed_reason(seconds), batch_size)
+    after: int | None = 0
+    while after is not None:
+        ids, after = task_buffer.requeue_unconfirmed(before, settings.watcher.unconfirmed_requeues,
+                                                     unconfirmed_reason(seconds), batch_size, after)
         requeued += ids
-        if len(ids) < batch_size:
-            return requeued
+    return requeued

@@ -48,8 +48,9 @@ class TaskBuffer:
     def requeue_undelivered(self, claims: Sequence[tuple[int, int]], reason: str) -> list[int]:
         return self._call("requeue_undelivered", list(claims), reason)
 
-    def requeue_unconfirmed(self, before: Any, max_requeues: int, reason: str, limit: int = 1000) -> list[int]:
-        return self._call("requeue_unconfirmed", before, max_requeues, reason, limit)
+    def requeue_unconfirmed(self, before: Any, max_requeues: int, reason: str, limit: int = 1000,
+                            after: int = 0) -> tuple[list[int], int | None]:
+        return self._call("requeue_unconfirmed", before, max_requeues, reason, limit, after)
 
     def update_job(self, panda_id: int, status: str, values: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         return self._call("update_job", panda_id, status, values, **kwargs)

@@ -115,6 +115,9 @@ def test_only_unconfirmed_claims_are_given_back_and_only_so_often(db_url):
             assert proxy.update_job(lost, "running", {}, attempt_nr=attempt)["result"] == "badattemptnr"
         assert [job.PandaID for job in proxy.claim_jobs("SITE", 2, node="wn")] == [lost]
         assert requeue_unconfirmed(proxy, settings, now=later) == []  # given back twice: left to the sent timeout
+        (behind,) = (job.PandaID for job in proxy.insert_jobs([make_db_job("behind")], "activated"))
+        assert [job.PandaID for job in proxy.claim_jobs("SITE", 2, node="wn")] == [behind]
+        assert requeue_unconfirmed(proxy, settings, now=later, batch_size=1) == [behind]  # not hidden by ``lost``
         reason = REQUEUE_PREFIX + unconfirmed_reason(60)
         assert _reasons(proxy, lost) == [("activated", None), ("sent", None), ("activated", reason), ("sent", None),
                                          ("activated", reason), ("sent", None)]

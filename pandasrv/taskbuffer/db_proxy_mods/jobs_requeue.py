@@ -36,12 +36,16 @@ class JobsRequeueMixin(BaseProxy):
         return self._requeue(rows, reason, utcnow())
 
     @transaction
-    def requeue_unconfirmed(self, before: _dt.datetime, max_requeues: int, reason: str, limit: int = 1000) -> list[int]:
-        """Give back up to ``limit`` claims made before ``before`` and never confirmed, for jobs requeued fewer
-        than ``max_requeues`` times (the others are left to the Watcher's ``sent`` timeout)."""
-        rows = self._locked("modificationTime < :before", {"before": before}, limit)
+    def requeue_unconfirmed(self, before: _dt.datetime, max_requeues: int, reason: str, limit: int = 1000,
+                            after: int = 0) -> tuple[list[int], int | None]:
+        """Give back the claims made before ``before`` and never confirmed, among the next ``limit`` by PandaID
+        above ``after``, for jobs requeued fewer than ``max_requeues`` times (the others are left to the
+        Watcher's ``sent`` timeout). Returns the PandaIDs given back and where the next page starts (None at
+        the end): paging by PandaID, so jobs left ``sent`` never hide the ones behind them."""
+        rows = self._locked("modificationTime < :before AND PandaID > :after", {"before": before, "after": after}, limit)
         counts = self._requeue_counts([row["PandaID"] for row in rows])
-        return self._requeue([row for row in rows if counts.get(row["PandaID"], 0) < max_requeues], reason, utcnow())
+        requeued = self._requeue([row for row in rows if counts.get(row["PandaID"], 0) < max_requeues], reason, utcnow())
+        return requeued, rows[-1]["PandaID"] if len(rows) == limit else None
 
     def _locked(self, where: str, binds: dict[str, Any], limit: int | None = None) -> list[dict[str, Any]]:
         """The ``sent`` jobs matching ``where``, row-locked; rows a heartbeat holds are skipped (it confirms them)."""
