@@ -97,6 +97,18 @@ def _check_no_loop(host: str, ports: list[int], nodes: list[Backend]) -> None:
                                   "pandasrv apache, e.g. 26080 and 26443) or the balancer another address")
 
 
+def _check_auth_none(settings: Settings) -> None:
+    """In ``mode tcp`` a node sees the balancer's address as the peer: loopback when both share a machine, which
+    ``auth = none`` takes for a local caller. Facing other machines, that needs the PROXY protocol."""
+    front = settings.haproxy
+    if settings.auth != "none" or front.send_proxy or front.host == "localhost" or is_loopback(front.host):
+        return
+    raise ConfigError(f"haproxy on {front.host or '*'} with auth = none: without the PROXY protocol every client "
+                      "would reach the nodes from the balancer's address and could pass as local; set "
+                      "haproxy.send_proxy = true (and apache.proxy_protocol = true on the nodes), or the nodes' "
+                      "auth (token or x509) in this settings file")
+
+
 def render_config(settings: Settings, run_dir: Path) -> str:
     """The complete HAProxy configuration: TLS and plain frontends passed through to the nodes."""
     front = settings.haproxy
@@ -107,6 +119,7 @@ def render_config(settings: Settings, run_dir: Path) -> str:
     if front.ssl_port and len(tls_nodes) != len(nodes):
         raise ConfigError("haproxy.ssl_port needs a TLS port for every node (HOST:PORT:SSL_PORT or apache.ssl_port)")
     _check_no_loop(front.host, [p for p in (front.port, front.ssl_port) if p], nodes)
+    _check_auth_none(settings)
     interval = f"{int(front.check_interval * 1000)}ms"
     # a request may run for the nodes' request_timeout; the balancer must not cut it earlier
     idle = settings.apache.request_timeout + 30

@@ -82,7 +82,7 @@ def test_a_node_on_the_balancers_own_port_is_refused_on_every_address_of_the_mac
     wildcard = load_settings(haproxy={"host": "0.0.0.0", "backends": ["127.0.0.2:25080:26443"]})
     with pytest.raises(ConfigError, match="give the nodes other ports"):
         render_config(wildcard, Path("/srv/haproxy"))
-    elsewhere = load_settings(haproxy={"host": "0.0.0.0",
+    elsewhere = load_settings(auth="x509", haproxy={"host": "0.0.0.0",
                                        "backends": ["node-a.example.org:25080:25443", "127.0.0.2:26080:26443"]})
     assert "server node1 node-a.example.org:25443" in render_config(elsewhere, Path("/srv/haproxy"))
 
@@ -99,3 +99,14 @@ def test_print_writes_the_config_and_starts_nothing(tmp_path: Path) -> None:
     refused = subprocess.run(command[:4] + ["--run-dir", str(run_dir)], cwd=REPO, capture_output=True, text=True,
                              env=env)
     assert refused.returncode == 2 and refused.stderr.startswith("pandasrv: haproxy.backends is empty")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "panda.example.org", "::"])
+def test_auth_none_facing_other_machines_needs_the_proxy_protocol(host: str) -> None:
+    """Else every client would reach the nodes from the balancer's (loopback) address and pass as local."""
+    backends = {"backends": ["127.0.0.2:26080:26443"], "host": host}
+    with pytest.raises(ConfigError, match="set haproxy.send_proxy = true"):
+        render_config(load_settings(haproxy=backends), Path("/srv/haproxy"))
+    for fine in (load_settings(haproxy={**backends, "send_proxy": True}), load_settings(auth="x509", haproxy=backends),
+                 load_settings(haproxy={**backends, "host": "127.0.0.1"})):
+        assert "server node1 127.0.0.2:26443" in render_config(fine, Path("/srv/haproxy"))
