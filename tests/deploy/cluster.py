@@ -128,22 +128,42 @@ def node_states(balancer_dir: Path) -> dict[str, str]:
             and row["svname"] not in ("FRONTEND", "BACKEND")}
 
 
-def get_job(url: str, context: ssl.SSLContext) -> int | None:
-    """One pilot ``getJob`` (pilot3's gzip-JSON form) on a fresh connection, as the pilot makes them."""
+SHED_RETRIES = 40  # a pilot tries again after a 503 (load shedding, an outage) as the real one does
+
+
+def get_job(url: str, context: ssl.SSLContext) -> tuple[int | None, int, float]:
+    """One pilot ``getJob`` (pilot3's gzip-JSON form) on a fresh connection, as the pilot makes them; a 503
+    (which comes before any database work) is tried again after a short pause instead of Retry-After's 10 s.
+    Returns the PandaID (None: no job), the number of 503s and the round trip of the answered call."""
     data = {"siteName": QUEUE, "computingElement": QUEUE, "prodSourceLabel": "user", "node": "wn.example.org",
             "diskSpace": 100000, "mem": 4000.0, "cpu": 2600.0}
-    reply = httpx.post(f"{url}/server/panda/getJob", content=gzip.compress(json.dumps(data).encode()),
-                       headers={"Content-Type": "application/json", "Accept": "application/json"},
-                       verify=context, timeout=60)
+    shed = 0
+    while True:
+        started = time.perf_counter()
+        reply = httpx.post(f"{url}/server/panda/getJob", content=gzip.compress(json.dumps(data).encode()),
+                           headers={"Content-Type": "application/json", "Accept": "application/json"},
+                           verify=context, timeout=60)
+        if reply.status_code != 503 or shed == SHED_RETRIES:
+            break
+        shed += 1
+        time.sleep(0.5)
     reply.raise_for_status()
     body = reply.json()
-    return int(body["PandaID"]) if int(body.get("StatusCode", -1)) == 0 else None
+    return (int(body["PandaID"]) if int(body.get("StatusCode", -1)) == 0 else None), shed, time.perf_counter() - started
 
 
-def run_pilots(cluster: Cluster, pilots: int, calls: int) -> tuple[list[int | None], list[float]]:
-    """``pilots`` threads, each making ``calls`` getJob calls through the balancer; the replies and round trips."""
-    got: list[int | None] = []
-    times: list[float] = []
+@dataclass
+class PilotRun:
+    """What ``run_pilots`` saw: each call's PandaID (None: no job), answered round trips, 503s tried again."""
+
+    got: list[int | None] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    shed: int = 0
+
+
+def run_pilots(cluster: Cluster, pilots: int, calls: int) -> PilotRun:
+    """``pilots`` threads, each making ``calls`` getJob calls through the balancer."""
+    run = PilotRun()
     lock = threading.Lock()
     errors: list[BaseException] = []
 
@@ -151,11 +171,11 @@ def run_pilots(cluster: Cluster, pilots: int, calls: int) -> tuple[list[int | No
         context = cluster.identities.context(cluster.identities.pilot)
         try:
             for _ in range(calls):
-                started = time.perf_counter()
-                panda_id = get_job(cluster.url, context)
+                panda_id, shed, seconds = get_job(cluster.url, context)
                 with lock:
-                    times.append(time.perf_counter() - started)
-                    got.append(panda_id)
+                    run.got.append(panda_id)
+                    run.times.append(seconds)
+                    run.shed += shed
         except BaseException as exc:  # re-raised in the caller's thread
             errors.append(exc)
 
@@ -166,7 +186,7 @@ def run_pilots(cluster: Cluster, pilots: int, calls: int) -> tuple[list[int | No
         thread.join()
     if errors:
         raise errors[0]
-    return got, times
+    return run
 
 
 def put_file(url: str, context: ssl.SSLContext, name: str, data: bytes) -> str:
