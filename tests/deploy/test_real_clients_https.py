@@ -6,7 +6,8 @@ certificates (``SSLVerifyClient optional``): a bearer token when one is sent, th
 
 - panda-client 2.2.0 with ``X509_USER_PROXY`` (an RFC 3820 proxy) and ``X509_CERT_DIR`` (the test CA, hashed):
   hello, submit, status, kill, putFile; then with ``PANDA_AUTH=oidc``, ``PANDA_AUTH_VO`` and the token file it
-  caches under ``PANDA_CONFIG_ROOT``. What the server recorded (the owner of each job) says who it saw.
+  caches under ``PANDA_CONFIG_ROOT``. What the server recorded (the owner of each job) says who it saw. A
+  token's role is chosen with ``PANDA_AUTH_VO=<vo>:<role>``.
 - Roles from VOMS: proxies made by Debian's real ``voms-proxy-fake`` for VO ``pandasrv`` (the server's
   ``voms_dir`` holds the VOMS server's ``.lsc``): ``Role=production`` submits managed jobs, a plain member or
   a proxy without attributes gets none of them from getJob, ``Role=pilot`` (``pilot_vos``) does.
@@ -121,13 +122,13 @@ def token(world: dict[str, Any], subject: str, **claims: Any) -> str:
     return jwt.encode(payload, world["issuer_key"], algorithm="RS256", headers={"kid": "test-key"})
 
 
-def oidc_env(world: dict[str, Any], home: Path, id_token: str) -> dict[str, str]:
+def oidc_env(world: dict[str, Any], home: Path, id_token: str, vo: str = VO) -> dict[str, str]:
     """``PANDA_AUTH=oidc``: the client reads its cached token from ``$PANDA_CONFIG_ROOT/.token`` (where its
     device flow leaves it), and sends ``Origin: <PANDA_AUTH_VO>``; ``X509_CERT_DIR`` verifies the server."""
     config_root = home / ".pathena"
     config_root.mkdir(parents=True, exist_ok=True)
     (config_root / ".token").write_text(json.dumps({"id_token": id_token}))
-    return {"PANDA_AUTH": "oidc", "PANDA_AUTH_VO": VO, "X509_CERT_DIR": str(world["ca_dir"])}
+    return {"PANDA_AUTH": "oidc", "PANDA_AUTH_VO": vo, "X509_CERT_DIR": str(world["ca_dir"])}
 
 
 def app_calls(apache: RunningApache, since: int) -> list[str]:
@@ -239,6 +240,23 @@ def test_only_a_pilot_role_gets_a_production_job(https: tuple[RunningApache, str
     assert {peek_job(pg_url, pid).jobStatus for pid in ids} == {"activated"}
     reply = get_job(base, world, world["pilot_proxy"], queue, "managed")
     assert reply["StatusCode"] == "0" and int(reply["PandaID"]) in ids, reply
+
+
+def test_a_token_role_is_chosen_with_panda_auth_vo(https: tuple[RunningApache, str], world: dict[str, Any],
+                                                    pg_url: str, queue: str, tmp_path: Path) -> None:
+    """One token with the groups ``pandasrv`` and ``pandasrv/production``: ``PANDA_AUTH_VO=pandasrv:production``
+    (sent as ``Origin``) submits managed jobs, ``PANDA_AUTH_VO=pandasrv`` the same token may not."""
+    managed = SUBMIT.replace('job.prodSourceLabel = "user"', 'job.prodSourceLabel = "managed"')
+    id_token = token(world, "manager", groups=[VO, f"{VO}/production"])
+    results = {}
+    for vo in (VO, f"{VO}:production"):
+        home = tmp_path / vo.replace(":", "_")
+        results[vo] = run_panda_client(https[1], home, managed.format(tag=vo, site=queue),
+                                       env=oidc_env(world, home, id_token, vo))
+    assert results[VO][0] != 0 and not results[VO][1], results[VO]
+    status, data = results[f"{VO}:production"]
+    assert status == 0 and len(data) == 3, data
+    assert {peek_job(pg_url, entry[0]).prodSourceLabel for entry in data} == {"managed"}
 
 
 @pytest.mark.slow
