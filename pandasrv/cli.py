@@ -1,4 +1,4 @@
-"""The ``pandasrv`` command: serve, apache, haproxy, daemon, db, queue, pilot, submit, config."""
+"""The ``pandasrv`` command: serve, apache, haproxy, daemon, db, queue, creds, pilot, submit, config."""
 
 from __future__ import annotations
 
@@ -338,6 +338,19 @@ def queue_set(ctx: click.Context, name: str, settings: tuple[str, ...], db_url: 
     finally:
         task_buffer.close()
     click.echo(f"queue {name} updated")
+
+
+@main.group()
+def creds() -> None:
+    """The credential calls' settings (docs/credentials.md)."""
+
+
+@creds.command("new-key")
+def creds_new_key() -> None:
+    """Print a new random key for creds.secrets_key (urlsafe base64 of 32 bytes)."""
+    from pandasrv.logic.secrets import new_key
+
+    click.echo(new_key())
 
 
 @main.group("resource-type")

@@ -7,13 +7,15 @@ at import time: ``load_settings()`` builds one ``Settings`` object that is passe
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import os
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 DB_SCHEMES = ("sqlite", "postgresql", "mysql")
@@ -154,6 +156,61 @@ class RetentionSettings(BaseModel):
     cache_days: float = 7.0
 
 
+def check_secrets_key(text: str) -> None:
+    """A secrets key is the urlsafe base64 text of 32 random bytes (``pandasrv creds new-key``)."""
+    try:
+        raw = base64.urlsafe_b64decode(text.encode("ascii"))
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError("must be urlsafe base64 of 32 bytes (make one with: pandasrv creds new-key)")
+
+
+class CredsSettings(BaseModel):
+    """The credential calls (docs/credentials.md): operator-managed folders, who may read them, the secrets key.
+
+    The ``*_users`` lists hold owner names (``Identity.user``: the compact DN name under x509, ``sub@issuer``
+    under tokens), as PanDA's ``USERS.GRIDPREF`` letters p (proxies and access tokens), k (key pairs) and t
+    (token keys). Empty folders or lists mean the call finds nothing or refuses everyone.
+    """
+
+    # proxies: one file per owner name, <name> (no role) or <name>:<role>
+    proxy_dir: str = ""
+    # access tokens: one file per client name, the token text
+    token_dir: str = ""
+    # key pairs: one file per key name, the key text
+    key_dir: str = ""
+    # token keys: one file per client name, one valid key a line, the newest first
+    token_key_dir: str = ""
+    # clients whose access token is only given with one of their valid token keys (PanDA's use_token_key)
+    token_key_clients: list[str] = []
+    proxy_users: list[str] = []
+    key_pair_users: list[str] = []
+    token_key_users: list[str] = []
+    # the key that encrypts user secrets at rest (AES-GCM); empty: the secrets calls are off
+    secrets_key: SecretStr = SecretStr("")
+    # earlier keys, still read after a key change (every write uses secrets_key)
+    secrets_old_keys: list[SecretStr] = []
+    # the largest secrets dictionary one owner may keep (bytes of its JSON text)
+    max_secrets_bytes: int = Field(default=1024 * 1024, gt=0)
+    # the largest credential file read from the folders
+    max_file_bytes: int = Field(default=1024 * 1024, gt=0)
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _check_key(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value():
+            check_secrets_key(value.get_secret_value())
+        return value
+
+    @field_validator("secrets_old_keys")
+    @classmethod
+    def _check_old_keys(cls, values: list[SecretStr]) -> list[SecretStr]:
+        for value in values:
+            check_secrets_key(value.get_secret_value())
+        return values
+
+
 class PluginSettings(BaseModel):
     """Experiment-specific agent behaviour: per agent, VO -> ``module:Class``; ``any`` is the catch-all.
 
@@ -239,6 +296,7 @@ class Settings(BaseSettings):
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     apache: ApacheSettings = Field(default_factory=ApacheSettings)
     haproxy: HAProxySettings = Field(default_factory=HAProxySettings)
+    creds: CredsSettings = Field(default_factory=CredsSettings)
 
     @model_validator(mode="after")
     def _derive_pool_wait(self) -> "Settings":
@@ -313,4 +371,7 @@ def show(settings: Settings) -> dict[str, Any]:
     """The effective settings with secrets masked, for ``pandasrv config show``."""
     data = settings.model_dump()
     data["db_url"] = mask_url(settings.db_url)
+    creds = settings.creds
+    data["creds"]["secrets_key"] = "***" if creds.secrets_key.get_secret_value() else ""
+    data["creds"]["secrets_old_keys"] = ["***" for _ in creds.secrets_old_keys]
     return data

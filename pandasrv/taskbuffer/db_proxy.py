@@ -21,6 +21,7 @@ from pandasrv.taskbuffer.db_proxy_mods.meta import MetaMixin
 from pandasrv.taskbuffer.db_proxy_mods.monitor import MonitorMixin
 from pandasrv.taskbuffer.db_proxy_mods.output_reports import OutputReportsMixin
 from pandasrv.taskbuffer.db_proxy_mods.retention import RetentionMixin
+from pandasrv.taskbuffer.db_proxy_mods.secrets import SecretsMixin
 from pandasrv.taskbuffer.db_proxy_mods.watcher import WatcherMixin
 
 
@@ -40,6 +41,7 @@ class DBProxy(
     MetaMixin,
     MonitorMixin,
     CacheMixin,
+    SecretsMixin,
     BaseProxy,
 ):
     """The composed proxy; see docs/internals.md §4 for the method contract."""

@@ -193,6 +193,15 @@ cache_chunks = table(
     column("seq", sa.Integer(), primary_key=True, autoincrement=False),
     column("data", BLOB, nullable=False),
 )
+# User secrets (creds/set_user_secrets): one row per owner, the owner's whole dictionary encrypted by
+# logic/secrets.py (AES-GCM, the owner as associated data); ``version`` makes every change a compare-and-swap.
+user_secrets = table(
+    "user_secrets",
+    column("owner", sa.String(250), primary_key=True),
+    column("data", TEXT, nullable=False),
+    column("version", sa.BigInteger(), nullable=False),
+    column("updated_at", DATETIME, nullable=False),
+)
 site_data = table(
     "site_data",
     column("site", sa.String(128), primary_key=True),

@@ -142,6 +142,13 @@ class TaskBuffer:
     def update_site_starts(self, since: Any, now: Any) -> dict[str, tuple[int, Any]]:
         return self._call("update_site_starts", since, now)
 
+    # --- user secrets (sealed text; logic/secrets.py encrypts) ------------------------------------
+    def get_secret_row(self, owner: str) -> tuple[str, int] | None:
+        return self._call("get_secret_row", owner)
+
+    def put_secret_row(self, owner: str, data: str | None, version: int | None) -> bool:
+        return self._call("put_secret_row", owner, data, version)
+
     # --- web meta data: queues, resource types, users, sandbox files, statistics, config -------------
     def add_queue(self, name: str, site: str, status: str, data: dict[str, Any]) -> None:
         self._call("add_queue", name, site, status, data)

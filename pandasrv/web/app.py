@@ -14,7 +14,7 @@ import falcon
 
 from pandasrv.config import Settings, load_settings
 from pandasrv.taskbuffer.errors import DBError
-from pandasrv.web import harvester_api, job_dispatcher, legacy_user_if, pilot_api, queues, user_if, utils  # noqa: F401  (registers)
+from pandasrv.web import creds_api, harvester_api, job_dispatcher, legacy_creds, legacy_user_if, pilot_api, queues, user_if, utils  # noqa: F401  (registers)
 from pandasrv.web.admission import refusal
 from pandasrv.web.auth import ANONYMOUS, Authenticator, AuthError, check_loopback
 from pandasrv.web.codecs import JSON_TYPE, BadRequest, decode_params, encode_legacy, encode_v1, fail, read_body, to_json

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from pandasrv.config import Settings
+from pandasrv.logic.credentials import Credentials
+from pandasrv.logic.secrets import Secrets
 from pandasrv.web.auth import Identity, has_pilot_role, has_production_role
 from pandasrv.web.codecs import Upload
 
@@ -51,6 +53,8 @@ class Services:
         self._pid: int | None = None
         self._task_buffer: Any = None
         self._cache = _TimedCache(settings.meta_cache_seconds)
+        self.credentials = Credentials(settings.creds)
+        self.secrets = Secrets(settings.creds)
 
     @property
     def task_buffer(self) -> Any:
