@@ -37,8 +37,7 @@ class CredentialRefused(Exception):
 
 def plain_name(name: str) -> bool:
     """A name that can only mean a file directly inside its folder (no path, no hidden file, no NUL)."""
-    return (0 < len(name) <= MAX_NAME_CHARS and "/" not in name and "\x00" not in name and ":" not in name
-            and not name.startswith("."))
+    return 0 < len(name) <= MAX_NAME_CHARS and "/" not in name and "\x00" not in name and not name.startswith(".")
 
 
 class Folder:
@@ -51,7 +50,7 @@ class Folder:
         self._lock = threading.Lock()
 
     def read(self, name: str) -> str | None:
-        if self.path is None:
+        if self.path is None or not plain_name(name):
             return None
         file = self.path / name
         try:
@@ -98,7 +97,8 @@ class Credentials:
         self._allow(caller, self.settings.proxy_users, "p", "a proxy")
         if role is not None and not _ROLE.fullmatch(role):
             raise CredentialRefused(SC_NOT_FOUND, f"'proxy' not found for {name}: role {role!r} is not a role name")
-        text = self.proxies.read(name + (f":{role}" if role else "")) if plain_name(name) else None
+        # ":" separates the role in the file name, so a name with one could only find another owner's proxy
+        text = self.proxies.read(name + (f":{role}" if role else "")) if ":" not in name else None
         if text is None:
             raise CredentialRefused(SC_NOT_FOUND, f"'proxy' not found for {name}" + (f" with role {role}" if role else ""))
         return text
@@ -109,13 +109,13 @@ class Credentials:
         name = client_name.strip()
         if name in self.settings.token_key_clients and (token_key is None or token_key not in self._token_keys(name)):
             raise CredentialRefused(SC_INVALID, f"failed since token key is invalid for {name}")
-        text = self.tokens.read(name) if plain_name(name) else None
+        text = self.tokens.read(name)
         if text is None:
             raise CredentialRefused(SC_NOT_FOUND, f"'token' not found for {name}")
         return text.strip()
 
     def _token_keys(self, client_name: str) -> list[str]:
-        text = self.token_keys.read(client_name) if plain_name(client_name) else None
+        text = self.token_keys.read(client_name)
         return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
     def token_key(self, caller: str | None, client_name: str) -> str:
@@ -131,7 +131,7 @@ class Credentials:
         self._allow(caller, self.settings.key_pair_users, "k", "a key pair")
         found = []
         for name in (public_key_name, private_key_name):
-            text = self.keys.read(name) if plain_name(name) else None
+            text = self.keys.read(name)
             if text is None:
                 raise CredentialRefused(SC_MISSING_KEY, f"failed for '{caller}' since {name} is missing")
             found.append(text)
