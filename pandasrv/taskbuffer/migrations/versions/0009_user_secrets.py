@@ -1,7 +1,7 @@
 """User secrets (creds/*): one encrypted row per owner, changed by compare-and-swap on ``version``.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-03
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from pandasrv.taskbuffer.schema import DATETIME, MARIADB_TABLE_OPTIONS, TEXT, column
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
