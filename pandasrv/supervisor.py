@@ -5,8 +5,9 @@ web server). Two pieces:
 
 - ``RestartPolicy`` is the rule on its own, for children restarted in place by their owner (the ConBridge
   child, the Setupper helper): the first restart is immediate, each further death within ``stable_after``
-  seconds of the previous start doubles the wait (up to ``max_delay``), a child that stayed up longer than
-  ``stable_after`` starts afresh; every death is logged with its exit code, and a child that keeps dying
+  seconds of the previous start doubles the wait (from ``initial_delay`` up to ``max_delay``), a child that
+  stayed up longer than ``stable_after`` (or had not died for ``alarm_interval``) starts afresh; every death
+  is logged with its exit code, and a child that keeps dying
   (``alarm_deaths`` deaths within ``alarm_interval``) is reported at ERROR once per interval rather than
   silently retried forever.
 - ``Supervisor`` owns ``subprocess.Popen`` children started by a ``spawn`` callable, watches them from one
@@ -52,12 +53,13 @@ class RestartPolicy:
     def on_death(self, exit_code: int | None, now: float | None = None) -> float:
         """Record one death; returns the seconds to wait before the restart (also kept in ``not_before``)."""
         now = time.monotonic() if now is None else now
-        if now - self.started >= self.stable_after:
+        recent = [t for t in self.deaths if now - t < self.alarm_interval]
+        if now - self.started >= self.stable_after or not recent:
             self.delay = self.first_delay
         else:
             self.delay = min(max(self.delay * 2, self.initial_delay), self.max_delay)
         self.not_before = now + self.delay
-        self.deaths = [t for t in self.deaths if now - t < self.alarm_interval] + [now]
+        self.deaths = recent + [now]
         log.warning("%s died (%s) after %.1f s; restarting in %.1f s", self.name, describe_exit(exit_code),
                     now - self.started, self.delay)
         if len(self.deaths) >= self.alarm_deaths and now - self.last_alarm >= self.alarm_interval:

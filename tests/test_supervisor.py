@@ -19,15 +19,16 @@ lifetimes = st.lists(st.floats(min_value=0.0, max_value=200.0), min_size=1, max_
 @given(lifetimes)
 def test_backoff_doubles_while_crashing_and_resets_after_a_stable_run(lives):
     policy = RestartPolicy(name="child", initial_delay=0.5, max_delay=30.0, stable_after=60.0)
-    now, previous = 0.0, 0.0
+    now, previous, deaths = 0.0, 0.0, []
     for life in lives:
         policy.on_start(now)
         started, now = now, now + life
         delay = policy.on_death(-9, now)
-        if now - started >= 60.0:
-            assert delay == 0.0  # a child that ran well is restarted at once
+        if now - started >= 60.0 or not [t for t in deaths if now - t < 300.0]:
+            assert delay == 0.0  # a first death, or one after a good run, is restarted at once
         else:
             assert delay == min(max(previous * 2, 0.5), 30.0)
+        deaths.append(now)
         assert not policy.may_start(now + delay - 0.01) or delay == 0.0
         assert policy.may_start(now + delay)
         previous = delay

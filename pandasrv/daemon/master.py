@@ -28,7 +28,7 @@ from typing import Any, Callable
 from pandasrv.config import Settings
 from pandasrv.daemon.schedule import load_schedule
 from pandasrv.daemon.worker import worker_main
-from pandasrv.supervisor import command
+from pandasrv.supervisor import Supervisor, command
 
 log = logging.getLogger("pandasrv.daemon.master")
 
@@ -254,6 +254,14 @@ def master_spawn(settings: Settings) -> Callable[[], subprocess.Popen]:
     into the daemon. The settings travel as JSON on the child's stdin.
     """
     return command([sys.executable, "-m", "pandasrv.daemon.master"], stdin=settings.model_dump_json().encode())
+
+
+def supervise_master(supervisor: Supervisor, settings: Settings) -> subprocess.Popen:
+    """Start the master under ``supervisor``, which restarts it with backoff when it dies and says so: what
+    ``pandasrv serve`` and ``pandasrv apache`` run beside their web side (the supervisor must be started)."""
+    master = supervisor.add("daemon master", master_spawn(settings))
+    log.info("daemon master started (pid %d)", master.pid)
+    return master
 
 
 def start_master(settings: Settings) -> subprocess.Popen:

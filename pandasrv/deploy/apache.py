@@ -2,8 +2,9 @@
 
 The configuration is written from the settings into a run directory of its own (pid file, mutexes,
 mod_wsgi sockets, logs), so two instances with other addresses or ports and other run directories never
-share anything. Apache runs in the foreground; SIGTERM stops it (and with it every child) and the daemon
-master beside it, and the command exits 0.
+share anything. Apache runs in the foreground; the daemon master runs beside it under a ``Supervisor``
+(restarted with backoff when it dies, as under ``pandasrv serve``; Apache itself restarts its mod_wsgi
+daemon processes). SIGTERM stops Apache (and with it every child) and the master, and the command exits 0.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pandasrv.config import ConfigError, Settings
 from pandasrv.deploy import rootfs
 from pandasrv.deploy.wsgi import METRICS_DIR
 from pandasrv.metrics_dir import use_multiprocess_dir
+from pandasrv.supervisor import Supervisor
 from pandasrv.web.admission import listen_backlog
 
 log = logging.getLogger("pandasrv.deploy.apache")
@@ -271,11 +273,12 @@ def run(settings: Settings, daemon: bool = True) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
     signal.signal(signal.SIGINT, lambda signum, frame: stopping.append(signum))
     stash = Path(tempfile.mkdtemp(prefix="pandasrv-rootfs-"))
-    master: subprocess.Popen | None = None
+    supervisor = Supervisor()
     if daemon and settings.daemon.enable:
-        from pandasrv.daemon.master import start_master
+        from pandasrv.daemon.master import supervise_master
 
-        master = start_master(settings)
+        supervise_master(supervisor, settings)
+        supervisor.start()
     httpd = subprocess.Popen(apache_command(settings, layout, stash), start_new_session=True)
     log.info("apache started (pid %d) on %s:%d, run dir %s", httpd.pid, settings.host, settings.port, layout.run_dir)
     try:
@@ -286,8 +289,7 @@ def run(settings: Settings, daemon: bool = True) -> int:
             log.error("apache exited with %d; see %s", code, layout.logs / "error.log")
     finally:
         stop_process(httpd)
-        if master is not None:
-            stop_process(master)
+        supervisor.stop()
         shutil.rmtree(stash, ignore_errors=True)
     return 0 if stopping else (code or 1)
 

@@ -6,6 +6,12 @@ server has not noticed yet), the caller gets ``DBTimeout`` at once, and a fresh 
 background for the next call. Children come from a forkserver: forking a threaded web worker is
 unsafe, and the forkserver (itself single-threaded, with the DB modules preloaded) starts a warm,
 connected child in 0.1-0.2 s where spawn needs a fresh interpreter and its imports (0.3-0.4 s more).
+
+A child that dies on its own (kill -9, OOM killer, a crash in a driver) is supervised like every other
+helper process (``pandasrv.supervisor.RestartPolicy``): the death is logged with its cause, the call it
+was serving gets ``ConnectionLost`` (a retryable 503), a child found dead between calls is replaced before
+the next call is sent (that call does not fail), and a child that keeps dying is restarted with backoff
+(calls during the backoff get ``ConnectionLost`` at once) and reported at ERROR once per interval.
 """
 
 from __future__ import annotations
@@ -18,12 +24,14 @@ import os
 import pickle
 import signal
 import threading
+import time
 import traceback
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from typing import Any, Callable
 
 from pandasrv import metrics
+from pandasrv.supervisor import RestartPolicy
 from pandasrv.taskbuffer import errors
 from pandasrv.taskbuffer.db_proxy import DBProxy, public_methods
 from pandasrv.taskbuffer.file_spec import FILE_ATTRIBUTES, FileSpec
@@ -166,6 +174,7 @@ class ConBridge:
         self._ready = False
         self._owner = os.getpid()
         self._replacing = False  # the next launch replaces a killed or dead child (counted as a restart)
+        self._policy = RestartPolicy(name="ConBridge child", max_delay=5.0)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if name.startswith("_") or name not in self._methods:
@@ -225,7 +234,7 @@ class ConBridge:
                     raise errors.DBTimeout(f"{name} took longer than db_timeout={self.timeout:g}s; its DB session was killed")
                 ok, value = pipe.recv()
             except (EOFError, OSError) as exc:
-                self._kill(terminate_session=True)
+                self._died(terminate_session=True)
                 raise errors.ConnectionLost(f"ConBridge child died during {name}: {exc!r}") from None
         if ok:
             return value
@@ -249,6 +258,7 @@ class ConBridge:
         process.start()
         child_end.close()
         self._process, self._pipe, self._ready = process, parent_end, False
+        self._policy.on_start()
 
     def _relaunch(self) -> None:
         """Boot the replacement of a killed child while the caller handles the error (best effort)."""
@@ -259,7 +269,14 @@ class ConBridge:
 
     def _connected_pipe(self) -> Connection:
         """The pipe to a child that has connected to the database, launching and waiting as needed."""
-        if self._current_process() is None:
+        process = self._current_process()
+        if process is not None and self._idle_child_died():  # replace it before sending this call
+            self._died(terminate_session=True)
+            process = None
+        if process is None:
+            if not self._policy.may_start():
+                raise errors.ConnectionLost(f"ConBridge child keeps dying; next start in "
+                                            f"{self._policy.not_before - time.monotonic():.1f} s")
             self._launch()
         if self._ready:
             return self._pipe
@@ -268,7 +285,7 @@ class ConBridge:
                 raise errors.DBTimeout(f"ConBridge child did not connect within db_timeout={self.timeout:g}s")
             ok, value = self._pipe.recv()
         except (EOFError, OSError) as exc:
-            self._kill(terminate_session=False)
+            self._died(terminate_session=False)
             raise errors.ConnectionLost(f"ConBridge child died while connecting: {exc!r}") from None
         except errors.DBTimeout:
             self._kill(terminate_session=False)
@@ -278,6 +295,20 @@ class ConBridge:
             raise value
         self._session, self._ready = value, True
         return self._pipe
+
+    def _idle_child_died(self) -> bool:
+        """Whether the child died since its last reply: a connected child's pipe has nothing to read between
+        calls unless it was closed (at exit, before the forkserver has even reaped it)."""
+        try:
+            return (self._ready and self._pipe.poll()) or not self._process.is_alive()
+        except OSError:
+            return True
+
+    def _died(self, *, terminate_session: bool) -> None:
+        """A child that died on its own: reap it, record the death (logged; backoff and alarm), end its session."""
+        process = self._process
+        self._kill(terminate_session=terminate_session)
+        self._policy.on_death(process.exitcode if process is not None else None)
 
     def _kill(self, *, terminate_session: bool) -> None:
         """SIGKILL the child; then end its server session, which may outlive it until the server notices."""

@@ -1,7 +1,9 @@
 """``pandasrv serve``: the web application under gunicorn (W processes x T threads), plus the daemon.
 
-gunicorn's arbiter restarts web workers that die; the daemon master is a child of the same process, kept
-running by a ``Supervisor`` thread (restart with backoff, logged; see ``pandasrv.supervisor``).
+gunicorn's arbiter restarts web workers that die, at once; each death is recorded under a ``RestartPolicy``
+so that workers that keep dying are reported at ERROR once per interval, as every supervised process is.
+The daemon master is a child of the same process, kept running by a ``Supervisor`` thread (restart with
+backoff, logged; see ``pandasrv.supervisor``).
 
 The application object is built in the gunicorn master (it touches no database); each worker builds
 its own TaskBuffer after the fork, so no database session or ConBridge child is ever shared.
@@ -18,7 +20,7 @@ from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
 
 from pandasrv.config import Settings
-from pandasrv.supervisor import Supervisor
+from pandasrv.supervisor import RestartPolicy, Supervisor
 from pandasrv.web import admission
 from pandasrv.web.app import create_app
 
@@ -28,6 +30,21 @@ log = logging.getLogger("pandasrv.web.server")
 def _post_worker_init(worker: Any) -> None:
     """Open this worker's TaskBuffer now, so the first request does not pay for it."""
     worker.wsgi.services.task_buffer  # noqa: B018 - the property builds it
+
+
+# gunicorn respawns a dead worker in its next loop (no backoff of ours) and logs the signal or exit code
+# itself; the policy adds the death line and the once-per-interval alarm.
+_WEB_WORKERS = RestartPolicy(name="web worker", initial_delay=0.0, max_delay=0.0)
+
+
+def _pre_fork(server: Any, worker: Any) -> None:
+    _WEB_WORKERS.on_start()
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    """A reaped worker: a death unless the arbiter is shutting down (it closes its listeners first)."""
+    if server.LISTENERS:
+        _WEB_WORKERS.on_death(None)
 
 
 def _worker_exit(server: Any, worker: Any) -> None:
@@ -99,6 +116,8 @@ class PandaServer(BaseApplication):
             "loglevel": settings.log_level.lower(),
             "post_worker_init": _post_worker_init,
             "worker_exit": _worker_exit,
+            "pre_fork": _pre_fork,
+            "child_exit": _child_exit,
             "proc_name": "pandasrv-web",
             "control_socket_disable": True,
         }
@@ -116,10 +135,9 @@ def serve(settings: Settings, daemon: bool = True) -> None:
     server = PandaServer(settings)
     supervisor = Supervisor()
     if daemon and settings.daemon.enable:
-        from pandasrv.daemon.master import master_spawn
+        from pandasrv.daemon.master import supervise_master
 
-        master = supervisor.add("daemon master", master_spawn(settings))
-        log.info("daemon master started (pid %d)", master.pid)
+        supervise_master(supervisor, settings)
         supervisor.start()
     try:
         server.run()

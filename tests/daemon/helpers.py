@@ -9,11 +9,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from pandasrv.config import Settings, load_settings
 from pandasrv.daemon.master import start_master
 
 PROBE = "tests.daemon.probe"
 REPO = str(Path(__file__).resolve().parents[2])
+
+
+def live_children(pid: int, command_part: str) -> list[psutil.Process]:
+    """The children of ``pid`` whose command line contains ``command_part``, zombies left out."""
+    found = []
+    for child in psutil.Process(pid).children():
+        try:
+            if command_part in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
 
 
 def probe(record: Path, behaviour: str, value: float = 0.0, label: str = "", **entry: Any) -> dict[str, Any]:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import time
+
+import psutil
 import pytest
 
 from pandasrv.dataservice.activator import run_activator
 from pandasrv.dataservice.closer import run_closer
-from pandasrv.dataservice.setupper import recover_defined, run_setupper, start_setupper
-from tests.daemon.helpers import wait_for
-from tests.dataservice.helpers import job, status_of, store, task_buffer
+from pandasrv.dataservice.setupper import recover_defined, run_setupper, start_setupper, stop_setupper
+from tests.daemon.helpers import live_children, wait_for
+from tests.dataservice.helpers import job, make_job, status_of, store, task_buffer
+from tests.web.gated_setupper import GATE_DIR_VARIABLE, GATED_VO, PLUGIN
 
 
 @pytest.fixture
@@ -45,6 +52,43 @@ def test_start_setupper_hands_jobs_to_a_helper_process_and_returns_at_once(tb):
     second = store(tb, "defined", n=3)
     start_setupper(settings, second)  # the same helper takes the next batch
     assert wait_for(lambda: all(status_of(tb, i) == "activated" for i in second), 30)
+
+
+def helpers() -> list[psutil.Process]:
+    """This process's live Setupper helpers."""
+    return live_children(os.getpid(), "pandasrv.dataservice.setupper")
+
+
+def test_a_killed_helper_is_restarted_and_what_it_had_not_set_up_is_not_lost(db_url, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv(GATE_DIR_VARIABLE, str(tmp_path))  # the helper holds gated jobs until their gate opens
+    tb = task_buffer(db_url, plugins={"setupper": {GATED_VO: PLUGIN}})
+    stop_setupper()  # the helper of an earlier test is not one to kill
+    held = []
+    try:
+        with caplog.at_level(logging.WARNING, logger="pandasrv.supervisor"):
+            for i in range(3):  # the third death in a row is the alarm
+                spec = make_job()
+                spec.jobName, spec.VO = f"held{i}", GATED_VO
+                held += [j.PandaID for j in tb.insert_jobs([spec])]
+                deadline = time.monotonic() + 30
+                while not helpers():  # after the first death the restart waits out a backoff
+                    assert time.monotonic() < deadline
+                    start_setupper(tb.settings, held[-1:])
+                    time.sleep(0.1)
+                (helper,) = helpers()
+                os.kill(helper.pid, signal.SIGKILL)
+                assert wait_for(lambda: not helpers(), 30)  # a zombie until the next send reaps it
+            for i in range(3):
+                (tmp_path / f"held{i}").touch()
+            later = store(tb, "defined")
+            assert wait_for(lambda: start_setupper(tb.settings, later) or
+                            all(status_of(tb, i) == "activated" for i in held + later), 60)
+        messages = [r.getMessage() for r in caplog.records]
+        assert sum("setupper helper died (killed by SIGKILL)" in m for m in messages) == 3, messages
+        assert sum("setupper helper keeps dying" in m for m in messages) == 1, messages
+    finally:
+        stop_setupper()
+        tb.close()
 
 
 def test_jobs_the_setupper_never_saw_are_recovered(tb):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from typing import Iterator
 
+import psutil
 import pytest
 
 from pandasrv.config import load_settings
@@ -121,13 +123,84 @@ def test_the_pool_keeps_serving_while_a_call_hangs(settings):
         pool.close()
 
 
-@pytest.mark.backends("sqlite")
-def test_a_child_that_dies_raises_connection_lost_and_is_replaced(bridge):
+def kill_and_wait(pid: int) -> None:
+    """SIGKILL a child and wait until it is gone (a zombie of the forkserver counts as gone)."""
+    os.kill(pid, 9)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} outlived SIGKILL")
+
+
+def call_until_served(bridge: ConBridge, deadline: float = 30) -> list[errors.ConnectionLost]:
+    """Call until a call is served (a child in backoff answers ConnectionLost at once); returns the refusals."""
+    refused = []
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            assert bridge.get_job_status([10**12]) == {}
+            return refused
+        except errors.ConnectionLost as exc:
+            refused.append(exc)
+            assert time.monotonic() < end, refused
+            time.sleep(0.1)
+
+
+def test_a_child_killed_between_calls_is_replaced_before_the_next_call(bridge, caplog):
     assert bridge.ping()
-    os.kill(bridge.pid, 9)
-    with pytest.raises(errors.ConnectionLost):
-        bridge.get_job_status([1])
-    assert bridge.get_job_status([1]) == {}
+    pid = bridge.pid
+    kill_and_wait(pid)
+    with caplog.at_level(logging.WARNING, logger="pandasrv.supervisor"):
+        assert bridge.get_job_status([10**12]) == {}  # not a ConnectionLost: the next call gets a fresh child
+    assert bridge.pid not in (None, pid)
+    assert [r.getMessage().split(" after ")[0] for r in caplog.records] == ["ConBridge child died (killed by SIGKILL)"]
+
+
+def test_a_child_killed_during_a_call_gives_connection_lost_then_a_fresh_child(settings):
+    bridge = ConBridge(settings.model_copy(update={"db_timeout": 120}))
+    outcome: list[BaseException] = []
+
+    def busy() -> None:
+        try:
+            bridge.sleep(60)
+        except BaseException as exc:  # noqa: BLE001 - the test reads whatever the call raised
+            outcome.append(exc)
+
+    try:
+        assert bridge.ping()
+        caller = threading.Thread(target=busy)
+        caller.start()
+        deadline = time.monotonic() + 60
+        while caller.is_alive():  # a kill that lands before the call is sent only replaces the idle child
+            assert time.monotonic() < deadline
+            if bridge.pid is not None:
+                kill_and_wait(bridge.pid)
+            caller.join(1)
+        assert len(outcome) == 1 and isinstance(outcome[0], errors.ConnectionLost), outcome
+        call_until_served(bridge)
+    finally:
+        bridge.close()
+
+
+@pytest.mark.backends("sqlite")
+def test_a_child_that_keeps_dying_is_restarted_with_backoff_and_reported_once(bridge, caplog):
+    with caplog.at_level(logging.WARNING, logger="pandasrv.supervisor"):
+        refused = []
+        for _ in range(5):
+            call_until_served(bridge)
+            kill_and_wait(bridge.pid)
+            started = time.monotonic()
+            refused += call_until_served(bridge)
+            assert time.monotonic() - started < 30
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("ConBridge child died" in m for m in messages) == 5
+    assert sum("ConBridge child keeps dying" in m for m in messages) == 1, messages
+    assert refused and all("keeps dying; next start in" in str(exc) for exc in refused)
 
 
 @pytest.mark.backends("sqlite")
