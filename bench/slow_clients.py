@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/slow_clients.py --slow 200 --normal 12
 
-Starts ``pandasrv serve --no-daemon`` (the settings' workers x threads, gthread) on a fresh SQLite
+Starts ``pandasrv serve --no-daemon`` (the settings' workers x threads) on a fresh SQLite
 database and a free 127.0.0.1 port, opens ``--slow`` connections that trickle request headers one line
 every few seconds and never finish them, then sends ``--normal`` plain ``isAlive`` requests with a 5 s
-timeout each and prints how many were answered. gunicorn's threaded workers give a connection a thread
-while its headers arrive, so a few dozen such clients take every thread: this is why the production
-front is Apache (``pandasrv apache``), which buffers requests before they reach the application.
+timeout each and prints how many were answered. ``pandasrv serve``'s worker (pandasrv.web.worker)
+reads request heads in its event loop, so slow clients hold no thread; docs/security.md has the figures
+before and after.
 """
 
 from __future__ import annotations

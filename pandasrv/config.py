@@ -247,6 +247,9 @@ class Settings(BaseSettings):
     # seconds a request may wait for a web thread; one that waited longer is answered 503 + Retry-After at
     # once, before any database work (gunicorn; Apache's mod_wsgi gets it as queue-timeout)
     queue_timeout: float = Field(default=2.0, gt=0)
+    # pandasrv serve: seconds a connection has to send its request head (and a body up to 1 MiB) before it
+    # is closed; until then it holds no thread (pandasrv.web.worker)
+    request_read_timeout: float = Field(default=20.0, gt=0)
     advertised_host: str = ""
     advertised_port: int = 0
     max_body_bytes: int = Field(default=100 * 1024 * 1024, gt=0)

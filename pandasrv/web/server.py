@@ -17,12 +17,12 @@ from concurrent import futures
 from typing import Any
 
 from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
-from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
 
 from pandasrv.config import Settings
 from pandasrv.supervisor import RestartPolicy, Supervisor
 from pandasrv.web import admission
 from pandasrv.web.app import create_app
+from pandasrv.web.worker import BufferingWorker
 
 log = logging.getLogger("pandasrv.web.server")
 
@@ -53,10 +53,11 @@ def _worker_exit(server: Any, worker: Any) -> None:
         services.close()
 
 
-class ShedWorker(ThreadWorker):
-    """gunicorn's gthread worker with admission (pandasrv.web.admission): at most ``admission_limit`` requests
-    go to its T threads, each stamped with the time it was queued; any further one goes to the shed lane, whose
-    thread answers it 503 at once. Both counts change only on the worker's main loop, so they need no lock."""
+class ShedWorker(BufferingWorker):
+    """The buffering gthread worker (pandasrv.web.worker: a request reaches a thread only once it has arrived)
+    with admission (pandasrv.web.admission): at most ``admission_limit`` requests go to its T threads, each
+    stamped with the time it was queued; any further one goes to the shed lane, whose thread answers it 503 at
+    once. Both counts change only on the worker's main loop, so they need no lock."""
 
     SHED_THREADS = 2  # two, so that one client slow to send its request does not hold up shedding
 
