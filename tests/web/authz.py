@@ -84,12 +84,13 @@ def _bearer(token: str, origin: str = VO) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def token_world(db_url: str, workdir: Path) -> Iterator[World]:
+def token_world(db_url: str, workdir: Path, **extra: Any) -> Iterator[World]:
+    """The token identities; ``extra`` settings are passed to the app (e.g. the credential lists)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     foreign = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwks = write_jwks(workdir / "jwks.json", key, "m1")
     settings = _settings(db_url, workdir, auth="token", token_issuer=ISSUER, token_audience=AUDIENCE,
-                         token_jwks_file=str(jwks))
+                         token_jwks_file=str(jwks), **extra)
     later = int(time.time()) + 3600
     kwargs = {
         "anonymous": {},

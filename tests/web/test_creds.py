@@ -30,8 +30,8 @@ from pandasrv.logic.secrets import Secrets, SecretsError, new_key
 from pandasrv.taskbuffer.wrapped_cursor import connect
 from pandasrv.web.auth import clean_user_id
 from pandasrv.web.registry import REGISTRY
-from tests.conftest import selected_backends
-from tests.web.authz import ALICE, BOB, PILOT, PROD
+from tests.conftest import fresh_database, selected_backends
+from tests.web.authz import ALICE, BOB, PILOT, PROD, token_world
 from tests.web.inproc import InProcess, in_process_app
 
 VO = "myvo"
@@ -254,6 +254,31 @@ def test_refusals_name_what_is_missing(world: World) -> None:
     assert missing == {"success": False, "message": "failed for 'pilot one' since gone is missing", "data": None}
     assert world.v1("GET", "get_access_token", "pilot")["message"] == \
         "Argument error: missing required parameter client_name"
+
+
+def test_token_identities_are_listed_by_their_owner_name(test_databases: Any, tmp_path: Path) -> None:
+    """Under tokens the lists hold ``sub@issuer`` owners: the listed pilot token gets the proxy, a user token
+    with the same display name as someone listed does not, and each token owner has its own secrets."""
+    folder = tmp_path / "proxies"
+    folder.mkdir()
+    (folder / "atlpilo2:atlas").write_text("pilot proxy")
+    pilot_owner = "pilot-sub@issuer.test"
+    with fresh_database(test_databases, "sqlite", tmp_path) as db_url:
+        creds = {"proxy_dir": str(folder), "secrets_key": SECRETS_KEY, "proxy_users": [pilot_owner]}
+        with token_world(db_url, tmp_path, creds=creds) as made:
+            def call(who: str, verb: str, name: str, **params: Any) -> dict[str, Any]:
+                kwargs = made.request_kwargs(who)
+                kwargs["json" if verb == "POST" else "params"] = params
+                return made.client.simulate_request(verb, f"/api/v1/creds/{name}", **kwargs).json
+
+            assert made.owners["pilot"] == pilot_owner
+            assert call("pilot", "GET", "get_proxy", dn="atlpilo2", role="atlas")["data"]["userProxy"] == "pilot proxy"
+            refused = call("alice", "GET", "get_proxy", dn="atlpilo2", role="atlas")
+            assert refused["success"] is False and f"'{made.owners['alice']}' is not authorized" in refused["message"]
+            assert call("alice", "POST", "set_user_secrets", key="k", value="alice")["success"]
+            assert call("bob", "POST", "set_user_secrets", key="k", value="bob")["success"]
+            assert json.loads(call("alice", "GET", "get_user_secrets")["data"]) == {"k": "alice"}
+            assert json.loads(call("bob", "GET", "get_user_secrets")["data"]) == {"k": "bob"}
 
 
 # --- file sources ------------------------------------------------------------------------------------------
