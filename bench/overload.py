@@ -2,14 +2,15 @@
 
     .venv/bin/python bench/overload.py --backend postgresql --workers 2 --seconds 30
 
-Starts ``pandasrv serve --no-daemon`` (W workers x T threads) on a fresh database, then:
+Starts ``pandasrv serve --no-daemon`` (or ``--front apache``: ``pandasrv apache --no-daemon``; W workers x T
+threads) on a fresh database, warms it up (every process loads the app and opens its connections), then:
 1. unloaded: one client, one submit of ``--jobs`` jobs at a time, for a few seconds: the unloaded p99;
 2. capacity: ``--clients`` closed-loop clients for a few seconds: submits served per second;
 3. overload: submits sent open-loop at ``--factor`` x capacity for ``--seconds``, each on its own connection
    with a 60 s client timeout (what a pilot or panda-client does), whatever the earlier ones are doing.
 Prints, for the overload phase, how many replies were successes, 503s with ``Retry-After``, other errors
 and client time-outs, how many waited longer than 20 s, and the p50 / p99 of the successes and of the 503s.
-The seed's rule (docs/deploy.md, "Overload"): arrivals A x service time R must stay below M x W, and
+The seed's rule (docs/deploy.md, "Overload"): time per request A x requests per second R must stay below M x W;
 what does not fit is shed with a fast 503 rather than queued until clients time out.
 """
 
@@ -20,7 +21,6 @@ import concurrent.futures
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLIENT_TIMEOUT = 60.0
 LONG_WAIT = 20.0
 SHED_PAUSE = 0.1
+WARM_UP_SECONDS = 3.0
 UNLOADED_SECONDS = 10.0
 CAPACITY_SECONDS = 8.0
 
@@ -123,31 +124,28 @@ def summary(replies: list[Reply]) -> dict[str, float]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
-def serve(db_url: str, workers: int, threads: int, extra: dict[str, str]) -> Iterator[str]:
-    """``pandasrv serve --no-daemon`` on a free port; the URL of its submit call."""
-    port = free_port()
+def front(kind: str, db_url: str, workers: int, threads: int, extra: dict[str, str]) -> Iterator[str]:
+    """``pandasrv serve --no-daemon`` or ``pandasrv apache --no-daemon`` (W x T) on a free port: its URL."""
+    import apache_vs_serve
+    import web_api
+
+    settings = {f"PANDASRV_{key.upper()}": value for key, value in extra.items()}
+    if kind == "apache":
+        os.environ.update(settings)
+        with apache_vs_serve.apache(db_url, workers, threads, int(extra.get("db_connections", 2))) as url:
+            yield url
+        return
+    port = web_api.free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PANDASRV_")}, "PANDASRV_DB_URL": db_url,
            "PANDASRV_PORT": str(port), "PANDASRV_WORKERS": str(workers), "PANDASRV_THREADS": str(threads),
-           "PANDASRV_ACCESS_LOG": "false", "PANDASRV_LOG_LEVEL": "ERROR", "PYTHONPATH": str(ROOT),
-           **{f"PANDASRV_{k.upper()}": v for k, v in extra.items()}}
+           "PANDASRV_ACCESS_LOG": "false", "PANDASRV_LOG_LEVEL": "ERROR", "PYTHONPATH": str(ROOT), **settings}
     proc = subprocess.Popen([sys.executable, "-m", "pandasrv.cli", "serve", "--no-daemon"], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{base}/server/panda/isAlive", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        yield f"{base}/api/v1/job/submit"
+        web_api.wait_until_alive(url, proc, "pandasrv serve")
+        yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
@@ -163,6 +161,7 @@ def submit_body(site: str, jobs: int) -> bytes:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", default="postgresql")
+    parser.add_argument("--front", choices=("serve", "apache"), default="serve")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--jobs", type=int, default=100, help="jobs per submit")
@@ -184,19 +183,22 @@ def main() -> None:
         proxy.connect()
         proxy.add_queue("OVERLOAD", "OVERLOAD", "online", {})
         proxy.close()
-        with serve(db_url, args.workers, args.threads, extra) as url, submitter(url, body) as send:
+        with front(args.front, db_url, args.workers, args.threads, extra) as url, \
+                submitter(f"{url}/api/v1/job/submit", body) as send:
+            closed_loop(send, args.workers * args.threads, WARM_UP_SECONDS)  # every process loads the app
             unloaded = summary(closed_loop(send, 1, UNLOADED_SECONDS))
             measured = closed_loop(send, args.clients, CAPACITY_SECONDS)
             capacity = sum(r.status == 200 for r in measured) / CAPACITY_SECONDS
             offered = args.factor * capacity
             overload = summary(open_loop(send, offered, args.seconds))
-    print(f"backend={args.backend} workers={args.workers} threads={args.threads} jobs/submit={args.jobs} "
+    print(f"front={args.front} backend={args.backend} workers={args.workers} threads={args.threads} jobs/submit={args.jobs} "
           f"settings={extra or 'defaults'}")
     print(f"unloaded: p50 {unloaded['ok_p50']:.3f} s, p99 {unloaded['ok_p99']:.3f} s; "
           f"capacity {capacity:.1f} submits/s ({args.clients} closed-loop clients)")
     print(f"offered {offered:.1f}/s open-loop for {args.seconds:g} s:")
     for key, value in overload.items():
         print(f"  {key}: {value:.3f}" if isinstance(value, float) else f"  {key}: {value}")
+    print(f"  ok per second: {overload['ok'] / args.seconds:.1f} (capacity {capacity:.1f})")
     print(f"  ok_p99 / unloaded p99: {overload['ok_p99'] / unloaded['ok_p99']:.1f}")
 
 

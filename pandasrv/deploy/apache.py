@@ -32,6 +32,10 @@ from pandasrv.web.admission import listen_backlog
 
 log = logging.getLogger("pandasrv.deploy.apache")
 
+# mod_wsgi's queue-timeout (a 504 without Retry-After) is this much beyond queue_timeout: the app sheds a request
+# in the protocol's form when a thread picks it up, which can be a few service times after queue_timeout
+BACKSTOP_SECONDS = 10
+
 APACHE_BINARY = "/usr/sbin/apache2"
 MODULE_DIR = Path("/usr/lib/apache2/modules")
 MODULES = ("mpm_event", "authz_core", "headers", "reqtimeout")
@@ -210,7 +214,7 @@ WSGISocketPrefix "{run}/wsgi"
 WSGIPythonHome "{sys.prefix}"
 WSGIDaemonProcess pandasrv processes={processes} threads={threads}{daemon_users} \\
     maximum-requests={apache.maximum_requests} request-timeout={apache.request_timeout} \\
-    queue-timeout={math.ceil(2 * settings.queue_timeout)} listen-backlog={listen_backlog(processes, threads)} \\
+    queue-timeout={math.ceil(settings.queue_timeout) + BACKSTOP_SECONDS} listen-backlog={listen_backlog(processes, threads)} \\
     graceful-timeout={apache.graceful_timeout} shutdown-timeout=5 home="{run}" \\
     display-name=pandasrv-wsgi lang=C.UTF-8 locale=C.UTF-8
 WSGIProcessGroup pandasrv
