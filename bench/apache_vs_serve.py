@@ -1,6 +1,7 @@
 """getJob (and submit, updateJob) through ``pandasrv apache`` (Apache + mod_wsgi) against gunicorn, back to back.
 
     .venv/bin/python bench/apache_vs_serve.py --jobs 2000 --pilots 8 --workers 4 --threads 4
+    .venv/bin/python bench/apache_vs_serve.py --jobs 2000 --pilots 8 --workers 4 --threads 4 --front gunicorn --front apache
 
 One fresh PostgreSQL database per front end, the same phases as ``bench/web_api.py`` (submit in batches,
 activate, N pilot processes drain the queue with getJob, then two heartbeats per job), the same W x T.
@@ -52,11 +53,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--db-connections", type=int, default=4)
+    parser.add_argument("--front", action="append", choices=("apache", "gunicorn"),
+                        help="repeatable, in this order (default apache then gunicorn); run both orders on a shared "
+                             "machine, whose load drifts")
     options = parser.parse_args()
     options.setting = []
     fronts = {"apache": lambda db: apache(db, options.workers, options.threads, options.db_connections),
               "gunicorn": lambda db: web_api.gunicorn(db, options.workers, options.threads, options.db_connections, {})}
-    for name, front in fronts.items():
+    for name in options.front or list(fronts):
+        front = fronts[name]
+        print(f"\n{name}: load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at start", flush=True)
         with fresh_database("postgresql") as db_url:
             web_api.add_queue(db_url)
             with front(db_url) as url:

@@ -220,7 +220,9 @@ WSGIDaemonProcess pandasrv processes={processes} threads={threads}{daemon_users}
 WSGIProcessGroup pandasrv
 WSGIApplicationGroup %{{GLOBAL}}
 WSGIPassAuthorization On
-WSGIScriptAlias / "{layout.wsgi_script}"
+# process-group and application-group here make each daemon process load the application when it starts,
+# not at its first request, which would otherwise wait (and be shed) while the process imports it
+WSGIScriptAlias / "{layout.wsgi_script}" process-group=pandasrv application-group=%{{GLOBAL}}
 <Directory "{run}">
     Require all granted
 </Directory>

@@ -39,7 +39,9 @@ def test_config_has_the_seed_layout(processes: int, threads: int, requests: int,
     assert f"processes={processes} threads={threads}" in text
     assert f"maximum-requests={requests} request-timeout={timeout}" in text
     for line in ("LoadModule mpm_event_module", "WSGIApplicationGroup %{GLOBAL}", "WSGIPassAuthorization On",
-                 "WSGIRestrictEmbedded On", 'PidFile "/srv/run/httpd.pid"', "Listen 127.0.0.1:25080"):
+                 "WSGIRestrictEmbedded On", 'PidFile "/srv/run/httpd.pid"', "Listen 127.0.0.1:25080",
+                 # each daemon process loads the application at its start (documented mod_wsgi preloading)
+                 'WSGIScriptAlias / "/srv/run/app.wsgi" process-group=pandasrv application-group=%{GLOBAL}'):
         assert line in text
 
 
