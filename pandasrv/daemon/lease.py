@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from pandasrv.taskbuffer.errors import DBError
+from pandasrv.taskbuffer.store import Store
 
 log = logging.getLogger("pandasrv.daemon.lease")
 
@@ -29,7 +30,7 @@ def to_epoch(value: Any) -> float | None:
 class Lease:
     """One attempt to hold ``component`` for ``ttl`` seconds, renewed in the background while held."""
 
-    def __init__(self, task_buffer: Any, component: str, owner: str, ttl: int) -> None:
+    def __init__(self, task_buffer: Store, component: str, owner: str, ttl: int) -> None:
         self.task_buffer = task_buffer
         self.component = component
         self.owner = owner

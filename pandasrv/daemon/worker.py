@@ -25,7 +25,6 @@ import threading
 import time
 from multiprocessing.connection import Connection
 from types import ModuleType
-from typing import Any
 
 from pandasrv import metrics
 from pandasrv.config import Settings
@@ -34,6 +33,7 @@ from pandasrv.daemon.schedule import Script
 from pandasrv.taskbuffer import errors
 from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.owners import owner_prefix, owner_token
+from pandasrv.taskbuffer.store import Store
 from pandasrv.taskbuffer.task_buffer import TaskBuffer
 
 log = logging.getLogger("pandasrv.daemon.worker")
@@ -104,7 +104,7 @@ def _release_own_locks(db_url: str) -> None:
 class ScriptRunner:
     """Imports each script module once and runs it with the worker's TaskBuffer."""
 
-    def __init__(self, task_buffer: Any, settings: Settings, schedule: dict[str, Script]) -> None:
+    def __init__(self, task_buffer: Store, settings: Settings, schedule: dict[str, Script]) -> None:
         self.task_buffer = task_buffer
         self.settings = settings
         self.schedule = schedule

@@ -18,6 +18,7 @@ from pandasrv.dataservice.closer import run_closer
 from pandasrv.dataservice.plugins import Plugins
 from pandasrv.taskbuffer.job_spec import JobSpec
 from pandasrv.taskbuffer.owners import owner_token
+from pandasrv.taskbuffer.store import Store
 
 log = logging.getLogger("pandasrv.dataservice.adder")
 
@@ -70,7 +71,7 @@ def _checked_entry(lfn: str, entry: dict[str, Any]) -> dict[str, Any]:
 class Adder:
     """Processes locked job output reports; one instance per worker process."""
 
-    def __init__(self, task_buffer: Any, settings: Settings, lock_seconds: int = 600) -> None:
+    def __init__(self, task_buffer: Store, settings: Settings, lock_seconds: int = 600) -> None:
         self.task_buffer = task_buffer
         self.settings = settings
         self.lock_seconds = lock_seconds

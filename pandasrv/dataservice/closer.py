@@ -6,16 +6,16 @@ A closed dataset may be another job's input, so closing it starts the Activator 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from pandasrv.config import Settings
 from pandasrv.dataservice.activator import activate_dataset
 from pandasrv.dataservice.plugins import Plugins
+from pandasrv.taskbuffer.store import Store
 
 log = logging.getLogger("pandasrv.dataservice.closer")
 
 
-def run_closer(task_buffer: Any, settings: Settings, datasets: dict[str, str | None]) -> dict[str, str]:
+def run_closer(task_buffer: Store, settings: Settings, datasets: dict[str, str | None]) -> dict[str, str]:
     """Close what can be closed among ``datasets`` (name -> VO of the job that wrote it); returns new statuses."""
     if not datasets:
         return {}

@@ -7,15 +7,15 @@ does, and the Adder takes it from there — one path to a final state.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from pandasrv.config import Settings
 from pandasrv.dataservice.plugins import Plugins
+from pandasrv.taskbuffer.store import Store
 
 log = logging.getLogger("pandasrv.dataservice.finisher")
 
 
-def run_finisher(task_buffer: Any, settings: Settings, batch_size: int = 1000) -> dict[int, str]:
+def run_finisher(task_buffer: Store, settings: Settings, batch_size: int = 1000) -> dict[int, str]:
     """One pass over transferring jobs; returns {PandaID: reported status}."""
     plugins = Plugins("finisher", task_buffer, settings)
     reported: dict[int, str] = {}

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from pandasrv.config import Settings
+from pandasrv.taskbuffer.store import Store
 
 log = logging.getLogger("pandasrv.dataservice.retention")
 
@@ -29,7 +30,7 @@ def _drain(step: Any, batch_size: int) -> int:
             return total
 
 
-def purge_database(task_buffer: Any, settings: Settings, now: _dt.datetime | None = None) -> dict[str, int]:
+def purge_database(task_buffer: Store, settings: Settings, now: _dt.datetime | None = None) -> dict[str, int]:
     """Delete what is older than ``archived_days``; returns the rows (jobs for ``jobs_archived``) per table."""
     now = now or _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
     before = now - _dt.timedelta(days=settings.retention.archived_days)
@@ -42,7 +43,7 @@ def purge_database(task_buffer: Any, settings: Settings, now: _dt.datetime | Non
     return deleted
 
 
-def clean_cache(task_buffer: Any, settings: Settings, now: _dt.datetime | None = None) -> int:
+def clean_cache(task_buffer: Store, settings: Settings, now: _dt.datetime | None = None) -> int:
     """Delete cached files (in the database) not written for ``cache_days``; returns how many."""
     now = now or _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
     before = now - _dt.timedelta(days=settings.retention.cache_days)

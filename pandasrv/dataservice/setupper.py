@@ -26,13 +26,13 @@ from typing import Any, Sequence
 from pandasrv.config import Settings
 from pandasrv.dataservice.plugins import Plugins
 from pandasrv.supervisor import RestartPolicy, poll
+from pandasrv.taskbuffer.store import Store
 
 log = logging.getLogger("pandasrv.dataservice.setupper")
 
 
-def run_setupper(task_buffer: Any, panda_ids: Sequence[int], settings: Settings | None = None) -> dict[str, list[int]]:
+def run_setupper(task_buffer: Store, panda_ids: Sequence[int], settings: Settings) -> dict[str, list[int]]:
     """Set up the ``defined`` jobs among ``panda_ids``; returns {"activated": [...], "assigned": [...]}."""
-    settings = settings or task_buffer.settings
     jobs = [job for job in task_buffer.peek_jobs(list(panda_ids), with_files=True, archived=False)
             if job is not None and job.jobStatus == "defined"]
     plugins = Plugins("setupper", task_buffer, settings)
@@ -50,7 +50,7 @@ def run_setupper(task_buffer: Any, panda_ids: Sequence[int], settings: Settings 
     return done
 
 
-def recover_defined(task_buffer: Any, settings: Settings, older_than: float, batch_size: int = 1000) -> dict[str, list[int]]:
+def recover_defined(task_buffer: Store, settings: Settings, older_than: float, batch_size: int = 1000) -> dict[str, list[int]]:
     """Set up jobs left ``defined`` for longer than ``older_than`` seconds (their helper died, or none ran)."""
     before = _dt.datetime.now(_dt.UTC).replace(tzinfo=None) - _dt.timedelta(seconds=older_than)
     jobs = task_buffer.jobs_in_status("defined", modified_before=before, limit=batch_size)

@@ -14,6 +14,7 @@ from typing import Any
 
 from pandasrv.config import Settings
 from pandasrv.logic.policy import ANALYSIS_LABELS
+from pandasrv.taskbuffer.store import Store
 
 log = logging.getLogger("pandasrv.dataservice.watcher")
 
@@ -102,7 +103,7 @@ def rules(settings: Settings, now: _dt.datetime) -> list[tuple[str, dict[str, An
     return result
 
 
-def run_watcher(task_buffer: Any, settings: Settings, now: _dt.datetime | None = None) -> dict[str, list[int]]:
+def run_watcher(task_buffer: Store, settings: Settings, now: _dt.datetime | None = None) -> dict[str, list[int]]:
     """Apply every rule once; returns the PandaIDs each rule moved (empty rules left out)."""
     now = now or _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
     moved: dict[str, list[int]] = {}

@@ -18,9 +18,9 @@ the claim back at once (``pandasrv.taskbuffer.con_bridge``).
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any
 
 from pandasrv.config import Settings
+from pandasrv.taskbuffer.store import JobStore
 
 
 def unconfirmed_reason(seconds: float) -> str:
@@ -28,7 +28,7 @@ def unconfirmed_reason(seconds: float) -> str:
     return f"no starting/running from the pilot within {seconds:g} s of the claim; attempt counted"
 
 
-def requeue_unconfirmed(task_buffer: Any, settings: Settings, now: _dt.datetime | None = None,
+def requeue_unconfirmed(task_buffer: JobStore, settings: Settings, now: _dt.datetime | None = None,
                         batch_size: int = 1000) -> list[int]:
     """Give back every claim older than ``watcher.unconfirmed`` that no pilot confirmed; returns their PandaIDs."""
     seconds = settings.watcher.unconfirmed

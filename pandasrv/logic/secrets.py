@@ -16,12 +16,12 @@ import base64
 import binascii
 import json
 import os
-from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pandasrv.config import CredsSettings
+from pandasrv.taskbuffer.store import SecretsStore
 
 FORMAT = "v1:"
 NONCE_BYTES = 12
@@ -87,21 +87,21 @@ class Secrets:
             raise SecretsError("user secrets need a caller with an owner name")
         return self.box
 
-    def _read(self, tb: Any, owner: str) -> tuple[dict[str, str], int | None]:
+    def _read(self, tb: SecretsStore, owner: str) -> tuple[dict[str, str], int | None]:
         row = tb.get_secret_row(owner)
         if row is None:
             return {}, None
         data, version = row
         return self._require_box(owner).open(owner, data), int(version)
 
-    def get(self, tb: Any, owner: str, keys: list[str] | None = None) -> dict[str, str]:
+    def get(self, tb: SecretsStore, owner: str, keys: list[str] | None = None) -> dict[str, str]:
         """The owner's secrets, only ``keys`` when given (each entry may itself be comma-separated, as in PanDA)."""
         self._require_box(owner)
         secrets, _ = self._read(tb, owner)
         wanted = {k for entry in keys or [] for k in entry.split(",") if k}
         return {k: v for k, v in secrets.items() if k in wanted} if wanted else secrets
 
-    def set(self, tb: Any, owner: str, key: str | None, value: str | None) -> None:
+    def set(self, tb: SecretsStore, owner: str, key: str | None, value: str | None) -> None:
         """Set ``key`` to ``value``; a None value deletes the key, a None key deletes every secret of the owner."""
         box = self._require_box(owner)
         if key is not None and not key:

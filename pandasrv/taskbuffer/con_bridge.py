@@ -16,7 +16,6 @@ the next call is sent (that call does not fail), and a child that keeps dying is
 
 from __future__ import annotations
 
-import functools
 import logging
 import multiprocessing
 import operator
@@ -28,16 +27,21 @@ import time
 import traceback
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Concatenate, ParamSpec, TypeVar, cast
 
 from pandasrv import metrics
 from pandasrv.supervisor import RestartPolicy
 from pandasrv.taskbuffer import errors
-from pandasrv.taskbuffer.db_proxy import DBProxy, public_methods
+from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.file_spec import FILE_ATTRIBUTES, FileSpec
 from pandasrv.taskbuffer.job_spec import ATTRIBUTES, JobSpec
+from pandasrv.taskbuffer.store import Store
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S")
 
 # Imported once by the forkserver so that every child starts warm: this module and the drivers
 # (psycopg alone takes ~0.1 s to import). Children still re-import the parent's main script as
@@ -75,8 +79,8 @@ _job_values = operator.attrgetter(*ATTRIBUTES)
 _file_values = operator.attrgetter(*FILE_ATTRIBUTES)
 
 
-def _rebuild(cls: type, names: tuple[str, ...], values: tuple[Any, ...]) -> Any:
-    spec = cls.__new__(cls)
+def _rebuild(cls: type[S], names: tuple[str, ...], values: tuple[Any, ...]) -> S:
+    spec = object.__new__(cls)
     for name, value in zip(names, values):
         object.__setattr__(spec, name, value)
     return spec
@@ -158,10 +162,20 @@ def _undelivered(proxy: DBProxy, name: str, reply: tuple[bool, Any], exc: OSErro
                 len(requeued), " ".join(map(str, requeued)))
 
 
-class ConBridge:
-    """Any public DBProxy method, called in a child process under ``db_timeout``."""
+def remote(method: Callable[Concatenate[Any, P], R]) -> Callable[Concatenate[ConBridge, P], R]:
+    """ConBridge's form of a Store method: the same signature, run by the child's DBProxy."""
+    name = method.__name__
 
-    _methods = public_methods()
+    def call(self: ConBridge, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return cast(R, self._call(name, *args, **kwargs))
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"DBProxy.{name} in the child process (see the Store protocol)."
+    return call
+
+
+class ConBridge:
+    """Every Store method, called in a child process under ``db_timeout``."""
 
     def __init__(self, settings: Any, *, statement_timeout: float | None = None) -> None:
         self.db_url: str = settings.db_url
@@ -176,10 +190,98 @@ class ConBridge:
         self._replacing = False  # the next launch replaces a killed or dead child (counted as a restart)
         self._policy = RestartPolicy(name="ConBridge child", max_delay=5.0)
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        if name.startswith("_") or name not in self._methods:
-            raise AttributeError(f"{type(self).__name__} has no method {name!r}")
-        return functools.partial(self._call, name)
+    # --- SessionStore -----------------------------------------------------------------------------------
+    sleep = remote(Store.sleep)
+    session_id = remote(Store.session_id)
+    # --- JobStore ---------------------------------------------------------------------------------------
+    insert_jobs = remote(Store.insert_jobs)
+    claim_jobs = remote(Store.claim_jobs)
+    requeue_undelivered = remote(Store.requeue_undelivered)
+    requeue_unconfirmed = remote(Store.requeue_unconfirmed)
+    update_job = remote(Store.update_job)
+    set_job_status = remote(Store.set_job_status)
+    get_job_status = remote(Store.get_job_status)
+    peek_jobs = remote(Store.peek_jobs)
+    kill_jobs = remote(Store.kill_jobs)
+    reassign_jobs = remote(Store.reassign_jobs)
+    insert_output_report = remote(Store.insert_output_report)
+    lock_output_reports = remote(Store.lock_output_reports)
+    delete_output_report = remote(Store.delete_output_report)
+    unlock_output_report = remote(Store.unlock_output_report)
+    # --- DaemonStore ------------------------------------------------------------------------------------
+    acquire_lease = remote(Store.acquire_lease)
+    renew_lease = remote(Store.renew_lease)
+    release_lease = remote(Store.release_lease)
+    sweep_jobs = remote(Store.sweep_jobs)
+    jobs_in_status = remote(Store.jobs_in_status)
+    set_file_guids = remote(Store.set_file_guids)
+    finalise_jobs = remote(Store.finalise_jobs)
+    dataset_file_states = remote(Store.dataset_file_states)
+    set_dataset_status = remote(Store.set_dataset_status)
+    mark_inputs_ready = remote(Store.mark_inputs_ready)
+    purge_archived_jobs = remote(Store.purge_archived_jobs)
+    purge_history = remote(Store.purge_history)
+    release_work_locks = remote(Store.release_work_locks)
+    get_lease_expiry = remote(Store.get_lease_expiry)
+    update_site_starts = remote(Store.update_site_starts)
+    record_daemon_run = remote(Store.record_daemon_run)
+    daemon_runs = remote(Store.daemon_runs)
+    # --- MetaStore --------------------------------------------------------------------------------------
+    add_queue = remote(Store.add_queue)
+    update_queue = remote(Store.update_queue)
+    get_queue = remote(Store.get_queue)
+    list_queues = remote(Store.list_queues)
+    get_resource_types = remote(Store.get_resource_types)
+    set_resource_type = remote(Store.set_resource_type)
+    remove_resource_type = remote(Store.remove_resource_type)
+    get_banned_users = remote(Store.get_banned_users)
+    set_user_status = remote(Store.set_user_status)
+    reserve_user_ids = remote(Store.reserve_user_ids)
+    register_sandbox_file = remote(Store.register_sandbox_file)
+    find_sandbox_file = remote(Store.find_sandbox_file)
+    job_statistics = remote(Store.job_statistics)
+    count_recent_sent = remote(Store.count_recent_sent)
+    set_config_value = remote(Store.set_config_value)
+    get_config_values = remote(Store.get_config_values)
+    set_job_command = remote(Store.set_job_command)
+    set_debug_mode = remote(Store.set_debug_mode)
+    store_cache_file = remote(Store.store_cache_file)
+    cache_file_info = remote(Store.cache_file_info)
+    cache_file_chunk = remote(Store.cache_file_chunk)
+    purge_cache_files = remote(Store.purge_cache_files)
+    # --- SecretsStore -----------------------------------------------------------------------------------
+    get_secret_row = remote(Store.get_secret_row)
+    put_secret_row = remote(Store.put_secret_row)
+    # --- HarvesterStore ---------------------------------------------------------------------------------
+    harvester_heartbeat = remote(Store.harvester_heartbeat)
+    list_harvester_instances = remote(Store.list_harvester_instances)
+    update_workers = remote(Store.update_workers)
+    relate_job_to_worker = remote(Store.relate_job_to_worker)
+    set_worker_pilot_status = remote(Store.set_worker_pilot_status)
+    get_max_worker_id = remote(Store.get_max_worker_id)
+    get_workers = remote(Store.get_workers)
+    report_worker_stats = remote(Store.report_worker_stats)
+    get_worker_stats = remote(Store.get_worker_stats)
+    add_harvester_command = remote(Store.add_harvester_command)
+    acquire_harvester_commands = remote(Store.acquire_harvester_commands)
+    acknowledge_harvester_commands = remote(Store.acknowledge_harvester_commands)
+    list_harvester_commands = remote(Store.list_harvester_commands)
+    sweep_queue = remote(Store.sweep_queue)
+    add_harvester_dialogs = remote(Store.add_harvester_dialogs)
+    add_service_metrics = remote(Store.add_service_metrics)
+    list_harvester_dialogs = remote(Store.list_harvester_dialogs)
+    list_service_metrics = remote(Store.list_service_metrics)
+    set_target_slots = remote(Store.set_target_slots)
+    get_target_slots = remote(Store.get_target_slots)
+    # --- MonitorStore -----------------------------------------------------------------------------------
+    monitor_job_counts = remote(Store.monitor_job_counts)
+    monitor_list_jobs = remote(Store.monitor_list_jobs)
+    monitor_state_timeline = remote(Store.monitor_state_timeline)
+    monitor_queue_changes = remote(Store.monitor_queue_changes)
+    monitor_recent_errors = remote(Store.monitor_recent_errors)
+    monitor_status_history = remote(Store.monitor_status_history)
+    monitor_leases = remote(Store.monitor_leases)
+    monitor_site_data = remote(Store.monitor_site_data)
 
     @property
     def pid(self) -> int | None:
@@ -209,7 +311,7 @@ class ConBridge:
         with self._lock:
             process, pipe = self._current_process(), self._pipe
             self._process = self._pipe = self._session = None
-            if process is None:
+            if process is None or pipe is None:
                 return
             try:
                 pipe.send(None)
@@ -278,12 +380,15 @@ class ConBridge:
                 raise errors.ConnectionLost(f"ConBridge child keeps dying; next start in "
                                             f"{self._policy.not_before - time.monotonic():.1f} s")
             self._launch()
+        pipe = self._pipe
+        if pipe is None:  # only if _launch failed to set it
+            raise errors.ConnectionLost("ConBridge child is not running")
         if self._ready:
-            return self._pipe
+            return pipe
         try:
-            if not self._pipe.poll(self.timeout):
+            if not pipe.poll(self.timeout):
                 raise errors.DBTimeout(f"ConBridge child did not connect within db_timeout={self.timeout:g}s")
-            ok, value = self._pipe.recv()
+            ok, value = pipe.recv()
         except (EOFError, OSError) as exc:
             self._died(terminate_session=False)
             raise errors.ConnectionLost(f"ConBridge child died while connecting: {exc!r}") from None
@@ -294,13 +399,16 @@ class ConBridge:
             self._kill(terminate_session=False)
             raise value
         self._session, self._ready = value, True
-        return self._pipe
+        return pipe
 
     def _idle_child_died(self) -> bool:
         """Whether the child died since its last reply: a connected child's pipe has nothing to read between
         calls unless it was closed (at exit, before the forkserver has even reaped it)."""
+        pipe, process = self._pipe, self._process
+        if pipe is None or process is None:
+            return True
         try:
-            return (self._ready and self._pipe.poll()) or not self._process.is_alive()
+            return (self._ready and pipe.poll()) or not process.is_alive()
         except OSError:
             return True
 
@@ -333,3 +441,7 @@ class ConBridge:
             log.warning("could not terminate DB session %s: %s", session, exc)
         finally:
             proxy.close()
+
+
+if TYPE_CHECKING:
+    _implements_store: type[Store] = ConBridge

@@ -6,6 +6,8 @@ area adds its module there and its class to the bases below.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pandasrv.taskbuffer.db_proxy_mods.adder import AdderMixin
 from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy
 from pandasrv.taskbuffer.db_proxy_mods.cache import CacheMixin
@@ -23,6 +25,7 @@ from pandasrv.taskbuffer.db_proxy_mods.output_reports import OutputReportsMixin
 from pandasrv.taskbuffer.db_proxy_mods.retention import RetentionMixin
 from pandasrv.taskbuffer.db_proxy_mods.secrets import SecretsMixin
 from pandasrv.taskbuffer.db_proxy_mods.watcher import WatcherMixin
+from pandasrv.taskbuffer.store import Store
 
 
 class DBProxy(
@@ -31,11 +34,11 @@ class DBProxy(
     JobsRequeueMixin,
     JobsKillMixin,
     HarvesterMixin,
+    WatcherMixin,
+    AdderMixin,
     JobsUpdateMixin,
     OutputReportsMixin,
     LocksMixin,
-    WatcherMixin,
-    AdderMixin,
     RetentionMixin,
     DaemonMixin,
     MetaMixin,
@@ -47,6 +50,5 @@ class DBProxy(
     """The composed proxy; see docs/internals.md §4 for the method contract."""
 
 
-def public_methods() -> frozenset[str]:
-    """Names callable through a ConBridge: DBProxy's public methods."""
-    return frozenset(name for name in dir(DBProxy) if not name.startswith("_") and callable(getattr(DBProxy, name)))
+if TYPE_CHECKING:
+    _implements_store: type[Store] = DBProxy

@@ -18,6 +18,7 @@ from pandasrv import metrics
 from pandasrv.taskbuffer import errors
 from pandasrv.taskbuffer.con_bridge import ConBridge
 from pandasrv.taskbuffer.db_proxy import DBProxy
+from pandasrv.taskbuffer.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +31,12 @@ _HARMLESS = (errors.IntegrityError, ValueError)
 
 @dataclass
 class _Slot:
-    proxy: Any
+    proxy: DBProxy | ConBridge
     last_used: float = field(default_factory=time.monotonic)
     suspect: bool = False
 
 
-def make_proxy(settings: Any) -> Any:
+def make_proxy(settings: Any) -> DBProxy | ConBridge:
     """A ConBridge (``db_bridge``) or an in-process DBProxy; neither connects until first used."""
     if settings.db_bridge:
         return ConBridge(settings)
@@ -43,7 +44,7 @@ def make_proxy(settings: Any) -> Any:
 
 
 class ProxyPool:
-    def __init__(self, settings: Any, *, factory: Callable[[Any], Any] = make_proxy,
+    def __init__(self, settings: Any, *, factory: Callable[[Any], DBProxy | ConBridge] = make_proxy,
                  ping_after_idle: float = PING_AFTER_IDLE) -> None:
         self.size = int(settings.db_connections)
         self.wait = float(settings.db_pool_wait)
@@ -58,7 +59,7 @@ class ProxyPool:
         self._closed = False
 
     @contextlib.contextmanager
-    def get(self) -> Iterator[Any]:
+    def get(self) -> Iterator[Store]:
         """Check out a proxy for the duration of the block; PoolTimeout if none frees up in time."""
         if self._closed:
             raise errors.PoolTimeout("the proxy pool is closed")

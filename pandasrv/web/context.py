@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 from pandasrv.config import Settings
 from pandasrv.logic.credentials import Credentials
 from pandasrv.logic.secrets import Secrets
+from pandasrv.taskbuffer.store import Store
 from pandasrv.web.auth import Identity, has_pilot_role, has_production_role
 from pandasrv.web.codecs import Upload
 
@@ -51,13 +52,13 @@ class Services:
         self.settings = settings
         self._lock = threading.Lock()
         self._pid: int | None = None
-        self._task_buffer: Any = None
+        self._task_buffer: Store | None = None
         self._cache = _TimedCache(settings.meta_cache_seconds)
         self.credentials = Credentials(settings.creds)
         self.secrets = Secrets(settings.creds)
 
     @property
-    def task_buffer(self) -> Any:
+    def task_buffer(self) -> Store:
         if self._pid != os.getpid():
             with self._lock:
                 if self._pid != os.getpid():
@@ -65,6 +66,7 @@ class Services:
 
                     self._task_buffer = TaskBuffer(self.settings)
                     self._pid = os.getpid()
+        assert self._task_buffer is not None  # set above, in this process
         return self._task_buffer
 
     def banned_users(self) -> frozenset[str]:
@@ -103,7 +105,7 @@ class Call:
         return self.services.settings
 
     @property
-    def tb(self) -> Any:
+    def tb(self) -> Store:
         return self.services.task_buffer
 
     @property

@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import falcon
 
 from pandasrv.taskbuffer.errors import DBError
+from pandasrv.taskbuffer.store import Store
 from pandasrv.web.codecs import BadRequest, fail, ok
 from pandasrv.web.context import Call, Services
 from pandasrv.web.registry import endpoint
@@ -167,7 +168,7 @@ class CacheFile:
         resp.stream = _chunks(task_buffer, name, int(info["version"]), int(info["nChunks"]))
 
 
-def _chunks(task_buffer: Any, name: str, version: int, n_chunks: int) -> Iterator[bytes]:
+def _chunks(task_buffer: Store, name: str, version: int, n_chunks: int) -> Iterator[bytes]:
     """The chunks of one version; an overwrite or purge during the download ends it short (the client
     sees fewer bytes than Content-Length), never a mix of two uploads."""
     for seq in range(n_chunks):

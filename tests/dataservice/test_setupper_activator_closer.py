@@ -30,7 +30,7 @@ def test_setupper_activates_jobs_whose_inputs_need_no_transfer(tb):
     ready_inputs = store(tb, "defined", inputs=2, dispatch="panda.dis.1", input_status="ready")[0]
     no_dispatch = store(tb, "defined", inputs=1)[0]
     to_transfer = store(tb, "defined", inputs=2, dispatch="panda.dis.2")[0]
-    done = run_setupper(tb, [no_inputs, ready_inputs, no_dispatch, to_transfer])
+    done = run_setupper(tb, [no_inputs, ready_inputs, no_dispatch, to_transfer], tb.settings)
     assert sorted(done["activated"]) == sorted([no_inputs, ready_inputs, no_dispatch])
     assert done["assigned"] == [to_transfer]
     assert status_of(tb, to_transfer) == "assigned"
@@ -40,7 +40,7 @@ def test_setupper_activates_jobs_whose_inputs_need_no_transfer(tb):
 
 def test_setupper_leaves_jobs_that_are_no_longer_defined_alone(tb):
     panda_id = store(tb, "activated")[0]
-    assert run_setupper(tb, [panda_id]) == {"activated": [], "assigned": []}
+    assert run_setupper(tb, [panda_id], tb.settings) == {"activated": [], "assigned": []}
     assert status_of(tb, panda_id) == "activated"
 
 

@@ -7,15 +7,15 @@ calling it until the period is over; a round that finds nothing waits ``idle_sec
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from pandasrv.config import Settings
 from pandasrv.dataservice.adder import Adder
+from pandasrv.taskbuffer.store import Store
 
 _adders: dict[int, Adder] = {}
 
 
-def main(task_buffer: Any, settings: Settings, arguments: list[str]) -> bool:
+def main(task_buffer: Store, settings: Settings, arguments: list[str]) -> bool:
     per_round = int(arguments[0]) if arguments else 100
     idle = float(arguments[1]) if len(arguments) > 1 else 2.0
     adder = _adders.setdefault(id(task_buffer), Adder(task_buffer, settings))

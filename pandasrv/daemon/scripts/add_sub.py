@@ -6,12 +6,12 @@ arguments: ``[window_seconds]`` (default 3600).
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any
 
 from pandasrv.config import Settings
+from pandasrv.taskbuffer.store import Store
 
 
-def main(task_buffer: Any, settings: Settings, arguments: list[str]) -> None:
+def main(task_buffer: Store, settings: Settings, arguments: list[str]) -> None:
     window = float(arguments[0]) if arguments else 3600.0
     now = _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
     task_buffer.update_site_starts(now - _dt.timedelta(seconds=window), now)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pandasrv.config import Settings
 from pandasrv.dataservice.watcher import run_watcher
+from pandasrv.taskbuffer.store import Store
 
 
-def main(task_buffer: Any, settings: Settings, arguments: list[str]) -> None:
+def main(task_buffer: Store, settings: Settings, arguments: list[str]) -> None:
     run_watcher(task_buffer, settings)

@@ -7,15 +7,15 @@ A short period (60 s), apart from the Watcher's 40-minute sweep: a lost getJob r
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from pandasrv.config import Settings
 from pandasrv.logic.claims import requeue_unconfirmed
+from pandasrv.taskbuffer.store import Store
 
 log = logging.getLogger("pandasrv.daemon.recover_claims")
 
 
-def main(task_buffer: Any, settings: Settings, arguments: list[str]) -> None:
+def main(task_buffer: Store, settings: Settings, arguments: list[str]) -> None:
     requeued = requeue_unconfirmed(task_buffer, settings)
     if requeued:
         log.warning("%d claims unconfirmed for %d s given back to activated: %s", len(requeued),

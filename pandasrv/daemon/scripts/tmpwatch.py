@@ -6,11 +6,10 @@ the work.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pandasrv.config import Settings
 from pandasrv.dataservice.retention import clean_cache
+from pandasrv.taskbuffer.store import Store
 
 
-def main(task_buffer: Any, settings: Settings, arguments: list[str]) -> None:
+def main(task_buffer: Store, settings: Settings, arguments: list[str]) -> None:
     clean_cache(task_buffer, settings)

@@ -11,6 +11,7 @@ import importlib
 from typing import Any
 
 from pandasrv.config import Settings
+from pandasrv.taskbuffer.store import Store
 
 GENERIC = "pandasrv.dataservice.plugins.generic"
 AGENTS = {"setupper": "SetupperPlugin", "activator": "ActivatorPlugin", "adder": "AdderPlugin",
@@ -24,7 +25,7 @@ class PluginError(Exception):
 class Plugins:
     """The plugins of one agent, loaded lazily and cached per VO."""
 
-    def __init__(self, agent: str, task_buffer: Any, settings: Settings) -> None:
+    def __init__(self, agent: str, task_buffer: Store, settings: Settings) -> None:
         self.agent = agent
         self.task_buffer = task_buffer
         self.settings = settings

@@ -12,13 +12,14 @@ from typing import Any
 
 from pandasrv.config import Settings
 from pandasrv.taskbuffer.job_spec import JobSpec
+from pandasrv.taskbuffer.store import Store
 
 READY_INPUT = frozenset({"ready", "cached"})
 OPEN_FILE = frozenset({"unknown", "transferring", "pending", "defined"})
 
 
 class GenericPlugin:
-    def __init__(self, task_buffer: Any, settings: Settings) -> None:
+    def __init__(self, task_buffer: Store, settings: Settings) -> None:
         self.task_buffer = task_buffer
         self.settings = settings
 

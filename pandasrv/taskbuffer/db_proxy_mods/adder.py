@@ -7,16 +7,17 @@ round trips whatever its size.
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any
+from typing import Any, Sequence
 
 from pandasrv.taskbuffer import job_states
-from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction, utcnow
+from pandasrv.taskbuffer.db_proxy_mods.base import transaction, utcnow
+from pandasrv.taskbuffer.db_proxy_mods.jobs_update import JobsUpdateMixin
 from pandasrv.taskbuffer.job_spec import TABLE_ATTRIBUTES, JobSpec
 
 _FILE_REPORT_COLUMNS = ("GUID", "fsize", "checksum", "md5sum", "status")
 
 
-class AdderMixin(BaseProxy):
+class AdderMixin(JobsUpdateMixin):
     @transaction(readonly=True)
     def jobs_in_status(self, status: str, *, modified_before: _dt.datetime | None = None,
                        limit: int = 1000) -> list[JobSpec]:
@@ -42,7 +43,7 @@ class AdderMixin(BaseProxy):
                           [{"row_ID": row_id, "guid": guid} for row_id, guid in guids.items()])
 
     @transaction
-    def finalise_jobs(self, outcomes: list[dict[str, Any]], expected: list[str]) -> list[int]:
+    def finalise_jobs(self, outcomes: list[dict[str, Any]], expected: Sequence[str]) -> list[int]:
         """The Adder's write for one round: transitions, reported file metadata, and the reports' deletion.
 
         One transaction per round (one commit, not one per job), and a report is consumed exactly when its
@@ -75,7 +76,7 @@ class AdderMixin(BaseProxy):
         return changed
 
     @transaction(readonly=True)
-    def dataset_file_states(self, datasets: list[str]) -> dict[str, dict[str, int]]:
+    def dataset_file_states(self, datasets: Sequence[str]) -> dict[str, dict[str, int]]:
         """Per destination dataset, how many of its output/log files are in each status (for the Closer)."""
         if not datasets:
             return {}

@@ -14,7 +14,7 @@ import operator
 import os
 import random
 import time
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Sequence, TypeVar, overload
 
 from pandasrv.taskbuffer import errors
 from pandasrv.taskbuffer.file_spec import FILE_ATTRIBUTES, FileSpec
@@ -46,7 +46,11 @@ def utcnow() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
 
 
-def transaction(fn: F | None = None, *, readonly: bool = False) -> Any:
+@overload
+def transaction(fn: F) -> F: ...
+@overload
+def transaction(*, readonly: bool = False) -> Callable[[F], F]: ...
+def transaction(fn: F | None = None, *, readonly: bool = False) -> F | Callable[[F], F]:
     """Make a public DBProxy method one transaction.
 
     A method called from inside another transactional method joins the outer transaction, so

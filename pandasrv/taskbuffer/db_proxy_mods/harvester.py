@@ -14,7 +14,7 @@ import json
 from typing import Any, Sequence
 
 from pandasrv.taskbuffer.db_proxy_mods.base import transaction, utcnow
-from pandasrv.taskbuffer.db_proxy_mods.jobs_update import JobsUpdateMixin, chunks
+from pandasrv.taskbuffer.db_proxy_mods.jobs_update import chunks
 from pandasrv.taskbuffer.db_proxy_mods.watcher import WatcherMixin
 
 # Worker columns a caller may set (the primary key harvesterID/workerID and lastUpdate are set here).
@@ -42,7 +42,7 @@ SWEEP_COMMAND = "KILL_WORKERS"      # Harvester's sweeper kills the workers matc
 INSTANCE_COLUMNS = ("startTime", "sw_version", "commit_stamp")
 
 
-class HarvesterMixin(JobsUpdateMixin, WatcherMixin):
+class HarvesterMixin(WatcherMixin):
     # --- instances ---------------------------------------------------------------------------------
     @transaction
     def harvester_heartbeat(self, harvester_id: str, owner: str | None, host: str | None,

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from pandasrv.taskbuffer import job_states
 from pandasrv.taskbuffer.db_proxy_mods.base import transaction, utcnow
 from pandasrv.taskbuffer.db_proxy_mods.harvester import HarvesterMixin
-from pandasrv.taskbuffer.db_proxy_mods.jobs_update import JobsUpdateMixin, chunks, column_values
+from pandasrv.taskbuffer.db_proxy_mods.jobs_update import chunks, column_values
 
 # Codes that end a job even while a pilot runs it (99 only for a production role, as in PanDA).
 FORCE_CODES = frozenset({9, 52})
@@ -39,7 +39,7 @@ def kill_outcome(code: int | None, user: str, old_status: str) -> tuple[str, str
     return table.get(code, ("cancelled", None, EC_KILL, f"killed by {user}"))  # type: ignore[arg-type]
 
 
-class JobsKillMixin(HarvesterMixin, JobsUpdateMixin):
+class JobsKillMixin(HarvesterMixin):
     @transaction
     def kill_jobs(self, panda_ids: Sequence[int], *, user: str, is_production: bool,
                   code: int | None = None) -> list[bool]:

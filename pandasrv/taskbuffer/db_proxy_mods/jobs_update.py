@@ -11,7 +11,8 @@ import datetime as _dt
 from typing import Any, Iterable, Iterator, Sequence
 
 from pandasrv.taskbuffer import job_states
-from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction, utcnow
+from pandasrv.taskbuffer.db_proxy_mods.base import transaction, utcnow
+from pandasrv.taskbuffer.db_proxy_mods.output_reports import OutputReportsMixin
 from pandasrv.taskbuffer.job_spec import TABLE_ATTRIBUTES, JobSpec
 
 # Ids per IN-list: keeps statements small whatever the caller passes.
@@ -38,7 +39,7 @@ def column_values(values: dict[str, Any] | None) -> dict[str, Any]:
     return JobSpec(**values).row(list(values))
 
 
-class JobsUpdateMixin(BaseProxy):
+class JobsUpdateMixin(OutputReportsMixin):
     # --- the pilot heartbeat --------------------------------------------------------------------
     @transaction
     def update_job(

@@ -11,14 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from pandasrv.taskbuffer import job_states
-from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction
+from pandasrv.taskbuffer.db_proxy_mods.base import transaction
+from pandasrv.taskbuffer.db_proxy_mods.jobs_update import JobsUpdateMixin
 
 KILL_COMMAND = "tobekilled"
 _TIME_COLUMNS = frozenset({"modificationTime", "creationTime", "stateChangeTime"})
 _ID_CHUNK = 1000
 
 
-class WatcherMixin(BaseProxy):
+class WatcherMixin(JobsUpdateMixin):
     @transaction
     def sweep_jobs(self, rule: dict[str, Any]) -> list[int]:
         """Apply one timeout rule; returns the PandaIDs it moved.

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from pandasrv.daemon.schedule import LEASE_PREFIX
 from pandasrv.taskbuffer.db_proxy_mods.monitor import FILTER_COLUMNS, SORTS, sort_key
 from pandasrv.taskbuffer.job_states import ALL_STATES, FINAL_STATES
+from pandasrv.taskbuffer.store import Store
 from pandasrv.web.context import Services, _TimedCache
 
 ERROR_FIELDS = ("pilotError", "exeError", "ddmError", "supError", "taskBufferError", "jobDispatcherError",
@@ -57,7 +58,7 @@ class MonitorData:
         self._counts = _TimedCache(self.settings.counts_cache_seconds)
 
     @property
-    def tb(self) -> Any:
+    def tb(self) -> Store:
         return self.services.task_buffer
 
     def _counted(self, key: Any, load: Callable[[], list[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
