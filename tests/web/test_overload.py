@@ -27,7 +27,11 @@ from tests.web.inproc import InProcess, in_process_app
 THREADS, CONNECTIONS = 2, 1
 QUEUE_TIMEOUT = 2.0
 APACHE_QUEUE = "OVERLOAD_APACHE"
-LATENCY_FACTOR = 10  # generous for a shared CI machine; plain gunicorn sheds nothing and its waits grow all along
+APACHE_QUEUE_TIMEOUT = 0.5
+# generous for a shared CI machine (where a fast submit's p99 is a few scheduling hiccups): plain gunicorn sheds
+# nothing, and after 8 s at twice its capacity its waits are about 8 s and growing
+LATENCY_FACTOR = 10
+SCHEDULING_SLACK = 1.0
 
 
 @contextlib.contextmanager
@@ -92,29 +96,31 @@ def test_excess_load_gets_a_fast_503_under_pandasrv_serve(test_databases, backen
             start_server(db_url, backend, tmp_path, workers=1, threads=THREADS, db_connections=CONNECTIONS,
                          access_log=False) as running:
         _offer_twice_the_capacity(running.url, running.add_queue(), admission.admission_limit(THREADS, CONNECTIONS),
-                                  by_count=True)
+                                  queue_timeout=None)
 
 
 @pytest.mark.backends("postgresql")
 def test_excess_load_gets_a_fast_503_under_pandasrv_apache(test_databases, backend, tmp_path):
     """mod_wsgi has no count to shed by: the app sheds by the age of mod_wsgi.queue_start (a short
-    queue_timeout here, so that a shed reply comes well before a served one)."""
+    queue_timeout here, so that a shed reply comes well before a served one; a connection per thread, so that
+    the only queue is mod_wsgi's)."""
     with fresh_database(test_databases, backend, tmp_path) as db_url, \
             start_apache(db_url, tmp_path, extra=["--no-daemon", "--processes", "1", "--threads", str(THREADS)],
-                         db_connections=CONNECTIONS, queue_timeout=0.5, access_log="false") as running:
+                         db_connections=THREADS, queue_timeout=APACHE_QUEUE_TIMEOUT, access_log="false") as running:
         tb = TaskBuffer(load_settings(db_url=db_url, db_bridge=False, db_connections=1))
         try:
             tb.add_queue(APACHE_QUEUE, APACHE_QUEUE, "online", {})
         finally:
             tb.close()
-        _offer_twice_the_capacity(running.url, APACHE_QUEUE, THREADS, by_count=False)
+        _offer_twice_the_capacity(running.url, APACHE_QUEUE, THREADS, queue_timeout=APACHE_QUEUE_TIMEOUT)
 
 
-def _offer_twice_the_capacity(url: str, site: str, clients: int, by_count: bool) -> None:
+def _offer_twice_the_capacity(url: str, site: str, clients: int, queue_timeout: float | None) -> None:
     """The unloaded latency (one client), the capacity (``clients`` closed-loop clients), then twice the
-    capacity open-loop for 8 s: the classes of the replies and their bounds. Shed ``by_count``, a 503 comes
-    before any wait, so faster than the successes; shed by age, it waited its limit, and is no slower than
-    the slowest successes."""
+    capacity open-loop for 8 s: the classes of the replies and their bounds. Shed by count (``queue_timeout``
+    None), a 503 comes before any wait, so faster than the successes, and a success waits a multiple of the
+    service time; shed by age, a 503 waited its limit, so no slower than the slowest successes, and a success
+    may wait up to ``queue_timeout`` more."""
     with submitter(f"{url}/api/v1/job/submit", submit_body(site, 100)) as send:
         closed_loop(send, clients, 1.0)  # warm-up: every process has loaded the app
         unloaded = closed_loop(send, 1, 2.0)
@@ -129,12 +135,14 @@ def _offer_twice_the_capacity(url: str, site: str, clients: int, by_count: bool)
     assert all(r.retry_after for r in shed)
     assert max(r.seconds for r in replies) < LONG_WAIT
     served_seconds = sorted(r.seconds for r in served)
-    bound = statistics.median(served_seconds) if by_count else p(served_seconds, 0.99)
+    bound = statistics.median(served_seconds) if queue_timeout is None else p(served_seconds, 0.99)
     assert statistics.median(r.seconds for r in shed) < bound
-    ratio = p([r.seconds for r in served], 0.99) / p([r.seconds for r in unloaded if r.status == 200], 0.99)
+    served_p99 = p(served_seconds, 0.99)
+    unloaded_p99 = p([r.seconds for r in unloaded if r.status == 200], 0.99)
     print(f"overload: capacity {capacity:.1f}/s, {len(served)} served, {len(shed)} shed, "
-          f"served p99 / unloaded p99 = {ratio:.1f}")
-    assert ratio < LATENCY_FACTOR, ratio
+          f"served p99 / unloaded p99 = {served_p99 / unloaded_p99:.1f}")
+    assert served_p99 < LATENCY_FACTOR * unloaded_p99 + SCHEDULING_SLACK + (queue_timeout or 0.0), \
+        (served_p99, unloaded_p99)
 
 
 def test_a_standing_queue_gets_a_tenth_of_queue_timeout_until_a_thread_is_idle_again():
