@@ -21,10 +21,14 @@ import logging
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from multiprocessing.connection import Connection
 from types import ModuleType
+
+import psutil
 
 from pandasrv import metrics
 from pandasrv.config import Settings
@@ -38,8 +42,9 @@ from pandasrv.taskbuffer.task_buffer import TaskBuffer
 
 log = logging.getLogger("pandasrv.daemon.worker")
 
-# Seconds a worker whose master is gone spends giving back its locks before it kills its process group.
-RELEASE_GRACE = 3.0
+# Seconds the releaser of a worker whose master is gone waits for it to die, then keeps trying to give back
+# its locks while the database is away.
+RELEASE_PATIENCE = 30.0
 
 # A run that fails with one of these met a database outage, not a bug: it is retried soon (outcome "retry").
 TRANSIENT = (errors.ConnectionLost, errors.DBTimeout, errors.PoolTimeout, errors.LockTimeout)
@@ -75,30 +80,55 @@ def worker_main(conn: Connection, settings: Settings, schedule: dict[str, Script
 def _watch_master(master_pid: int, db_url: str) -> None:
     """Kill this worker's whole process group as soon as the master is gone (e.g. kill -9 of the master).
 
-    First, for at most ``RELEASE_GRACE`` seconds, it gives back what this process had locked, on a session
-    of its own (the run's may be busy): no new master could, as it does not know this worker's pid.
+    What this process had locked is given back by a releaser process started just before, in a session of its
+    own, once this worker is dead (no new master could: it does not know this worker's pid). Released while
+    the worker still ran, the locks could be taken again by the run (the Adder takes the next reports) between
+    the release and the kill, and stay for ``lock_seconds``: ``bench/soak.py`` found 13 jobs held that way.
     """
 
     def watch() -> None:
         while os.getppid() == master_pid:
             time.sleep(0.5)
-        releaser = threading.Thread(target=_release_own_locks, args=(db_url,), name="release", daemon=True)
-        releaser.start()
-        releaser.join(RELEASE_GRACE)
+        try:
+            releaser = subprocess.Popen([sys.executable, "-m", "pandasrv.daemon.worker", str(os.getpid())],
+                                        stdin=subprocess.PIPE, start_new_session=True, close_fds=True)
+            assert releaser.stdin is not None
+            releaser.stdin.write(db_url.encode())  # not on the command line: the URL may carry a password
+            releaser.stdin.close()
+        except OSError as exc:
+            log.warning("daemon master gone: no releaser for worker %d (%s); its locks expire", os.getpid(), exc)
         os.killpg(os.getpgrp(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="master-watch", daemon=True).start()
 
 
-def _release_own_locks(db_url: str) -> None:
-    proxy = DBProxy(db_url, statement_timeout=RELEASE_GRACE)
+def _release_after_death(pid: int, db_url: str) -> None:
+    """The releaser: wait for worker ``pid`` to be gone, then give back its locks (tried again while the
+    database is away, for up to ``RELEASE_PATIENCE`` seconds)."""
+    deadline = time.monotonic() + RELEASE_PATIENCE
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    while True:
+        proxy = DBProxy(db_url, statement_timeout=RELEASE_PATIENCE)
+        try:
+            released = proxy.release_work_locks(owner_prefix(pid))
+            log.warning("daemon master gone: released %d work lock(s) of worker %d", released, pid)
+            return
+        except errors.DBError as exc:
+            if time.monotonic() > deadline:
+                log.warning("daemon master gone: could not release the work locks of worker %d: %s", pid, exc)
+                return
+            time.sleep(1)
+        finally:
+            proxy.close()
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie has already lost its database sessions)."""
     try:
-        released = proxy.release_work_locks(owner_prefix())
-        log.warning("daemon master gone: released %d work lock(s) of worker %d", released, os.getpid())
-    except Exception as exc:  # noqa: BLE001 - best effort on the way out; the locks then expire
-        log.warning("daemon master gone: could not release the work locks of worker %d: %s", os.getpid(), exc)
-    finally:
-        proxy.close()
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 class ScriptRunner:
@@ -198,3 +228,8 @@ class ScriptRunner:
         if script.module not in self._modules:
             self._modules[script.module] = importlib.import_module(script.module)
         return self._modules[script.module]
+
+
+if __name__ == "__main__":  # the releaser of a worker whose master is gone (see _watch_master)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    _release_after_death(int(sys.argv[1]), sys.stdin.read())

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 
 from pandasrv.daemon.master import RETRY_FIRST, RETRY_MAX, DaemonMaster
@@ -14,6 +17,7 @@ from pandasrv.daemon.worker import ScriptRunner
 from pandasrv.taskbuffer.task_buffer import TaskBuffer
 from tests.daemon.helpers import alive, daemon_settings, probe, wait_for
 
+OUTAGE = 5.0  # seconds: longer than a worker whose master is gone used to try to give back its locks (3 s)
 FAILURES = {"ConnectionLost": "retry", "DBTimeout": "retry", "PoolTimeout": "retry", "LockTimeout": "retry",
             "IntegrityError": "error", "RuntimeError": "error"}
 
@@ -83,4 +87,34 @@ def test_a_run_whose_worker_dies_leaves_nothing_locked(db_url, tmp_path, masters
         assert wait_for(lambda: len(tb.lock_output_reports("next-owner", 10, 600)) == 3, 30)
         assert tb.get_lease_expiry(load_schedule(settings)["stuck"].lease_component) is None
     finally:
+        tb.close()
+
+
+@pytest.mark.backends("postgresql")
+def test_the_locks_of_a_killed_masters_worker_are_given_back_after_a_database_outage(db_url, tmp_path, masters):
+    """The master is killed while the database refuses new sessions: its worker dies at once, and what it had
+    locked is given back once the database is there again (not after ``lock_seconds``)."""
+    marker = tmp_path / "locked"
+    script = {"module": "tests.daemon.locking_script", "arguments": ["hang", str(marker)], "period": 240, "timeout": 200}
+    settings = daemon_settings(db_url, {"stuck": script})
+    tb = TaskBuffer(settings)
+    name = urlsplit(db_url).path.lstrip("/")
+    admin = psycopg.connect(urlsplit(db_url)._replace(path="/postgres").geturl(), autocommit=True)
+    try:
+        for panda_id in (1, 2, 3):
+            tb.insert_output_report(panda_id, 0, "user", "finished", "{}")
+        master = masters.start(settings)
+        assert wait_for(marker.exists, 30)
+        worker = int(marker.read_text())
+        admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            os.kill(master.pid, signal.SIGKILL)
+            master.wait()
+            assert wait_for(lambda: not alive(worker), 30)
+            time.sleep(OUTAGE)  # the outage goes on after the worker's death
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        assert wait_for(lambda: len(tb.lock_output_reports("next-owner", 10, 600)) == 3, 30)
+    finally:
+        admin.close()
         tb.close()
