@@ -67,14 +67,15 @@ class SecretBox:
             raise SecretsError(f"the stored secrets of {owner} are damaged") from None
         for box in self._open:
             try:
-                return json.loads(box.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], owner.encode()))
+                secrets: dict[str, str] = json.loads(box.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], owner.encode()))
             except InvalidTag:
                 continue
+            return secrets
         raise SecretsError(f"the stored secrets of {owner} do not open with the configured keys")
 
 
 class Secrets:
-    """The owner-side operations on a TaskBuffer (``get_secret_row`` / ``put_secret_row``)."""
+    """The owner-side operations on a store of sealed rows (``SecretsStore``: a TaskBuffer)."""
 
     def __init__(self, settings: CredsSettings) -> None:
         self.box = SecretBox.from_settings(settings)

@@ -30,13 +30,13 @@ class SecretsMixin(BaseProxy):
                 return not self._fetchall("SELECT 1 FROM user_secrets WHERE owner = :owner", {"owner": owner})
             inserted = self._insert_ignoring_duplicates(
                 "user_secrets", _COLUMNS, "owner", {"owner": owner, "data": data, "version": 1, "updated_at": now})
-            return inserted.rowcount == 1
+            return bool(inserted.rowcount == 1)
         if data is None:
             deleted = self._execute("DELETE FROM user_secrets WHERE owner = :owner AND version = :version",
                                     {"owner": owner, "version": version})
-            return deleted.rowcount == 1
+            return bool(deleted.rowcount == 1)
         updated = self._execute(
             "UPDATE user_secrets SET data = :data, version = :next, updated_at = :now"
             " WHERE owner = :owner AND version = :version",
             {"owner": owner, "data": data, "next": version + 1, "now": now, "version": version})
-        return updated.rowcount == 1
+        return bool(updated.rowcount == 1)
