@@ -84,6 +84,18 @@ def pilot_call(url: str, method: str, data: dict[str, Any], **headers: str) -> d
     return parse_reply(reply.text)
 
 
+def pilot_call_retrying(url: str, method: str, data: dict[str, Any], retries: int = 60) -> tuple[dict[str, Any], int]:
+    """``pilot_call`` that tries a 503 again after a short pause, as the real pilot does (load shedding answers
+    it before any database work, always with Retry-After); returns the reply and the number of 503s."""
+    shed = 0
+    while (reply := pilot_post(url, method, data)).status_code == 503 and shed < retries:
+        assert reply.headers.get("Retry-After"), reply.headers
+        shed += 1
+        time.sleep(0.2)
+    assert reply.status_code == 200, reply.text
+    return parse_reply(reply.text), shed
+
+
 def v1(url: str, path: str, data: dict[str, Any] | None = None, method: str = "POST",
        **headers: str) -> dict[str, Any]:
     if method == "GET":

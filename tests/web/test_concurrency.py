@@ -1,4 +1,6 @@
-"""16 concurrent pilots against 2 server processes: every job is handed out exactly once."""
+"""16 concurrent pilots against 2 server processes: every job is handed out exactly once. The pilots ask
+again at once, with no pause between jobs, so some calls are shed (503 + Retry-After) and tried again, as the
+real pilot does."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import threading
 from collections import Counter
 
 from tests.realclients import output_reports
-from tests.web.helpers import make_job, pilot_call, submit, wait_status
+from tests.web.helpers import make_job, pilot_call_retrying, submit, wait_status
 
 PILOTS = 16
 JOBS = 64
@@ -26,7 +28,7 @@ def test_sixteen_pilots_each_job_once(server, fresh_queue):
         request = {"siteName": fresh_queue, "prodSourceLabel": "user", "node": f"wn{number}"}
         try:
             while True:
-                job = pilot_call(server.url, "getJob", request)
+                job, _ = pilot_call_retrying(server.url, "getJob", request)
                 if job["StatusCode"] != "0":
                     assert job["StatusCode"] == "20", job
                     return
@@ -34,7 +36,7 @@ def test_sixteen_pilots_each_job_once(server, fresh_queue):
                 with lock:
                     received.append(panda_id)
                 for state in ("running", "finished"):
-                    reply = pilot_call(server.url, "updateJob", {
+                    reply, _ = pilot_call_retrying(server.url, "updateJob", {
                         "jobId": str(panda_id), "state": state, "attemptNr": job["attemptNr"], "node": f"wn{number}",
                         "xml": json.dumps({job["logFile"]: {"guid": "g", "fsize": 1}})})
                     assert reply == {"StatusCode": "0", "command": "NULL"}, reply
