@@ -152,6 +152,8 @@ class WatcherSettings(BaseModel):
 
 class RetentionSettings(BaseModel):
     archived_days: float = 3.0
+    # Harvester's workers, job-worker relations, statistics, commands, dialogs, metrics and expired slots
+    harvester_days: float = 7.0
     batch_size: int = Field(default=1000, gt=0)
     cache_days: float = 7.0
 

@@ -2,8 +2,10 @@
 
 Archived jobs (with their files, parameters, metadata, reports, status and pilot logs) are deleted
 ``retention.archived_days`` after their last change, and old rows of the history tables go with the same
-cut-off, each in batches of ``retention.batch_size``. Cached uploads (in the database) are deleted
-``retention.cache_days`` after they were last written.
+cut-off, each in batches of ``retention.batch_size``. Harvester's tables (workers, job-worker relations,
+statistics, commands, dialogs, service metrics, expired target slots) are purged ``retention.harvester_days``
+after each row's time. Cached uploads (in the database) are deleted ``retention.cache_days`` after they were
+last written.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 from typing import Any
 
 from pandasrv.config import Settings
+from pandasrv.taskbuffer.db_proxy_mods.retention import HARVESTER_TABLES
 from pandasrv.taskbuffer.store import Store
 
 log = logging.getLogger("pandasrv.dataservice.retention")
@@ -38,6 +41,9 @@ def purge_database(task_buffer: Store, settings: Settings, now: _dt.datetime | N
     deleted = {"jobs_archived": _drain(lambda: task_buffer.purge_archived_jobs(before, batch), batch)}
     for table in HISTORY_TABLES:
         deleted[table] = _drain(lambda table=table: task_buffer.purge_history(table, before, batch), batch)
+    harvester_before = now - _dt.timedelta(days=settings.retention.harvester_days)
+    for table in HARVESTER_TABLES:
+        deleted[table] = _drain(lambda table=table: task_buffer.purge_aged_rows(table, harvester_before, batch), batch)
     if any(deleted.values()):
         log.info("retention: deleted %s", ", ".join(f"{n} from {t}" for t, n in deleted.items() if n))
     return deleted

@@ -221,6 +221,7 @@ class ConBridge:
     mark_inputs_ready = remote(Store.mark_inputs_ready)
     purge_archived_jobs = remote(Store.purge_archived_jobs)
     purge_history = remote(Store.purge_history)
+    purge_aged_rows = remote(Store.purge_aged_rows)
     release_work_locks = remote(Store.release_work_locks)
     get_lease_expiry = remote(Store.get_lease_expiry)
     update_site_starts = remote(Store.update_site_starts)

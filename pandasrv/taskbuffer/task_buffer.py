@@ -79,6 +79,7 @@ class TaskBuffer:
     mark_inputs_ready = pooled(lambda store: store.mark_inputs_ready)
     purge_archived_jobs = pooled(lambda store: store.purge_archived_jobs)
     purge_history = pooled(lambda store: store.purge_history)
+    purge_aged_rows = pooled(lambda store: store.purge_aged_rows)
     record_daemon_run = pooled(lambda store: store.record_daemon_run)
     daemon_runs = pooled(lambda store: store.daemon_runs)
     update_site_starts = pooled(lambda store: store.update_site_starts)

@@ -47,3 +47,58 @@ def test_add_sub_counts_job_starts_per_queue(tb):
     counts = tb.update_site_starts(utcnow() - _dt.timedelta(hours=1), utcnow())
     assert {site: n for site, (n, _) in counts.items()} == {"QUEUE_A": 2, "QUEUE_B": 1}
     assert all(last is not None for _, last in counts.values())
+
+
+def _harvester_rows(db_url: str, when: _dt.datetime, key: int) -> None:
+    """One row in every Harvester table, its time column (and every other time) at ``when``."""
+    from pandasrv.taskbuffer.wrapped_cursor import connect
+
+    rows = {
+        "harvester_workers": {"harvesterID": "h1", "workerID": key, "status": "finished", "lastUpdate": when},
+        "harvester_rel_jobs_workers": {"harvesterID": "h1", "workerID": key, "PandaID": key, "lastUpdate": when},
+        "harvester_worker_stats": {"harvester_ID": "h1", "computingSite": f"Q{key}", "jobType": "managed",
+                                   "resourceType": "SCORE", "status": "running", "n_workers": 1, "lastUpdate": when},
+        "harvester_commands": {"command_id": key, "harvester_ID": "h1", "command": "KILL_WORKER",
+                               "status": "acknowledged", "creation_date": when, "status_date": when},
+        "harvester_dialogs": {"harvester_id": "h1", "diagID": key, "creationTime": when, "diagMessage": "m"},
+        "harvester_metrics": {"harvester_ID": "h1", "harvester_host": f"host{key}", "creation_time": when,
+                              "metrics": "{}"},
+        "harvester_slots": {"pandaQueueName": f"Q{key}", "gshare": "", "resourceType": "", "numSlots": 1,
+                            "modificationTime": when, "expirationTime": when},
+    }
+    conn = connect(db_url)
+    try:
+        for table, row in rows.items():
+            conn.cursor().execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join(':' + k for k in row)})",
+                                  row)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def _harvester_keys(db_url: str) -> dict[str, int]:
+    from pandasrv.taskbuffer.db_proxy_mods.retention import HARVESTER_TABLES
+    from pandasrv.taskbuffer.wrapped_cursor import connect
+
+    conn = connect(db_url)
+    try:
+        counts = {table: conn.cursor().execute(f"SELECT COUNT(*) FROM {table}").fetchall()[0][0]
+                  for table in HARVESTER_TABLES}
+        conn.commit()
+        return counts
+    finally:
+        conn.close()
+
+
+def test_harvester_tables_are_purged_by_age_in_batches(tb, db_url):
+    days = tb.settings.retention.harvester_days
+    now = utcnow()
+    for key in range(5):  # older than harvester_days: purged, in batches of 3 (two rows share a time)
+        _harvester_rows(db_url, now - _dt.timedelta(days=days, hours=1 + min(key, 3)), key)
+    for key in range(5, 7):  # younger: kept
+        _harvester_rows(db_url, now - _dt.timedelta(days=days, hours=-1), key)
+    assert set(_harvester_keys(db_url).values()) == {7}
+    deleted = purge_database(tb, tb.settings, now=now)
+    assert {table: deleted[table] for table in _harvester_keys(db_url)} == {table: 5 for table in _harvester_keys(db_url)}
+    assert set(_harvester_keys(db_url).values()) == {2}
+    assert purge_database(tb, tb.settings, now=now)["harvester_workers"] == 0
