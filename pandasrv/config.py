@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_serializer, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 DB_SCHEMES = ("sqlite", "postgresql", "mysql")
@@ -211,6 +211,16 @@ class CredsSettings(BaseModel):
         for value in values:
             check_secrets_key(value.get_secret_value())
         return values
+
+    @field_serializer("secrets_key", when_used="json")
+    def _reveal_key(self, value: SecretStr) -> str:
+        """The JSON form is how child processes (daemon master, Setupper helper, mod_wsgi daemon processes) get
+        their settings, so it carries the key; ``repr`` and ``config show`` mask it."""
+        return value.get_secret_value()
+
+    @field_serializer("secrets_old_keys", when_used="json")
+    def _reveal_old_keys(self, values: list[SecretStr]) -> list[str]:
+        return [value.get_secret_value() for value in values]
 
 
 class PluginSettings(BaseModel):

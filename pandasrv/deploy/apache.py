@@ -258,6 +258,9 @@ def needed_paths(settings: Settings, layout: Layout) -> list[Path]:
     # read by the application itself: the token issuer's keys, the vomsdir and the CAs of the VOMS servers
     voms_cas = (settings.voms_ca_dir or settings.apache.ca_dir) if settings.voms_dir else ""
     paths += [Path(p) for p in (settings.token_jwks_file, settings.voms_dir, voms_cas) if p]
+    # the credential folders the creds calls serve from (docs/credentials.md)
+    creds = settings.creds
+    paths += [Path(p) for p in (creds.proxy_dir, creds.token_dir, creds.token_key_dir, creds.key_dir) if p]
     return paths
 
 

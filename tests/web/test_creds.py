@@ -436,6 +436,21 @@ def test_the_key_is_checked_and_never_shown() -> None:
     assert SECRETS_KEY not in shown and SECRETS_KEY not in repr(settings)
     assert show(settings)["creds"]["secrets_key"] == "***"
     assert load_settings(creds={"secrets_key": new_key()}).creds.secrets_key.get_secret_value() != SECRETS_KEY
+    # child processes (daemon master, Setupper helper, mod_wsgi daemon processes) get the settings as JSON
+    child = type(settings).model_validate_json(settings.model_dump_json())
+    assert child.creds.secrets_key.get_secret_value() == SECRETS_KEY
+    assert [k.get_secret_value() for k in child.creds.secrets_old_keys] == [SECRETS_KEY]
     for bad in ("short", "x" * 44, base64.urlsafe_b64encode(b"16 bytes only!!!").decode()):
         with pytest.raises(ConfigError, match="creds.secrets_key: .*urlsafe base64 of 32 bytes"):
             load_settings(creds={"secrets_key": bad})
+
+
+def test_apache_started_as_root_sees_the_credential_folders(tmp_path: Path) -> None:
+    """Started as root, Apache runs in a private mount namespace that shows only the paths the application
+    reads: the credential folders are among them."""
+    from pandasrv.deploy.apache import Layout, needed_paths
+
+    folders = {name: str(tmp_path / name) for name in ("proxy_dir", "token_dir", "token_key_dir", "key_dir")}
+    settings = load_settings(db_url=f"sqlite:///{tmp_path / 'db.sqlite'}", creds=folders)
+    paths = needed_paths(settings, Layout(tmp_path / "run"))
+    assert {str(p) for p in paths} >= set(folders.values())

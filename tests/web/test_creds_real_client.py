@@ -24,6 +24,7 @@ import pytest
 from tests.conftest import fresh_database, selected_backends
 from tests.realclients import pilot_source, run_panda_client
 from tests.web.conftest import RunningServer, start_server
+from tests.web.helpers import make_job, submit, wait_status
 
 VALUE = "broker pässword 😀"
 PILOT_PROXY = "-----BEGIN CERTIFICATE-----\npilot proxy\n-----END CERTIFICATE-----\n"
@@ -63,7 +64,14 @@ def secrets_server(request: pytest.FixtureRequest, test_databases: Any,
              "key_pair_users": ["pandasrv"]}
     with fresh_database(test_databases, request.param, workdir) as db_url, \
             start_server(db_url, request.param, workdir, creds=creds) as running:
+        running.add_queue("CREDS_QUEUE")
         yield running
+
+
+def test_submission_is_set_up_with_a_secrets_key(secrets_server: RunningServer) -> None:
+    """The Setupper helper (a child process that gets the settings as JSON) works with the key set."""
+    ids = submit(secrets_server.url, [make_job("CREDS_QUEUE", "with-secrets-key")])
+    wait_status(secrets_server.tb, ids, "activated")
 
 
 def test_panda_client_sets_reads_and_deletes_its_secrets(secrets_server: RunningServer, tmp_path: Any) -> None:
