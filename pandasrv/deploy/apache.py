@@ -39,7 +39,9 @@ BACKSTOP_SECONDS = 10
 APACHE_BINARY = "/usr/sbin/apache2"
 MODULE_DIR = Path("/usr/lib/apache2/modules")
 MODULES = ("mpm_event", "authz_core", "headers", "reqtimeout")
-ACCESS_LOG_FORMAT = '"%h %l %u %t \\"%r\\" %>s %b %D"'  # %D: microseconds per request (A of the sizing rule)
+# The request line without its query string (%m %U %H, not %r): a query can carry a credential (the pilot's
+# get_access_token sends its token key there). %D: microseconds per request (A of the sizing rule).
+ACCESS_LOG_FORMAT = '"%h %l %u %t \\"%m %U %H\\" %>s %b %D"'
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,3 +37,12 @@ def test_proxy_and_secrets_through_apache(pg_url: str, tmp_path: Path) -> None:
         assert v1("POST", "set_user_secrets", key="MB_PASSWORD", value="through apache")["success"]
         for _ in range(4):  # answered by either daemon process, the secret is the same
             assert json.loads(v1("GET", "get_user_secrets")["data"]) == {"MB_PASSWORD": "through apache"}
+        # the pilot's token refresh sends its token key in the query string: Apache's access log leaves it out
+        httpx.get(f"{apache.url}/server/panda/get_access_token", timeout=30,
+                  params={"client_name": "pilot_server", "token_key": "do-not-log-me"})
+        access = apache.run_dir / "logs" / "access.log"
+        deadline = time.monotonic() + 30  # Apache writes the line after the reply has gone out
+        while "get_access_token" not in access.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "GET /server/panda/get_access_token HTTP/1.1" in access.read_text()
+        assert "do-not-log-me" not in access.read_text()
