@@ -64,9 +64,9 @@ class RestartPolicy:
                     now - self.started, self.delay)
         if len(self.deaths) >= self.alarm_deaths and now - self.last_alarm >= self.alarm_interval:
             self.last_alarm = now
-            log.error("%s keeps dying: %d deaths in the last %.0f s (latest: %s); still restarting it with "
-                      "backoff up to %.0f s", self.name, len(self.deaths), self.alarm_interval,
-                      describe_exit(exit_code), self.max_delay)
+            log.error("%s keeps dying: %d deaths in the last %.0f s (latest: %s); still restarting it %s",
+                      self.name, len(self.deaths), self.alarm_interval, describe_exit(exit_code),
+                      f"with backoff up to {self.max_delay:.0f} s" if self.max_delay else "at once")
         return self.delay
 
     def may_start(self, now: float | None = None) -> bool:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -63,6 +65,15 @@ def test_the_master_retries_an_outage_within_seconds_and_backs_off(db_url):
     assert state.next_due == 1000.0 + 240 and state.retries == 0
 
 
+def _locking_run(tb: TaskBuffer, masters: Any, settings: Any, marker: Path) -> tuple[Any, int]:
+    """Three output reports, and a master whose ``locking_script`` run has locked them: (master, worker pid)."""
+    for panda_id in (1, 2, 3):
+        tb.insert_output_report(panda_id, 0, "user", "finished", "{}")
+    master = masters.start(settings)
+    assert wait_for(marker.exists, 30)
+    return master, int(marker.read_text())
+
+
 @pytest.mark.parametrize("death", ["timeout", "exit", "master killed"])
 def test_a_run_whose_worker_dies_leaves_nothing_locked(db_url, tmp_path, masters, death):
     """A worker killed on its run's timeout, one that dies, and every worker of a master killed with -9: what
@@ -74,11 +85,7 @@ def test_a_run_whose_worker_dies_leaves_nothing_locked(db_url, tmp_path, masters
     settings = daemon_settings(db_url, {"stuck": script, "other": probe(tmp_path / "runs.jsonl", "sleep", period=1)})
     tb = TaskBuffer(settings)
     try:
-        for panda_id in (1, 2, 3):
-            tb.insert_output_report(panda_id, 0, "user", "finished", "{}")
-        master = masters.start(settings)
-        assert wait_for(marker.exists, 30)
-        worker = int(marker.read_text())
+        master, worker = _locking_run(tb, masters, settings, marker)
         if death == "master killed":
             os.kill(master.pid, signal.SIGKILL)
             master.wait()
@@ -101,11 +108,7 @@ def test_the_locks_of_a_killed_masters_worker_are_given_back_after_a_database_ou
     name = urlsplit(db_url).path.lstrip("/")
     admin = psycopg.connect(urlsplit(db_url)._replace(path="/postgres").geturl(), autocommit=True)
     try:
-        for panda_id in (1, 2, 3):
-            tb.insert_output_report(panda_id, 0, "user", "finished", "{}")
-        master = masters.start(settings)
-        assert wait_for(marker.exists, 30)
-        worker = int(marker.read_text())
+        master, worker = _locking_run(tb, masters, settings, marker)
         admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         try:
             os.kill(master.pid, signal.SIGKILL)
