@@ -28,8 +28,6 @@ import time
 from multiprocessing.connection import Connection
 from types import ModuleType
 
-import psutil
-
 from pandasrv import metrics
 from pandasrv.config import Settings
 from pandasrv.daemon.lease import Lease
@@ -124,11 +122,14 @@ def _release_after_death(pid: int, db_url: str) -> None:
 
 
 def _running(pid: int) -> bool:
-    """Whether ``pid`` still runs (a zombie has already lost its database sessions)."""
+    """Whether ``pid`` still runs: a zombie (state ``Z`` in ``/proc/<pid>/stat``, after the command name in
+    parentheses) has already lost its database sessions."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
         return False
+    return bool(fields) and fields[0] != b"Z"
 
 
 class ScriptRunner:
