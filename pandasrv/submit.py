@@ -153,7 +153,8 @@ class UserClient:
         """The jobs as panda-client's getFullJobStatus sees them (live or archived), None if unknown."""
         response = self.http.post(f"{self.base}/api/v1/job/get_description_incl_archive",
                                   json={"job_ids": panda_ids}, headers={"Accept": "application/json"})
-        return envelope(response)
+        jobs: list[dict[str, Any] | None] = envelope(response)
+        return jobs
 
     def close(self) -> None:
         self.http.close()
@@ -207,7 +208,7 @@ def monitor_page(url: str, path: str, params: dict[str, Any] | None = None,
         response = _network(base, lambda: http.get(f"{base}/monitor/{path}",
                                                    params={**(params or {}), "format": "json"}))
     try:
-        data = response.json()
+        data: dict[str, Any] = response.json()
     except ValueError:
         raise SubmitError(f"HTTP {response.status_code} from {base}/monitor/{path}: not the monitor's JSON") from None
     if response.status_code != 200 or "error" in data:

@@ -85,10 +85,10 @@ def describe_exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def command(argv: Sequence[str], stdin: bytes | None = None, **popen: Any) -> Callable[[], subprocess.Popen]:
+def command(argv: Sequence[str], stdin: bytes | None = None, **popen: Any) -> Callable[[], subprocess.Popen[bytes]]:
     """A ``spawn`` callable that runs ``argv`` in its own session and writes ``stdin`` (then EOF) to it."""
 
-    def spawn() -> subprocess.Popen:
+    def spawn() -> subprocess.Popen[bytes]:
         process = subprocess.Popen(list(argv), stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                                    start_new_session=True, close_fds=True, **popen)
         if stdin is not None:
@@ -101,11 +101,11 @@ def command(argv: Sequence[str], stdin: bytes | None = None, **popen: Any) -> Ca
 
 
 class _Child:
-    def __init__(self, name: str, spawn: Callable[[], subprocess.Popen], policy: RestartPolicy) -> None:
+    def __init__(self, name: str, spawn: Callable[[], subprocess.Popen[bytes]], policy: RestartPolicy) -> None:
         self.name = name
         self.spawn = spawn
         self.policy = policy
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.restarts = 0
 
 
@@ -120,7 +120,7 @@ class Supervisor:
         self._thread: threading.Thread | None = None
         self._owner = os.getpid()
 
-    def add(self, name: str, spawn: Callable[[], subprocess.Popen], **policy: Any) -> subprocess.Popen:
+    def add(self, name: str, spawn: Callable[[], subprocess.Popen[bytes]], **policy: Any) -> subprocess.Popen[bytes]:
         """Start ``name`` now and keep it running; ``policy`` overrides RestartPolicy's defaults."""
         child = _Child(name, spawn, RestartPolicy(name=name, **policy))
         with self._lock:
@@ -129,7 +129,7 @@ class Supervisor:
         assert child.process is not None
         return child.process
 
-    def process(self, name: str) -> subprocess.Popen | None:
+    def process(self, name: str) -> subprocess.Popen[bytes] | None:
         """The current process of ``name`` (a new object after each restart)."""
         return self._children[name].process
 
@@ -210,7 +210,7 @@ class Supervisor:
         child.policy.on_start()
 
 
-def poll(process: subprocess.Popen) -> tuple[bool, int | None]:
+def poll(process: subprocess.Popen[bytes]) -> tuple[bool, int | None]:
     """(dead, exit code) of a child; the code is None when another ``waitpid(-1)`` reaped it first.
 
     gunicorn's arbiter reaps every child of its process, ours included; ``Popen.poll`` would then report

@@ -9,10 +9,10 @@ second time elsewhere. A holder that dies stops renewing, and another machine ta
 from __future__ import annotations
 
 import calendar
+import datetime as _dt
 import logging
 import threading
 from types import TracebackType
-from typing import Any
 
 from pandasrv.taskbuffer.errors import DBError
 from pandasrv.taskbuffer.store import Store
@@ -20,7 +20,7 @@ from pandasrv.taskbuffer.store import Store
 log = logging.getLogger("pandasrv.daemon.lease")
 
 
-def to_epoch(value: Any) -> float | None:
+def to_epoch(value: _dt.datetime | None) -> float | None:
     """A naive-UTC datetime from the database as seconds since the epoch."""
     if value is None:
         return None
@@ -45,7 +45,8 @@ class Lease:
         """Who holds (or last held) the lease, None if it was never taken."""
         for lease in self.task_buffer.monitor_leases():
             if lease["component"] == self.component:
-                return lease["lockedBy"]
+                holder: str | None = lease["lockedBy"]
+                return holder
         return None
 
     def expiry(self) -> float | None:

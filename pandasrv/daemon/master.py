@@ -121,6 +121,7 @@ class DaemonMaster:
                                            args=(child, self.settings, self.schedule, os.getpid()))
             process.start()
             child.close()
+            assert process.pid is not None  # set by start()
             try:
                 os.setpgid(process.pid, process.pid)
             except OSError:
@@ -247,7 +248,7 @@ def run_master(settings: Settings) -> None:
     DaemonMaster(settings).run()
 
 
-def master_spawn(settings: Settings) -> Callable[[], subprocess.Popen]:
+def master_spawn(settings: Settings) -> Callable[[], subprocess.Popen[bytes]]:
     """A callable that starts the master as a child process; what ``pandasrv serve`` hands its Supervisor.
 
     A fresh interpreter rather than a fork of the caller: the web server's threads and sockets must not leak
@@ -256,7 +257,7 @@ def master_spawn(settings: Settings) -> Callable[[], subprocess.Popen]:
     return command([sys.executable, "-m", "pandasrv.daemon.master"], stdin=settings.model_dump_json().encode())
 
 
-def supervise_master(supervisor: Supervisor, settings: Settings) -> subprocess.Popen:
+def supervise_master(supervisor: Supervisor, settings: Settings) -> subprocess.Popen[bytes]:
     """Start the master under ``supervisor``, which restarts it with backoff when it dies and says so: what
     ``pandasrv serve`` and ``pandasrv apache`` run beside their web side (the supervisor must be started)."""
     master = supervisor.add("daemon master", master_spawn(settings))
@@ -264,7 +265,7 @@ def supervise_master(supervisor: Supervisor, settings: Settings) -> subprocess.P
     return master
 
 
-def start_master(settings: Settings) -> subprocess.Popen:
+def start_master(settings: Settings) -> subprocess.Popen[bytes]:
     """Start the master as a child process, unsupervised; stop it with ``terminate()`` + ``wait()``."""
     return master_spawn(settings)()
 

@@ -84,7 +84,8 @@ class Adder:
         if not reports:
             return 0
         jobs = self.task_buffer.peek_jobs([r["PandaID"] for r in reports], with_files=True, archived=False)
-        outcomes, by_id = [], {}
+        outcomes: list[dict[str, Any]] = []
+        by_id: dict[int, tuple[JobSpec, str]] = {}
         for report, job in zip(reports, jobs):
             try:
                 outcomes.append(self.outcome(report, job))
@@ -92,7 +93,7 @@ class Adder:
                 log.exception("adder: report of job %s failed; it is retried after its lock expires",
                               report["PandaID"])
                 continue
-            if outcomes[-1]["status"] is not None:
+            if job is not None and outcomes[-1]["status"] is not None:  # a job is None only for a stale report
                 by_id[report["PandaID"]] = (job, outcomes[-1]["status"])
         datasets: dict[str, str | None] = {}
         for panda_id in self.task_buffer.finalise_jobs(outcomes, FINALISABLE):

@@ -11,8 +11,9 @@ last written.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import logging
-from typing import Any
+from typing import Callable
 
 from pandasrv.config import Settings
 from pandasrv.taskbuffer.db_proxy_mods.retention import HARVESTER_TABLES
@@ -23,7 +24,7 @@ log = logging.getLogger("pandasrv.dataservice.retention")
 HISTORY_TABLES = ("job_status_log", "pilot_log", "job_output_report")
 
 
-def _drain(step: Any, batch_size: int) -> int:
+def _drain(step: Callable[[], int], batch_size: int) -> int:
     """Repeat a batch step until it comes back short; returns the total it deleted."""
     total = 0
     while True:
@@ -40,10 +41,10 @@ def purge_database(task_buffer: Store, settings: Settings, now: _dt.datetime | N
     batch = settings.retention.batch_size
     deleted = {"jobs_archived": _drain(lambda: task_buffer.purge_archived_jobs(before, batch), batch)}
     for table in HISTORY_TABLES:
-        deleted[table] = _drain(lambda table=table: task_buffer.purge_history(table, before, batch), batch)
+        deleted[table] = _drain(functools.partial(task_buffer.purge_history, table, before, batch), batch)
     harvester_before = now - _dt.timedelta(days=settings.retention.harvester_days)
     for table in HARVESTER_TABLES:
-        deleted[table] = _drain(lambda table=table: task_buffer.purge_aged_rows(table, harvester_before, batch), batch)
+        deleted[table] = _drain(functools.partial(task_buffer.purge_aged_rows, table, harvester_before, batch), batch)
     if any(deleted.values()):
         log.info("retention: deleted %s", ", ".join(f"{n} from {t}" for t, n in deleted.items() if n))
     return deleted

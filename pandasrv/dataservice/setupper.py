@@ -72,7 +72,7 @@ class _Helper:
     """
 
     lock = threading.Lock()
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
     owner_pid = 0
     settings_json = ""
     policy = RestartPolicy(name="setupper helper")

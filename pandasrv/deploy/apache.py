@@ -305,7 +305,7 @@ def run(settings: Settings, daemon: bool = True) -> int:
     return 0 if stopping else (code or 1)
 
 
-def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     """SIGTERM the process; whatever is left of its process group after it exits (or times out) is killed."""
     if process.poll() is None:
         process.terminate()

@@ -28,7 +28,8 @@ def parse_reply(text: str) -> dict[str, Any]:
     """Decode a dispatcher reply: a JSON object, the literal ``Succeeded``, or a query string."""
     body = text.strip()
     if body.startswith("{"):
-        return json.loads(body)
+        reply: dict[str, Any] = json.loads(body)
+        return reply
     if body == "Succeeded":
         return {"StatusCode": "0"}
     return {key: values[0] for key, values in parse_qs(body).items()}

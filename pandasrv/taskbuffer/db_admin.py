@@ -43,7 +43,7 @@ def sqlalchemy_url(db_url: str) -> sa.URL:
 def create_engine(db_url: str) -> sa.Engine:
     """An engine for administrative work (no pooling); creates an SQLite file's directory."""
     url = sqlalchemy_url(db_url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     return sa.create_engine(url, poolclass=NullPool)
 

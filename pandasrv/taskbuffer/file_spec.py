@@ -6,7 +6,7 @@ position, so shorter states simply leave the trailing attributes unset.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from pandasrv.taskbuffer.wire import decode_state_value, from_wire_null, to_wire_null
 
@@ -31,6 +31,12 @@ class FileSpec:
 
     _attributes = FILE_ATTRIBUTES
     __slots__ = FILE_ATTRIBUTES
+
+    if TYPE_CHECKING:
+        # The attributes are the names of FILE_COLUMNS (the slots above), set for every instance; mypy sees
+        # them as Any, the value of any column kind (a name outside the table fails at run time).
+        def __getattr__(self, name: str) -> Any: ...
+        def __setattr__(self, name: str, value: Any) -> None: ...
 
     def __init__(self, **values: Any) -> None:
         for name in FILE_ATTRIBUTES:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from pandasrv.taskbuffer.file_spec import FileSpec
 from pandasrv.taskbuffer.wire import NULL, decode_state_value, from_wire_null, to_wire_null
@@ -138,6 +138,12 @@ class JobSpec:
 
     _attributes = ATTRIBUTES
     __slots__ = ATTRIBUTES + ("Files",)
+
+    if TYPE_CHECKING:
+        # The attributes are the names of JOB_COLUMNS (the slots above), set for every instance; mypy sees
+        # them as Any, the value of any column kind (a name outside the table fails at run time).
+        def __getattr__(self, name: str) -> Any: ...
+        def __setattr__(self, name: str, value: Any) -> None: ...
 
     def __init__(self, **values: Any) -> None:
         for name in ATTRIBUTES:

@@ -13,7 +13,7 @@ compares a migrated database with a fresh one.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -28,13 +28,13 @@ FLOAT = sa.Float().with_variant(mysql.DOUBLE(), *MARIADB)
 TEXT = sa.Text().with_variant(mysql.LONGTEXT(), *MARIADB)
 
 # Binary collation: string comparisons are case-sensitive, as on the other backends.
-MARIADB_TABLE_OPTIONS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+MARIADB_TABLE_OPTIONS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 SEQUENCE_TABLE = "id_sequences"  # SQLite has no sequences: one counter row per sequence
 
 metadata = sa.MetaData()
 
 
-def column_type(kind: str, length: int = 0) -> sa.types.TypeEngine:
+def column_type(kind: str, length: int = 0) -> sa.types.TypeEngine[Any]:
     """The column type of a JobSpec/FileSpec attribute kind."""
     if kind == "int":
         return sa.BigInteger()
@@ -49,19 +49,19 @@ def column_type(kind: str, length: int = 0) -> sa.types.TypeEngine:
     raise ValueError(f"unknown column kind {kind!r}")
 
 
-def column(name: str, type_: sa.types.TypeEngine, **kwargs: object) -> sa.Column:
+def column(name: str, type_: sa.types.TypeEngine[Any], **kwargs: Any) -> sa.Column[Any]:
     return sa.Column(name, type_, quote=False, **kwargs)
 
 
-def table(name: str, *items: sa.SchemaItem) -> sa.Table:
+def table(name: str, *items: sa.schema.SchemaItem) -> sa.Table:
     return sa.Table(name, metadata, *items, quote=False, **MARIADB_TABLE_OPTIONS)
 
 
-def index(name: str, *expressions: sa.ColumnElement | sa.Column) -> sa.Index:
+def index(name: str, *expressions: sa.ColumnElement[Any] | sa.Column[Any]) -> sa.Index:
     return sa.Index(name, *expressions, quote=False)
 
 
-def spec_columns(columns: Iterable[tuple[str, str, int]], primary_key: str) -> list[sa.Column]:
+def spec_columns(columns: Iterable[tuple[str, str, int]], primary_key: str) -> list[sa.Column[Any]]:
     return [
         column(name, column_type(kind, length), primary_key=name == primary_key, autoincrement=False)
         for name, kind, length in columns

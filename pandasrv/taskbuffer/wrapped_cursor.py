@@ -105,7 +105,7 @@ class WrappedCursor:
         self._driver = connection._driver
         self._raw = connection._call(connection.raw.cursor)
 
-    def __iter__(self) -> Iterator[tuple]:
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
         return iter(self.fetchall())
 
     def _params(self, params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -128,24 +128,25 @@ class WrappedCursor:
             self.connection._call(self._raw.executemany, statement.sql, rows)
         return self
 
-    def fetchone(self) -> tuple | None:
+    def fetchone(self) -> tuple[Any, ...] | None:
         row = self.connection._call(self._raw.fetchone)
         return None if row is None else tuple(row)
 
-    def fetchmany(self, size: int | None = None) -> list[tuple]:
+    def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
         rows = self.connection._call(self._raw.fetchmany, size or self._raw.arraysize)
         return [tuple(row) for row in rows]
 
-    def fetchall(self) -> list[tuple]:
+    def fetchall(self) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self.connection._call(self._raw.fetchall)]
 
     @property
     def rowcount(self) -> int:
-        return self._raw.rowcount
+        return int(self._raw.rowcount)
 
     @property
     def description(self) -> Sequence[Sequence[Any]] | None:
-        return self._raw.description
+        description: Sequence[Sequence[Any]] | None = self._raw.description
+        return description
 
     def close(self) -> None:
         try:

@@ -79,7 +79,7 @@ _queue = StandingQueue()
 
 
 def _waited(environ: dict[str, Any]) -> float | None:
-    queued_at = getattr(_current, "queued_at", None)
+    queued_at: float | None = getattr(_current, "queued_at", None)
     if queued_at is not None:
         return time.monotonic() - queued_at
     stamp = environ.get("mod_wsgi.queue_start")  # microseconds since the epoch, when Apache queued it

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 import falcon
 
@@ -93,7 +93,7 @@ class ApiResource:
             resp.set_header("Retry-After", str(self.services.settings.retry_after_seconds))
         elif status < 500:
             self.outages.served()
-        if status == 405:
+        if status == 405 and method is not None:
             resp.set_header("Allow", ", ".join(v for v in _allowed(method) if v != "HEAD"))
         resp.status = falcon.code_to_http_status(status)
         resp.content_type = content_type
@@ -111,7 +111,8 @@ class ApiResource:
     def call(self, req: falcon.Request, method: Method, identity: Any) -> tuple[int, str, bytes]:
         settings = self.services.settings
         accept_json = JSON_TYPE in (req.get_header("Accept") or "")
-        encode = (lambda result: encode_legacy(result, accept_json)) if method.legacy else encode_v1
+        encode: Callable[[Any], tuple[int, str, bytes]] = (
+            (lambda result: encode_legacy(result, accept_json)) if method.legacy else encode_v1)
         if req.method not in _allowed(method):
             message = f"expecting {'/'.join(method.http)}, received {req.method}"
             if method.legacy:
@@ -231,7 +232,7 @@ class ShedPages:
             resp.complete = True
 
 
-class PandaApp(falcon.App):
+class PandaApp(falcon.App[falcon.Request, falcon.Response]):
     """The falcon app plus the per-process services it serves from (for the worker hooks)."""
 
     services: Services

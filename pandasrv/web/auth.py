@@ -52,7 +52,8 @@ class Identity:
         """PanDA's "secure" request: a vouched identity (and under x509 not a limited proxy)."""
         if self.source in ("local", "token"):
             return True
-        return bool(self.dn) and "/CN=limited proxy" not in self.dn
+        dn = self.dn or ""
+        return bool(dn) and "/CN=limited proxy" not in dn
 
     @functools.cached_property
     def user(self) -> str | None:
@@ -260,8 +261,9 @@ class TokenVerifier:
         if wanted not in groups:
             raise AuthError(f"Token authentication failed. {wanted} is not in the token groups")
         owner = token_owner(str(claims["iss"]), claims["sub"])
-        name = claims.get("name") if isinstance(claims.get("name"), str) else ""
-        nickname = claims.get("preferred_username") if isinstance(claims.get("preferred_username"), str) else ""
+        name, nickname = claims.get("name"), claims.get("preferred_username")
+        name = name if isinstance(name, str) else ""
+        nickname = nickname if isinstance(nickname, str) else ""
         dn = f"/CN={_display(name.title() or nickname or claims['sub'])}/CN=nickname:{_display(nickname or owner)}"
         fqan = f"/{vo}/Role={role}" if role else f"/{vo}/Role=NULL"
         return Identity(dn=dn, fqans=(fqan,), vo=vo, role=role, claims=claims, source="token", owner=owner)
@@ -307,6 +309,7 @@ class Authenticator:
             hit = self._cache.get(key)
             if hit and hit[0] > now:
                 return hit[1]
+        assert self.tokens is not None  # tokens are read only under auth = "token"
         identity = self.tokens.verify(token, origin)
         expires = float(identity.claims["exp"]) - time.time()
         with self._lock:

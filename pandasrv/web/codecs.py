@@ -179,10 +179,11 @@ def _multipart(body: bytes, content_type: str) -> tuple[dict[str, Any], dict[str
         form = handler.deserialize(io.BytesIO(body), content_type, len(body))
         for part in form:
             data = part.stream.read()
+            name = part.name or ""
             if part.filename:
-                files.setdefault(part.name, Upload(part.filename, data))
+                files.setdefault(name, Upload(part.filename, data))
             else:
-                params.setdefault(part.name, data.decode("utf-8", "surrogateescape"))
+                params.setdefault(name, data.decode("utf-8", "surrogateescape"))
     except Exception as exc:  # falcon raises MediaMalformedError and friends
         raise BadRequest(f"received invalid multipart body: {getattr(exc, 'description', None) or exc}") from None
     return params, files

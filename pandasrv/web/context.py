@@ -11,14 +11,16 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar, cast
 
 from pandasrv.config import Settings
 from pandasrv.logic.credentials import Credentials
 from pandasrv.logic.secrets import Secrets
 from pandasrv.taskbuffer.store import Store
 from pandasrv.web.auth import Identity, has_pilot_role, has_production_role
-from pandasrv.web.codecs import Upload
+from pandasrv.web.codecs import BadRequest, Upload
+
+T = TypeVar("T")
 
 
 class _TimedCache:
@@ -31,13 +33,14 @@ class _TimedCache:
         self._values: dict[Any, tuple[float, Any]] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Any, load: Callable[[], Any]) -> Any:
+    def get(self, key: Any, load: Callable[[], T]) -> T:
+        """The value under ``key``; a key is always loaded by the same ``load``, so its value has its type."""
         now = time.monotonic()
         if self.ttl > 0:
             with self._lock:
                 hit = self._values.get(key)
             if hit and hit[0] > now:
-                return hit[1]
+                return cast(T, hit[1])
         value = load()
         if self.ttl > 0 and value is not None:
             with self._lock:
@@ -110,6 +113,14 @@ class Call:
 
     @property
     def user(self) -> str | None:
+        return self.identity.user
+
+    @property
+    def owner(self) -> str:
+        """The caller's user name where a handler needs one (behind role "user" or higher, where every
+        identity has one: ``auth.Identity.user``); a clear refusal otherwise."""
+        if self.identity.user is None:
+            raise BadRequest("the caller has no user name")
         return self.identity.user
 
     def is_production(self) -> bool:

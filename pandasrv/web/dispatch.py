@@ -230,8 +230,9 @@ def heartbeat_values(params: dict[str, Any]) -> dict[str, Any]:
             values[name] = min(number, _COUNTER_CAP)
     if to_int(params.get("transExitCode")) is not None:
         values["transExitCode"] = str(to_int(params["transExitCode"]))
-    if to_int(params.get("pilotErrorCode")) is not None:
-        values["pilotErrorCode"] = abs(to_int(params["pilotErrorCode"]))
+    pilot_error_code = to_int(params.get("pilotErrorCode"))
+    if pilot_error_code is not None:
+        values["pilotErrorCode"] = abs(pilot_error_code)
     try:
         if params.get("cpuConversionFactor") not in (None, ""):
             values["cpuConversion"] = float(params["cpuConversionFactor"])

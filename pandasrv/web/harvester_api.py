@@ -103,7 +103,7 @@ def _refusal(exc: ValueError) -> dict[str, Any]:
 
 
 @endpoint("harvester/update_workers", role="user", http=("POST",))
-def update_workers(call: Call, harvester_id: str, workers: list) -> dict[str, Any]:
+def update_workers(call: Call, harvester_id: str, workers: list[Any]) -> dict[str, Any]:
     """Insert or update workers (Harvester's WorkSpec fields); data is one ``true`` per worker."""
     if len(workers) > MAX_WORKERS:
         return fail(f"too many workers in one call: {len(workers)} > {MAX_WORKERS}")
@@ -115,7 +115,7 @@ def update_workers(call: Call, harvester_id: str, workers: list) -> dict[str, An
 
 
 @endpoint("harvester/update_service_metrics", role="user", http=("POST",))
-def update_service_metrics(call: Call, harvester_id: str, metrics: list) -> dict[str, Any]:
+def update_service_metrics(call: Call, harvester_id: str, metrics: list[Any]) -> dict[str, Any]:
     """Store service metrics: ``[[creation_time, host, metrics_json], ...]``; data is ``[true]``."""
     try:
         triplets = []
@@ -134,7 +134,7 @@ def update_service_metrics(call: Call, harvester_id: str, metrics: list) -> dict
 
 
 @endpoint("harvester/add_dialogs", role="user", http=("POST",))
-def add_dialogs(call: Call, harvester_id: str, dialogs: list) -> dict[str, Any]:
+def add_dialogs(call: Call, harvester_id: str, dialogs: list[Any]) -> dict[str, Any]:
     """Store dialog messages (diagID, moduleName, identifier, creationTime, messageLevel, diagMessage)."""
     try:
         rows = []
@@ -155,7 +155,7 @@ def add_dialogs(call: Call, harvester_id: str, dialogs: list) -> dict[str, Any]:
 
 
 @endpoint("harvester/heartbeat", role="user", http=("POST",))
-def heartbeat(call: Call, harvester_id: str, data: dict | None = None) -> dict[str, Any]:
+def heartbeat(call: Call, harvester_id: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
     """The instance is alive; ``data`` describes it (startTime, sw_version, commit_stamp, commands)."""
     described = dict(data or {})
     try:

@@ -99,7 +99,7 @@ def getFullJobStatus(call: Call, ids: Any) -> Any:
 def killJobs(call: Call, ids: Any, code: LooseInt = None, useMailAsID: Any = None, killOpts: Any = None) -> Raw:
     """Kill own jobs (any job with a production role); reply: pickled list of flags."""
     kill_code = code if code is not None and code >= 0 else None
-    return _pickle(call.tb.kill_jobs(_ids(call, ids), user=call.user, is_production=call.is_production(), code=kill_code))
+    return _pickle(call.tb.kill_jobs(_ids(call, ids), user=call.owner, is_production=call.is_production(), code=kill_code))
 
 
 @endpoint("reassignJobs", role="user", denied=lambda m: "False")

@@ -72,7 +72,7 @@ class MetricsResource:
     def __init__(self, services: Services) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            multiprocess.MultiProcessCollector(self.registry)
+            multiprocess.MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]  # untyped in the library
         else:
             self.registry = DEFAULT_REGISTRY
         self.jobs = JobCounts(services)

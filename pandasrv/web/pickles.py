@@ -26,8 +26,8 @@ _FILE_NAMES = ("pandaserver.taskbuffer.FileSpec", "taskbuffer.FileSpec", "pandas
 ALLOWED: dict[tuple[str, str], Any] = {
     **{(m, "JobSpec"): JobSpec for m in _JOB_NAMES},
     **{(m, "FileSpec"): FileSpec for m in _FILE_NAMES},
-    ("copy_reg", "_reconstructor"): copyreg._reconstructor,
-    ("copyreg", "_reconstructor"): copyreg._reconstructor,
+    ("copy_reg", "_reconstructor"): copyreg._reconstructor,  # type: ignore[attr-defined]  # private, not in the stubs
+    ("copyreg", "_reconstructor"): copyreg._reconstructor,  # type: ignore[attr-defined]
     ("__builtin__", "object"): object,
     ("builtins", "object"): object,
     ("datetime", "datetime"): datetime.datetime,

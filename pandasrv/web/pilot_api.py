@@ -84,7 +84,7 @@ def update_job(call: Call, job_id: int, job_status: str, job_output_report: str 
 
 
 @endpoint("pilot/update_jobs_bulk", role="production", http=("POST",))
-def update_jobs_bulk(call: Call, job_list: list, harvester_id: str | None = None) -> dict[str, Any]:
+def update_jobs_bulk(call: Call, job_list: list[Any], harvester_id: str | None = None) -> dict[str, Any]:
     """Several heartbeats; data is the list of per-job envelopes."""
     replies = []
     for item in job_list:

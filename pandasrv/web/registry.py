@@ -13,10 +13,11 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Callable, Iterator, Literal, TypeVar
 
 Role = Literal["any", "user", "production", "pilot"]
 LEGACY = "panda"
+H = TypeVar("H", bound=Callable[..., Any])  # a handler keeps its own type when registered
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Registry:
     def find(self, module: str, name: str) -> Method | None:
         return self.methods.get((module, name))
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Method]:
         return iter(sorted(self.methods.values(), key=lambda m: (m.module != LEGACY, m.module, m.name)))
 
 
@@ -96,7 +97,7 @@ def endpoint(
     denied: Callable[[str], Any] | None = None,
     db: bool = True,
     registry: Registry = REGISTRY,
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+) -> Callable[[H], H]:
     """Register ``handler(call, **params)`` under ``path`` = ``<legacyName>`` or ``<module>/<name>``.
 
     ``role`` is checked by the application before the handler runs; ``denied(message)`` builds the
@@ -105,7 +106,7 @@ def endpoint(
     ``db=False`` marks a method that must work without the database (no ban lookup either).
     """
 
-    def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+    def register(handler: H) -> H:
         module, _, name = path.rpartition("/")
         params, accepts_any = _params_of(handler)
         summary = (inspect.getdoc(handler) or "").split("\n\n")[0].replace("\n", " ")

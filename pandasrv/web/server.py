@@ -16,7 +16,7 @@ import time
 from concurrent import futures
 from typing import Any
 
-from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+from gunicorn.app.base import BaseApplication
 
 from pandasrv.config import Settings
 from pandasrv.supervisor import RestartPolicy, Supervisor

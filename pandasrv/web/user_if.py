@@ -79,7 +79,7 @@ def submit_jobs(call: Call, jobs: list[JobSpec]) -> list[list[Any]]:
     user_jobs = [job for job in jobs if job.prodSourceLabel in policy.ANALYSIS_LABELS]
     if user_jobs:
         first = user_jobs[0]
-        definition_id, jobset_id = call.tb.reserve_user_ids(identity.user, identity.dn, first.jobDefinitionID,
+        definition_id, jobset_id = call.tb.reserve_user_ids(call.owner, identity.dn, first.jobDefinitionID,
                                                             first.jobsetID)
         for job in user_jobs:
             job.jobDefinitionID = job.jobDefinitionID or definition_id
@@ -114,13 +114,14 @@ def resource_type_of(core_count: int | None, min_ram_count: int | None, types: l
     for spec in types:
         if _within(cores, spec["mincore"], spec["maxcore"]) and \
                 _within(ram_per_core, spec["minrampercore"], spec["maxrampercore"]):
-            return spec["resource_name"]
+            name: str = spec["resource_name"]
+            return name
     return None
 
 
 def reassign_jobs(call: Call, panda_ids: list[int]) -> list[bool]:
     """Back to ``defined`` (own jobs, or any with a production role), then through the Setupper again."""
-    flags = call.tb.reassign_jobs(panda_ids, user=call.user, is_production=call.is_production())
+    flags = call.tb.reassign_jobs(panda_ids, user=call.owner, is_production=call.is_production())
     moved = [i for i, flag in zip(panda_ids, flags) if flag]
     if moved:
         start_setupper(call.settings, moved)
@@ -178,7 +179,7 @@ def get_description_incl_archive(call: Call, job_ids: list[int]) -> dict[str, An
 def kill(call: Call, job_ids: list[int], code: int | None = None, use_email_as_id: bool = False,
          kill_options: list[str] | None = None) -> dict[str, Any]:
     """Kill jobs (own jobs, or any with a production role); data is one flag per id."""
-    flags = call.tb.kill_jobs(check_ids(job_ids), user=call.user, is_production=call.is_production(),
+    flags = call.tb.kill_jobs(check_ids(job_ids), user=call.owner, is_production=call.is_production(),
                               code=code)
     return ok(flags)
 

@@ -43,7 +43,8 @@ def safe_name(name: str) -> str:
 def crc32_of(data: bytes) -> int:
     """The CRC panda-client sends to validate_cache_file: a gzip file's footer, else zlib.crc32."""
     if data[:2] == b"\x1f\x8b" and len(data) >= 18:
-        return struct.unpack("<I", data[-8:-4])[0]
+        (crc,) = struct.unpack("<I", data[-8:-4])
+        return int(crc)
     return zlib.crc32(data)
 
 

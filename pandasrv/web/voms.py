@@ -79,7 +79,7 @@ class _ACCertificates(core.Sequence):
 
 def slash_dn(name: x509.Name) -> str:
     """A DN in the slash form of ``.lsc`` files and of mod_ssl's ``LegacyDNStringFormat``."""
-    return "".join(f"/{SLASH_NAMES.get(a.oid.dotted_string, a.oid.dotted_string)}={a.value}" for a in name)
+    return "".join(f"/{SLASH_NAMES.get(a.oid.dotted_string, a.oid.dotted_string)}={a.value!s}" for a in name)
 
 
 def _is_proxy_of(cert: x509.Certificate) -> bool:

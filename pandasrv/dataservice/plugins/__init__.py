@@ -43,6 +43,7 @@ class Plugins:
 def load_class(path: str) -> type:
     module_name, _, class_name = path.partition(":")
     try:
-        return getattr(importlib.import_module(module_name), class_name)
+        plugin: type = getattr(importlib.import_module(module_name), class_name)
+        return plugin
     except (ImportError, AttributeError, ValueError) as exc:
         raise PluginError(f"cannot load plugin {path!r}: {exc}") from None

@@ -33,7 +33,8 @@ class SetupperPlugin(GenericPlugin):
         """{"activate": [PandaID], "assign": [PandaID], "guids": {row_ID: GUID}} for defined jobs."""
         guids = {f.row_ID: str(uuid.uuid4()) for job in jobs for f in job.Files
                  if f.type in ("output", "log") and not f.GUID}
-        activate, assign = [], []
+        activate: list[int] = []
+        assign: list[int] = []
         for job in jobs:
             needs_transfer = job.dispatchDBlock and not inputs_ready(job)
             (assign if needs_transfer else activate).append(job.PandaID)

@@ -55,7 +55,7 @@ class AdderMixin(JobsUpdateMixin):
         self._executemany("DELETE FROM job_output_report WHERE PandaID = :PandaID AND attemptNr = :attemptNr",
                           [{"PandaID": o["PandaID"], "attemptNr": o["attemptNr"]} for o in outcomes])
         # Jobs with the same outcome move together: one set-based transition per group.
-        groups: dict[tuple, list[dict[str, Any]]] = {}
+        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         for outcome in outcomes:
             if outcome["status"] is not None:
                 key = (outcome["status"], tuple(sorted(outcome["values"].items())))

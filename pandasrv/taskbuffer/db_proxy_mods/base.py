@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar, overload
 from pandasrv.taskbuffer import errors
 from pandasrv.taskbuffer.file_spec import FILE_ATTRIBUTES, FileSpec
 from pandasrv.taskbuffer.job_spec import JobSpec
+from pandasrv.taskbuffer.wrapped_cursor import WrappedConnection, WrappedCursor
 from pandasrv.taskbuffer.wrapped_cursor import connect as _connect
 
 log = logging.getLogger(__name__)
@@ -125,12 +126,14 @@ class BaseProxy:
     def backend(self) -> str:
         return self._connection().backend
 
-    def _connection(self) -> Any:
+    def _connection(self) -> WrappedConnection:
         if self._conn is None:
             self.connect()
-        return self._conn
+        conn: WrappedConnection = self._conn
+        return conn
 
-    def _run_retrying_deadlocks(self, method: Callable[..., Any], readonly: bool, args: tuple, kwargs: dict) -> Any:
+    def _run_retrying_deadlocks(self, method: Callable[..., Any], readonly: bool, args: tuple[Any, ...],
+                                kwargs: dict[str, Any]) -> Any:
         for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
             try:
                 return self._run_transaction(method, readonly, args, kwargs)
@@ -141,7 +144,8 @@ class BaseProxy:
                 time.sleep(random.uniform(0.005, 0.05) * attempt)
         raise AssertionError("unreachable")
 
-    def _run_transaction(self, method: Callable[..., Any], readonly: bool, args: tuple, kwargs: dict) -> Any:
+    def _run_transaction(self, method: Callable[..., Any], readonly: bool, args: tuple[Any, ...],
+                         kwargs: dict[str, Any]) -> Any:
         conn = self._connection()
         self._in_transaction = True
         try:
@@ -173,12 +177,12 @@ class BaseProxy:
             self.close()
 
     # --- SQL helpers (used inside a transaction) -------------------------------------------------
-    def _execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
-        cur = self._conn.cursor()
+    def _execute(self, sql: str, params: dict[str, Any] | None = None) -> WrappedCursor:
+        cur: WrappedCursor = self._conn.cursor()
         cur.execute(sql, params or {})
         return cur
 
-    def _fetchall(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+    def _fetchall(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return list(self._execute(sql, params).fetchall())
 
     def _executemany(self, sql: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -191,7 +195,7 @@ class BaseProxy:
         return "" if self._conn.backend == "sqlite" else " FOR UPDATE"
 
     def _insert_ignoring_duplicates(self, table: str, columns: Sequence[str], key: str,
-                                    params: dict[str, Any]) -> Any:
+                                    params: dict[str, Any]) -> WrappedCursor:
         """INSERT one row unless a row with the same ``key`` exists: race-safe without catching errors,
         so the transaction stays usable (a failed INSERT would abort it on PostgreSQL)."""
         values = ", ".join(f":{c}" for c in columns)
@@ -214,7 +218,7 @@ class BaseProxy:
         if not self._insert_ignoring_duplicates(table, columns, key, params).rowcount:
             self._execute(update_sql, params)
 
-    def _upsert(self, table: str, columns: Sequence[str], keys: Sequence[str], params: dict[str, Any]) -> Any:
+    def _upsert(self, table: str, columns: Sequence[str], keys: Sequence[str], params: dict[str, Any]) -> WrappedCursor:
         """INSERT one row, or set its non-key ``columns`` to the new values if a row with the same ``keys``
         exists: one statement, so two identical concurrent calls both succeed (a DELETE-then-INSERT
         gives the loser a duplicate key)."""
@@ -249,7 +253,7 @@ class BaseProxy:
             values = ",".join(f":{name}" for name in columns)
             self._executemany(f"INSERT INTO {table} ({column_list}) VALUES ({values})", rows)
 
-    def _copy_rows(self, table: str, column_list: str, rows: list[tuple]) -> None:
+    def _copy_rows(self, table: str, column_list: str, rows: list[tuple[Any, ...]]) -> None:
         """psycopg COPY FROM STDIN on the driver connection, with errors translated like any statement's."""
         import psycopg
 

@@ -135,7 +135,9 @@ class HarvesterMixin(WatcherMixin):
                     f"SELECT workerID, PandaID FROM harvester_rel_jobs_workers WHERE harvesterID = :hid"
                     f" AND workerID IN {in_ids}", {**binds, "hid": harvester_id}):
                 current.setdefault(worker_id, set()).add(panda_id)
-        new, kept, gone = [], [], []
+        new: list[dict[str, Any]] = []
+        kept: list[dict[str, Any]] = []
+        gone: list[dict[str, Any]] = []
         for worker_id, panda_ids in jobs_of.items():
             have = current.get(worker_id, set())
             for panda_id in dict.fromkeys(panda_ids):
@@ -253,7 +255,7 @@ class HarvesterMixin(WatcherMixin):
             " creation_date, status_date) VALUES (:id, :hid, :command, :params, :ack, 'new', :now, :now)",
             {"id": command_id, "hid": harvester_id, "command": command[:64],
              "params": None if params is None else json.dumps(params), "ack": 1 if ack_requested else 0, "now": now})
-        return command_id
+        return int(command_id)
 
     @transaction
     def acquire_harvester_commands(self, harvester_id: str, n: int) -> list[dict[str, Any]]:

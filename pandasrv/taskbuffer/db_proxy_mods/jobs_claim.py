@@ -147,7 +147,7 @@ class JobsClaimMixin(BaseProxy):
             jobs[job.PandaID] = job
         return jobs
 
-    def _claim_select_then_update(self, where: str, binds: dict[str, Any], sets: dict[str, Any]) -> list[tuple]:
+    def _claim_select_then_update(self, where: str, binds: dict[str, Any], sets: dict[str, Any]) -> list[tuple[Any, ...]]:
         """MariaDB has no UPDATE ... RETURNING: lock the full rows, update them by id, and return the
         locked rows with the new values applied (no read-back needed)."""
         rows = self._fetchall(candidate_sql(where, SKIP_LOCKED, _RETURNED), binds)

@@ -19,7 +19,8 @@ class LocksMixin(BaseProxy):
     def acquire_lease(self, component: str, owner: str, ttl: float) -> bool:
         """Take the lease if it is free, expired, or already ours; True if ``owner`` holds it now."""
         now = utcnow()
-        binds = {"c": component, "owner": owner, "now": now, "expires": now + _dt.timedelta(seconds=ttl)}
+        expires = now + _dt.timedelta(seconds=ttl)
+        binds = {"c": component, "owner": owner, "now": now, "expires": expires}
         self._execute(
             "UPDATE process_locks SET lockedBy = :owner, lockedTime = :now, expiresAt = :expires "
             "WHERE component = :c AND (expiresAt < :now OR lockedBy = :owner)",
@@ -27,20 +28,21 @@ class LocksMixin(BaseProxy):
         )
         self._insert_ignoring_duplicates("process_locks", ("component", "lockedBy", "lockedTime", "expiresAt"),
                                          "component", {"component": component, "lockedBy": owner, "lockedTime": now,
-                                                       "expiresAt": binds["expires"]})
-        return self._held_by(component, owner, binds["expires"])
+                                                       "expiresAt": expires})
+        return self._held_by(component, owner, expires)
 
     @transaction
     def renew_lease(self, component: str, owner: str, ttl: float) -> bool:
         """Extend a lease we hold and that has not expired; False if it was lost."""
         now = utcnow()
-        binds = {"c": component, "owner": owner, "now": now, "expires": now + _dt.timedelta(seconds=ttl)}
+        expires = now + _dt.timedelta(seconds=ttl)
+        binds = {"c": component, "owner": owner, "now": now, "expires": expires}
         self._execute(
             "UPDATE process_locks SET lockedTime = :now, expiresAt = :expires "
             "WHERE component = :c AND lockedBy = :owner AND expiresAt >= :now",
             binds,
         )
-        return self._held_by(component, owner, binds["expires"])
+        return self._held_by(component, owner, expires)
 
     @transaction
     def release_lease(self, component: str, owner: str) -> bool:

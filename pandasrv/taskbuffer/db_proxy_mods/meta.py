@@ -38,7 +38,7 @@ class MetaMixin(BaseProxy):
         """Change the given fields of a queue; False if there is no such queue."""
         if not self._fetchall(f"SELECT name FROM queues WHERE name = :name{self._for_update}", {"name": name}):
             return False
-        sets = {k: v for k, v in (("site", site), ("status", status)) if v is not None}
+        sets: dict[str, Any] = {k: v for k, v in (("site", site), ("status", status)) if v is not None}
         if data is not None:
             sets["data"] = json.dumps(data)
         sets["modificationTime"] = utcnow()
@@ -144,7 +144,8 @@ class MetaMixin(BaseProxy):
         if not by or set(by) - allowed:
             raise ValueError(f"cannot group job statistics by {', '.join(sorted(set(by) - allowed)) or 'nothing'}")
         group = ",".join(by)
-        where, binds = "", {}
+        where = ""
+        binds: dict[str, Any] = {}
         if labels:
             in_labels, binds = self._in("label", labels)
             where = f" WHERE prodSourceLabel IN {in_labels}"

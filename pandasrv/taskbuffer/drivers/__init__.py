@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL, make_url
 
 from pandasrv.taskbuffer import errors
 from pandasrv.taskbuffer.drivers.sql_binds import Translated
+from pandasrv.taskbuffer.errors import DBError
 
 if TYPE_CHECKING:
     from pandasrv.taskbuffer.wrapped_cursor import WrappedCursor
@@ -67,7 +68,7 @@ class Driver(abc.ABC):
     def begin(self, raw: Any, immediate: bool) -> None:  # noqa: B027 - a default, not an abstract step
         """Start a transaction. Server backends open one implicitly at the first statement."""
 
-    def error_class(self, exc: BaseException, raw: Any) -> type[errors.DBError]:
+    def error_class(self, exc: BaseException, raw: Any) -> type[DBError]:
         return errors.DBError
 
     @abc.abstractmethod
@@ -82,7 +83,8 @@ def driver_for(db_url: str, statement_timeout: float | None = None) -> Driver:
     if name is None:
         raise errors.DBError(f"unsupported database URL scheme {url.drivername!r}")
     module = importlib.import_module(f"pandasrv.taskbuffer.drivers.{name}")
-    return module.DRIVER(url, statement_timeout)
+    driver: Driver = module.DRIVER(url, statement_timeout)
+    return driver
 
 
 def check_next_ids_request(sequence: str, n: int) -> None:

@@ -17,6 +17,7 @@ from pymysql.constants import CLIENT
 from pandasrv.taskbuffer import errors
 from pandasrv.taskbuffer.drivers import Driver, check_next_ids_request
 from pandasrv.taskbuffer.drivers.sql_binds import Translated, to_pyformat
+from pandasrv.taskbuffer.errors import DBError
 
 if TYPE_CHECKING:
     from pandasrv.taskbuffer.wrapped_cursor import WrappedCursor
@@ -53,7 +54,7 @@ class MySQLDriver(Driver):
         )
         settings = ["time_zone = '+00:00'", "SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"]
         if self.statement_timeout:
-            if "MariaDB" in raw.get_server_info():
+            if "MariaDB" in raw.get_server_info():  # type: ignore[no-untyped-call]
                 settings.append(f"max_statement_time = {float(self.statement_timeout)}")
             else:
                 settings.append(f"max_execution_time = {int(self.statement_timeout * 1000)}")
@@ -69,7 +70,7 @@ class MySQLDriver(Driver):
     def translate(self, sql: str) -> Translated:
         return to_pyformat(sql, backslash_escapes=True)
 
-    def error_class(self, exc: BaseException, raw: Any) -> type[errors.DBError]:
+    def error_class(self, exc: BaseException, raw: Any) -> type[DBError]:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
         if code in STATEMENT_TIMEOUT:
             return errors.StatementTimeout

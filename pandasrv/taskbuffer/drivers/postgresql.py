@@ -15,6 +15,7 @@ from psycopg import errors as pg_errors
 from pandasrv.taskbuffer import errors
 from pandasrv.taskbuffer.drivers import Driver, check_next_ids_request
 from pandasrv.taskbuffer.drivers.sql_binds import Translated, to_pyformat
+from pandasrv.taskbuffer.errors import DBError
 
 if TYPE_CHECKING:
     from pandasrv.taskbuffer.wrapped_cursor import WrappedCursor
@@ -29,6 +30,7 @@ class PostgreSQLDriver(Driver):
         if self.statement_timeout:
             options += f" -c statement_timeout={int(self.statement_timeout * 1000)}"
         url = self.url
+        extra: dict[str, Any] = {key: value for key, value in url.query.items() if isinstance(value, str)}
         return psycopg.connect(
             host=url.host,
             port=url.port,
@@ -38,7 +40,7 @@ class PostgreSQLDriver(Driver):
             options=options,
             application_name="pandasrv",
             autocommit=False,
-            **{key: value for key, value in url.query.items() if isinstance(value, str)},
+            **extra,
         )
 
     def ping(self, raw: psycopg.Connection) -> None:
@@ -50,7 +52,7 @@ class PostgreSQLDriver(Driver):
     def translate(self, sql: str) -> Translated:
         return to_pyformat(sql)
 
-    def error_class(self, exc: BaseException, raw: Any) -> type[errors.DBError]:
+    def error_class(self, exc: BaseException, raw: Any) -> type[DBError]:
         if isinstance(exc, pg_errors.QueryCanceled):
             return errors.StatementTimeout
         if isinstance(exc, pg_errors.DeadlockDetected):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pandasrv.taskbuffer import errors
 from pandasrv.taskbuffer.drivers import Driver, check_next_ids_request
+from pandasrv.taskbuffer.errors import DBError
 
 if TYPE_CHECKING:
     from pandasrv.taskbuffer.wrapped_cursor import WrappedCursor
@@ -55,7 +56,8 @@ class SQLiteDriver(Driver):
 
     def connect(self) -> sqlite3.Connection:
         path = self.url.database or ":memory:"
-        busy_timeout = float(self.url.query.get("timeout", DEFAULT_BUSY_TIMEOUT))
+        timeout = self.url.query.get("timeout", DEFAULT_BUSY_TIMEOUT)
+        busy_timeout = float(timeout if isinstance(timeout, (str, float)) else timeout[-1])
         raw = sqlite3.connect(
             path,
             timeout=busy_timeout,
@@ -79,7 +81,7 @@ class SQLiteDriver(Driver):
     def begin(self, raw: sqlite3.Connection, immediate: bool) -> None:
         raw.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
-    def error_class(self, exc: BaseException, raw: Any) -> type[errors.DBError]:
+    def error_class(self, exc: BaseException, raw: Any) -> type[DBError]:
         message = str(exc).lower()
         if isinstance(exc, sqlite3.IntegrityError):
             return errors.IntegrityError

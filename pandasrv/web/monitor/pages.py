@@ -134,7 +134,7 @@ class MonitorData:
     def users(self, viewer: Viewer) -> dict[str, Any]:
         """Per user: jobs per state and the most recent submissions (newest PandaIDs), most recently active first."""
         scope = {"user": viewer.only_user} if viewer.only_user else {}
-        users = []
+        users: list[dict[str, Any]] = []
         for name, states in _nested(self.counts(("prodUserName", "jobStatus"), scope)).items():
             recent = self.tb.monitor_list_jobs({"user": name}, limit=RECENT_PER_USER)
             users.append({"name": name, "jobs_by_state": states, "total": sum(states.values()), "recent": recent,
@@ -152,7 +152,7 @@ class MonitorData:
         now = _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
         end = now.replace(minute=0, second=0, microsecond=0) + _dt.timedelta(hours=1)
         start = end - _dt.timedelta(hours=hours)
-        timeline = [{"start": start + _dt.timedelta(hours=i), "counts": {}} for i in range(hours)]
+        timeline: list[dict[str, Any]] = [{"start": start + _dt.timedelta(hours=i), "counts": {}} for i in range(hours)]
         for index, state, n in self.tb.monitor_state_timeline(start, _dt.timedelta(hours=1), hours):
             timeline[index]["counts"][state] = n
         by_queue = _nested(self.tb.monitor_queue_changes(start, end))

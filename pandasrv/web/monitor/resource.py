@@ -163,7 +163,7 @@ class _ToIndex:
         raise falcon.HTTPMovedPermanently("/monitor/")
 
 
-def add_routes(app: falcon.App, services: Services, authenticator: Authenticator) -> None:
+def add_routes(app: falcon.App[falcon.Request, falcon.Response], services: Services, authenticator: Authenticator) -> None:
     pages = MonitorPages(services, authenticator)
     app.add_route("/monitor", _ToIndex())
     app.add_route("/monitor/", pages)

@@ -10,6 +10,8 @@ attribute must arrive through a new migration, never by editing this one.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -72,15 +74,15 @@ FILE_COLUMNS = (
 TABLE_OPTIONS = {"quote": False, **MARIADB_TABLE_OPTIONS}
 
 
-def col(name: str, type_: sa.types.TypeEngine, **kwargs: object) -> sa.Column:
+def col(name: str, type_: sa.types.TypeEngine[Any], **kwargs: Any) -> sa.Column[Any]:
     return sa.Column(name, type_, quote=False, **kwargs)
 
 
-def pk(name: str, type_: sa.types.TypeEngine) -> sa.Column:
+def pk(name: str, type_: sa.types.TypeEngine[Any]) -> sa.Column[Any]:
     return col(name, type_, primary_key=True, autoincrement=False)
 
 
-def spec_columns(columns: tuple[tuple[str, str, int], ...], primary_key: str) -> list[sa.Column]:
+def spec_columns(columns: tuple[tuple[str, str, int], ...], primary_key: str) -> list[sa.Column[Any]]:
     return [
         col(name, column_type(kind, length), primary_key=name == primary_key, autoincrement=False)
         for name, kind, length in columns

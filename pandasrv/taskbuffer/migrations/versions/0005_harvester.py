@@ -9,6 +9,8 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -32,7 +34,7 @@ INDEXES = (
 SEQUENCE = "harvester_command_id_seq"
 
 
-def col(name: str, type_: sa.types.TypeEngine, **kwargs: object) -> sa.Column:
+def col(name: str, type_: sa.types.TypeEngine[Any], **kwargs: Any) -> sa.Column[Any]:
     return sa.Column(name, type_, quote=False, **kwargs)
 
 

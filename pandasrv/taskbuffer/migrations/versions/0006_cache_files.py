@@ -7,6 +7,8 @@ Create Date: 2026-12-02
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -18,7 +20,7 @@ branch_labels = None
 depends_on = None
 
 
-def col(name: str, type_: sa.types.TypeEngine, **kwargs: object) -> sa.Column:
+def col(name: str, type_: sa.types.TypeEngine[Any], **kwargs: Any) -> sa.Column[Any]:
     return sa.Column(name, type_, quote=False, **kwargs)
 
 
