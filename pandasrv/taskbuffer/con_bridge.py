@@ -37,6 +37,9 @@ from pandasrv.taskbuffer.file_spec import FILE_ATTRIBUTES, FileSpec
 from pandasrv.taskbuffer.job_spec import ATTRIBUTES, JobSpec
 from pandasrv.taskbuffer.store import Store
 
+if TYPE_CHECKING:
+    from pandasrv.config import Settings
+
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
@@ -177,7 +180,7 @@ def remote(method: Callable[Concatenate[Any, P], R]) -> Callable[Concatenate[Con
 class ConBridge:
     """Every Store method, called in a child process under ``db_timeout``."""
 
-    def __init__(self, settings: Any, *, statement_timeout: float | None = None) -> None:
+    def __init__(self, settings: Settings, *, statement_timeout: float | None = None) -> None:
         self.db_url: str = settings.db_url
         self.timeout: float = float(settings.db_timeout)
         self.statement_timeout = statement_timeout

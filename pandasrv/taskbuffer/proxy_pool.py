@@ -12,13 +12,16 @@ import logging
 import queue
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from pandasrv import metrics
 from pandasrv.taskbuffer import errors
 from pandasrv.taskbuffer.con_bridge import ConBridge
 from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.store import Store
+
+if TYPE_CHECKING:
+    from pandasrv.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ class _Slot:
     suspect: bool = False
 
 
-def make_proxy(settings: Any) -> DBProxy | ConBridge:
+def make_proxy(settings: Settings) -> DBProxy | ConBridge:
     """A ConBridge (``db_bridge``) or an in-process DBProxy; neither connects until first used."""
     if settings.db_bridge:
         return ConBridge(settings)
@@ -44,7 +47,7 @@ def make_proxy(settings: Any) -> DBProxy | ConBridge:
 
 
 class ProxyPool:
-    def __init__(self, settings: Any, *, factory: Callable[[Any], DBProxy | ConBridge] = make_proxy,
+    def __init__(self, settings: Settings, *, factory: Callable[[Settings], DBProxy | ConBridge] = make_proxy,
                  ping_after_idle: float = PING_AFTER_IDLE) -> None:
         self.size = int(settings.db_connections)
         self.wait = float(settings.db_pool_wait)

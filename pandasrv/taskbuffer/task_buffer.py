@@ -9,10 +9,13 @@ whole. To add a method, see ``store.py`` (and docs/internals.md).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Callable, Concatenate, ParamSpec, TypeVar
 
 from pandasrv.taskbuffer.proxy_pool import ProxyPool
 from pandasrv.taskbuffer.store import Store
+
+if TYPE_CHECKING:
+    from pandasrv.config import Settings
 
 __all__ = ["TaskBuffer"]
 
@@ -33,7 +36,7 @@ def pooled(pick: Callable[[Store], Callable[P, R]]) -> Callable[Concatenate[Task
 class TaskBuffer:
     """One per process, built from Settings."""
 
-    def __init__(self, settings: Any, *, pool: ProxyPool | None = None) -> None:
+    def __init__(self, settings: Settings, *, pool: ProxyPool | None = None) -> None:
         self.settings = settings
         self.pool = pool or ProxyPool(settings)
 
