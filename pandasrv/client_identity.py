@@ -16,7 +16,7 @@ import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import httpx
 
@@ -101,12 +101,9 @@ def _read_token(path: Path) -> str:
 
 
 def _proxy(option: str | None, env: Mapping[str, str]) -> Path | None:
-    named = option or env.get("X509_USER_PROXY")
-    if named:
-        path = Path(named)
-        if not path.is_file():
-            raise IdentityError(f"the proxy {path} does not exist (--proxy or X509_USER_PROXY)")
-        return path
+    named = _named_path(option, env, "X509_USER_PROXY", "proxy", "--proxy", Path.is_file)
+    if named is not None:
+        return named
     default = default_proxy()
     return default if default.is_file() else None
 
@@ -117,10 +114,20 @@ def default_proxy() -> Path:
 
 
 def _ca_dir(option: str | None, env: Mapping[str, str]) -> Path | None:
-    named = option or env.get("X509_CERT_DIR")
-    if named:
-        path = Path(named)
-        if not path.is_dir():
-            raise IdentityError(f"the CA directory {path} does not exist (--ca-dir or X509_CERT_DIR)")
-        return path
+    named = _named_path(option, env, "X509_CERT_DIR", "CA directory", "--ca-dir", Path.is_dir)
+    if named is not None:
+        return named
     return GRID_CA_DIR if GRID_CA_DIR.is_dir() else None
+
+
+def _named_path(option: str | None, env: Mapping[str, str], variable: str, what: str, flag: str,
+                usable: Callable[[Path], bool]) -> Path | None:
+    """The path the option or the variable names (None if neither does); one that is not there is an error,
+    never a silent fall-back to the default."""
+    named = option or env.get(variable)
+    if not named:
+        return None
+    path = Path(named)
+    if not usable(path):
+        raise IdentityError(f"the {what} {path} does not exist ({flag} or {variable})")
+    return path
