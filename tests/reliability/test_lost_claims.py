@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import multiprocessing
+import os
+import signal
 from typing import Iterator
 
 import pytest
@@ -139,8 +141,10 @@ def test_a_claim_whose_reply_meets_a_broken_pipe_is_given_back_at_once(db_url):
         theirs.close()
         ok, _session = ours.recv()
         assert ok
+        os.kill(child.pid, signal.SIGSTOP)  # so that the child cannot reply before the caller is gone
         ours.send(("claim_jobs", ("SITE", 1), {"node": "wn-gone"}))
         ours.close()  # the web worker is gone before the reply
+        os.kill(child.pid, signal.SIGCONT)
         child.join(60)
         assert child.exitcode == 0
         assert proxy.get_job_status([panda_id]) == {panda_id: ("activated", 1, None)}
