@@ -33,7 +33,11 @@ _CHUNKED = re.compile(rb"\r\ntransfer-encoding:", re.IGNORECASE)
 
 
 def complete(data: bytes) -> bool:
-    """Whether ``data`` holds a whole request head and the small body it announces (or is past buffering)."""
+    """Whether ``data`` holds a whole request head and the small body it announces (or is past buffering).
+    Bytes that cannot start an HTTP/1 request line (a TLS ClientHello sent to this plain-http port, binary
+    noise) go to the parser at once, which answers them, instead of waiting for a head that never comes."""
+    if data[:1] and not data[:1].isalpha():
+        return True
     end = data.find(HEAD_END)
     if end < 0:
         return len(data) > MAX_HEAD_BYTES

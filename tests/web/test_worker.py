@@ -7,6 +7,7 @@ import contextlib
 import gzip
 import json
 import socket
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -56,6 +57,11 @@ def test_a_request_is_complete_exactly_when_its_head_and_small_body_are_in(case:
 
 def test_an_endless_head_is_handed_to_the_parser() -> None:
     assert complete(b"GET / HTTP/1.1\r\n" + b"X-Long: " + b"a" * 900_000)
+
+
+@given(st.binary(min_size=1, max_size=64).filter(lambda data: not data[:1].isalpha()))
+def test_what_cannot_start_a_request_goes_to_the_parser_at_once(data: bytes) -> None:
+    assert complete(data)
 
 
 # --- against the server --------------------------------------------------------------------------
@@ -114,6 +120,15 @@ def test_slow_clients_do_not_take_the_threads(patient_server: RunningServer) -> 
     finally:
         for sock in slow:
             sock.close()
+
+
+def test_tls_on_the_plain_port_is_answered_without_waiting(patient_server: RunningServer) -> None:
+    """An https client on the http port: its ClientHello gets gunicorn's 400 (or a close) at once, not after
+    the 600 s read timeout."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with connect(patient_server) as sock, pytest.raises(ssl.SSLError, match="WRONG_VERSION_NUMBER"):
+        context.wrap_socket(sock, server_hostname="127.0.0.1")  # the answer is plain HTTP, not a ServerHello
 
 
 def test_a_request_that_never_ends_is_closed_after_the_read_timeout(server: RunningServer) -> None:
