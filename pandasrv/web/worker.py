@@ -32,7 +32,7 @@ _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,12})[ \t]*\r\n", 
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding:", re.IGNORECASE)
 
 
-def complete(data: bytes) -> bool:
+def complete(data: bytes | bytearray) -> bool:
     """Whether ``data`` holds a whole request head and the small body it announces (or is past buffering).
     Bytes that cannot start an HTTP/1 request line (a TLS ClientHello sent to this plain-http port, binary
     noise) go to the parser at once, which answers them, instead of waiting for a head that never comes."""
@@ -93,7 +93,7 @@ class BufferingWorker(ThreadWorker):
             self._drop(conn)
             return
         conn.received += chunk
-        if complete(bytes(conn.received)):
+        if complete(conn.received):
             self.poller.unregister(client)
             self.reading.remove(conn)
             conn.data_ready = True

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pandasrv.config import Settings, load_settings
 from pandasrv.taskbuffer.job_states import STAGE_TABLES
@@ -29,6 +30,7 @@ from pandasrv.taskbuffer.task_buffer import TaskBuffer
 from pandasrv.taskbuffer.wrapped_cursor import connect
 from tests.conftest import SERVER_LOGS, fresh_database, selected_backends
 from tests.web.gated_setupper import GATE_DIR_VARIABLE, GATED_VO, PLUGIN
+from tests.web.helpers import write_jwks
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_QUEUE = "TEST_QUEUE"
@@ -162,6 +164,27 @@ def hserver(request: pytest.FixtureRequest, test_databases: Any,
     workdir = tmp_path_factory.mktemp("harvester")
     with fresh_database(test_databases, request.param, workdir) as db_url, \
             start_server(db_url, request.param, workdir, auth="x509", trust_proxy_headers=True) as running:
+        yield running
+
+
+ISSUER, AUDIENCE = "https://issuer.test", "pandasrv-test"
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module", params=selected_backends())
+def token_server(request: pytest.FixtureRequest, test_databases: Any, tmp_path_factory: pytest.TempPathFactory,
+                 signing_key: rsa.RSAPrivateKey) -> Iterator[RunningServer]:
+    """``auth = token`` with a test issuer whose JWKS holds ``signing_key`` (kid k1); VO ``myvo`` has production."""
+    workdir = tmp_path_factory.mktemp("token")
+    jwks = write_jwks(workdir / "jwks.json", signing_key, "k1")
+    with fresh_database(test_databases, request.param, workdir) as db_url, \
+            start_server(db_url, request.param, workdir, auth="token", token_issuer=ISSUER, token_audience=AUDIENCE,
+                         token_jwks_file=str(jwks), production_vos=["myvo"]) as running:
+        running.add_queue(running.queue)
         yield running
 
 

@@ -30,15 +30,14 @@ from pandasrv.web.auth import (
     token_owner,
 )
 from tests.conftest import selected_backends
-from tests.web.conftest import REPO, fresh_database, start_server
-from tests.web.helpers import JSON_HEADERS, LocalClient, make_job, wait_status, write_jwks
+from tests.web.conftest import AUDIENCE, ISSUER, REPO, fresh_database, start_server
+from tests.web.helpers import JSON_HEADERS, LocalClient, make_job, wait_status
 
 ALICE = "/DC=ch/DC=cern/OU=Users/CN=alice/CN=123456"
 BOB = "/DC=ch/DC=cern/OU=Users/CN=bob"
 PROD = "/DC=ch/DC=cern/OU=Robots/CN=prodsys"
 PILOT = "/DC=org/CN=pilot factory"
 CAROL = "/DC=ch/CN=carol"
-ISSUER, AUDIENCE = "https://issuer.test", "pandasrv-test"
 
 
 def as_user(dn: str, *fqans: str) -> dict[str, str]:
@@ -254,22 +253,6 @@ def test_banned_users_get_403(x509_server):
 
 
 # --- OIDC tokens -------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def signing_key():
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module", params=selected_backends())
-def token_server(request, test_databases, tmp_path_factory, signing_key):
-    workdir = tmp_path_factory.mktemp("token")
-    jwks = write_jwks(workdir / "jwks.json", signing_key, "k1")
-    with fresh_database(test_databases, request.param, workdir) as db_url, \
-            start_server(db_url, request.param, workdir, auth="token", token_issuer=ISSUER, token_audience=AUDIENCE,
-                         token_jwks_file=str(jwks), production_vos=["myvo"]) as running:
-        running.add_queue(running.queue)
-        yield running
-
 
 def token(key, **claims):
     """A signed token; a claim given as None is left out."""
