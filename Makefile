@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench fuzz clean
+.PHONY: run test install bench bench-full fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,10 +28,13 @@ fuzz: $(STAMP)
 	PANDASRV_FUZZ_EXAMPLES=200 PANDASRV_TEST_BACKENDS=sqlite,postgresql $(BIN)/python -m pytest -q \
 		tests/web/test_fuzz_openapi.py tests/web/test_fuzz_legacy.py $(PYTEST_ARGS)
 
+# One report, bench/report.md + bench/report.json + plots (bench/README.md): quick (under 5 minutes) unless
+# BENCH_FULL=1 or `make bench-full`. The load generator, Debian's wrk, is installed by the bench when missing.
 bench: $(STAMP)
-	$(BIN)/python bench/db_claim.py
-	$(BIN)/python bench/web_api.py
-	$(BIN)/python bench/daemon_scripts.py
+	$(BIN)/python -m bench.report $(BENCH_ARGS)
+
+bench-full: $(STAMP)
+	$(BIN)/python -m bench.report --full $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
