@@ -118,6 +118,9 @@ def pilot_client() -> httpx.Client:
     return _client
 
 
+# What a pilot of the bench queue sends with getJob.
+GETJOB_REQUEST = {"siteName": QUEUE, "computingElement": QUEUE, "prodSourceLabel": "user",
+                  "node": socket.gethostname(), "diskSpace": 100000, "mem": 4000.0, "cpu": 2600.0}
 SHED_PAUSE, SHED_TRIES = 0.5, 120
 shed_replies = 0  # per pilot process: 503s (load shedding) tried again
 
@@ -145,10 +148,8 @@ def drain(url: str) -> tuple[list[int], list[float], int]:
     ids: list[int] = []
     times: list[float] = []
     shed_before = shed_replies
-    request = {"siteName": QUEUE, "computingElement": QUEUE, "prodSourceLabel": "user", "node": socket.gethostname(),
-               "diskSpace": 100000, "mem": 4000.0, "cpu": 2600.0}
     while True:
-        reply, elapsed = legacy_call(url, "getJob", request)
+        reply, elapsed = legacy_call(url, "getJob", GETJOB_REQUEST)
         times.append(elapsed)
         if int(reply.get("StatusCode", -1)) != 0:
             return ids, times, shed_replies - shed_before
@@ -194,7 +195,9 @@ def row(name: str, count: int, wall: float, times: list[float], shed: int = 0) -
             "p95_ms": ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] * 1000 if ordered else 0.0}
 
 
-def run(url: str, db_url: str, jobs: int, pilots: int, submitters: int) -> list[dict[str, Any]]:
+def run(url: str, db_url: str, jobs: int, pilots: int, submitters: int,
+        states: tuple[str, ...] = ("running", "finished")) -> list[dict[str, Any]]:
+    """The phases in order: submit, activate, getJob, then one heartbeat per job of each of ``states``."""
     specs = build_jobs(JobRequest(site=QUEUE, transformation="/bin/true", arguments="bench"), jobs)
     logs_by_name = {job.jobName: job.Files[-1].lfn for job in specs}
     bodies = [json.dumps(encode_jobs(specs[i:i + BATCH])) for i in range(0, jobs, BATCH)]
@@ -218,7 +221,7 @@ def run(url: str, db_url: str, jobs: int, pilots: int, submitters: int) -> list[
         if sorted(pid for pid_list in got for pid in pid_list) != sorted(ids):
             raise RuntimeError("getJob handed out a job twice or lost one")
 
-        for state in ("running", "finished"):
+        for state in states:
             started = time.perf_counter()
             beats = pool.map(heartbeat, [(url, pid_list, state, {str(p): logs[str(p)] for p in pid_list})
                                          for pid_list in got], chunksize=1)
