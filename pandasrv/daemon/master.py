@@ -20,12 +20,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any, Callable
 
 from pandasrv.config import Settings
+from pandasrv.daemon.clock import SYSTEM_CLOCK, Clock
 from pandasrv.daemon.schedule import load_schedule
 from pandasrv.daemon.worker import worker_main
 from pandasrv.supervisor import Supervisor, command
@@ -63,10 +63,14 @@ class WorkerHandle:
 
 
 class DaemonMaster:
-    def __init__(self, settings: Settings) -> None:
+    """The scheduler. Every reading of the time and every wait goes through ``clock``; workers are started and
+    killed by ``_start_worker`` and ``_kill`` alone (tests simulate both, see ``tests/daemon/simulated.py``)."""
+
+    def __init__(self, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         self.settings = settings
+        self.clock = clock
         self.schedule = load_schedule(settings)
-        now = time.time()
+        now = clock.time()
         self.states = {name: ScriptState(next_due=now) for name in self.schedule}
         self.workers: list[WorkerHandle] = []
         self.context = multiprocessing.get_context("fork")
@@ -96,9 +100,9 @@ class DaemonMaster:
                 worker.conn.send(("stop",))
             except OSError:
                 pass
-        deadline = time.time() + STOP_GRACE
+        deadline = self.clock.time() + STOP_GRACE
         for worker in self.workers:
-            worker.process.join(max(deadline - time.time(), 0.0) if worker.current is None else 0.0)
+            worker.process.join(max(deadline - self.clock.time(), 0.0) if worker.current is None else 0.0)
             self._kill(worker)
         self.workers.clear()
 
@@ -106,7 +110,7 @@ class DaemonMaster:
     def tick(self) -> None:
         self._spawn_workers()
         self._collect(TICK)
-        now = time.time()
+        now = self.clock.time()
         self._reap(now)
         self._enforce_timeouts(now)
         self._recycle(now)
@@ -114,25 +118,28 @@ class DaemonMaster:
         self._dispatch(now)
 
     def _spawn_workers(self) -> None:
-        now = time.time()
+        now = self.clock.time()
         while len(self.workers) < self.settings.daemon.n_proc and now >= self.next_spawn:
-            parent, child = self.context.Pipe()
-            process = self.context.Process(target=worker_main, name="pandasrv-daemon-worker",
-                                           args=(child, self.settings, self.schedule, os.getpid()))
-            process.start()
-            child.close()
-            assert process.pid is not None  # set by start()
-            try:
-                os.setpgid(process.pid, process.pid)
-            except OSError:
-                pass  # the worker already made itself a group leader
-            self.workers.append(WorkerHandle(process=process, conn=parent, born=now))
+            self.workers.append(self._start_worker(now))
+
+    def _start_worker(self, now: float) -> WorkerHandle:
+        parent, child = self.context.Pipe()
+        process = self.context.Process(target=worker_main, name="pandasrv-daemon-worker",
+                                       args=(child, self.settings, self.schedule, os.getpid()))
+        process.start()
+        child.close()
+        assert process.pid is not None  # set by start()
+        try:
+            os.setpgid(process.pid, process.pid)
+        except OSError:
+            pass  # the worker already made itself a group leader
+        return WorkerHandle(process=process, conn=parent, born=now)
 
     def _collect(self, timeout: float) -> None:
         by_conn = {worker.conn: worker for worker in self.workers}
         sentinels = [worker.process.sentinel for worker in self.workers]
-        for ready in wait(list(by_conn) + sentinels, timeout):
-            worker = by_conn.get(ready)  # type: ignore[arg-type]
+        for ready in self.clock.wait(list(by_conn) + sentinels, timeout):
+            worker = by_conn.get(ready)
             if worker is None:
                 continue
             try:
@@ -148,7 +155,7 @@ class DaemonMaster:
         _, name, outcome, retry_at, started = message
         worker.current = None
         self.states[name].started = started
-        self._finish(name, outcome, retry_at, time.time())
+        self._finish(name, outcome, retry_at, self.clock.time())
 
     def _finish(self, name: str, outcome: str, retry_at: float | None, now: float) -> None:
         state, script = self.states[name], self.schedule[name]
@@ -233,8 +240,7 @@ class DaemonMaster:
             state = self.states[name]
             state.worker, state.started = worker, now
 
-    @staticmethod
-    def _kill(worker: WorkerHandle) -> None:
+    def _kill(self, worker: WorkerHandle) -> None:
         try:
             os.killpg(worker.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

@@ -30,6 +30,7 @@ from types import ModuleType
 
 from pandasrv import metrics
 from pandasrv.config import Settings
+from pandasrv.daemon.clock import SYSTEM_CLOCK, Clock
 from pandasrv.daemon.lease import Lease
 from pandasrv.daemon.schedule import Script
 from pandasrv.taskbuffer import errors
@@ -133,10 +134,12 @@ def _running(pid: int) -> bool:
 
 
 class ScriptRunner:
-    """Imports each script module once and runs it with the worker's TaskBuffer."""
+    """Imports each script module once and runs it with the worker's TaskBuffer; times runs with ``clock``."""
 
-    def __init__(self, task_buffer: Store, settings: Settings, schedule: dict[str, Script]) -> None:
+    def __init__(self, task_buffer: Store, settings: Settings, schedule: dict[str, Script],
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.task_buffer = task_buffer
+        self.clock = clock
         self.settings = settings
         self.schedule = schedule
         self.owner = owner_token()
@@ -151,7 +154,7 @@ class ScriptRunner:
         work at once instead of waiting for the locks to expire. The same goes for a dead worker's locks
         (``release_dead``).
         """
-        started = time.time()
+        started = self.clock.time()
         try:
             self._release_work_locks()
             if script.sync:
@@ -160,7 +163,7 @@ class ScriptRunner:
                 if not lease.acquire():
                     return "skipped", lease.expiry(), started
                 self._count_lease(script, previous)
-                started = time.time()
+                started = self.clock.time()
                 with lease:
                     self._call(script)
             else:
@@ -179,7 +182,7 @@ class ScriptRunner:
             self._unreleased.add(owner_prefix())
             self._release_work_locks()
         metrics.DAEMON_RUNS.labels(script.name, outcome).inc()
-        metrics.DAEMON_DURATION.labels(script.name).observe(time.time() - started)
+        metrics.DAEMON_DURATION.labels(script.name).observe(self.clock.time() - started)
         self._record(script, started, outcome, message)
         return outcome, None, started
 
@@ -212,17 +215,17 @@ class ScriptRunner:
             return _dt.datetime.fromtimestamp(epoch, _dt.UTC).replace(tzinfo=None)
 
         try:
-            self.task_buffer.record_daemon_run(script.name, socket.gethostname(), utc(started), utc(time.time()),
+            self.task_buffer.record_daemon_run(script.name, socket.gethostname(), utc(started), utc(self.clock.time()),
                                                outcome, message)
         except Exception as exc:
             log.warning("could not record the run of %s: %s", script.name, exc)
 
     def _call(self, script: Script) -> None:
         module = self._module(script)
-        deadline = time.monotonic() + script.period
+        deadline = self.clock.monotonic() + script.period
         while True:
             result = module.main(self.task_buffer, self.settings, list(script.arguments))
-            if not (script.loop and result is True and time.monotonic() < deadline):
+            if not (script.loop and result is True and self.clock.monotonic() < deadline):
                 return
 
     def _module(self, script: Script) -> ModuleType:

@@ -1,8 +1,7 @@
 """A daemon script for the scheduler tests: records every call, then behaves as its arguments say.
 
 arguments: [record_file, behaviour, value, label]; behaviour is ``sleep`` (value seconds), ``fail`` (raise),
-``hang`` (start a ``sleep`` subprocess, record its pid, then block), ``loop`` (return True, sleep value
-seconds per call) or ``session`` (record the worker's DB session id).
+``hang`` (start a ``sleep`` subprocess, record its pid, then block) or ``session`` (record the worker's DB session id).
 """
 
 from __future__ import annotations
@@ -36,4 +35,3 @@ def main(task_buffer, settings, arguments):
     time.sleep(value)
     entry["end"] = time.time()
     _record(path, entry)
-    return behaviour == "loop"
