@@ -202,6 +202,7 @@ class ConBridge:
     requeue_undelivered = remote(Store.requeue_undelivered)
     requeue_unconfirmed = remote(Store.requeue_unconfirmed)
     update_job = remote(Store.update_job)
+    update_jobs = remote(Store.update_jobs)
     set_job_status = remote(Store.set_job_status)
     get_job_status = remote(Store.get_job_status)
     peek_jobs = remote(Store.peek_jobs)

@@ -53,6 +53,7 @@ class TaskBuffer:
     requeue_undelivered = pooled(lambda store: store.requeue_undelivered)
     requeue_unconfirmed = pooled(lambda store: store.requeue_unconfirmed)
     update_job = pooled(lambda store: store.update_job)
+    update_jobs = pooled(lambda store: store.update_jobs)
     set_job_status = pooled(lambda store: store.set_job_status)
     get_job_status = pooled(lambda store: store.get_job_status)
     peek_jobs = pooled(lambda store: store.peek_jobs)

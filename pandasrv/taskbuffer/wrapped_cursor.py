@@ -64,6 +64,11 @@ class WrappedConnection:
         """Start a transaction; ``immediate`` takes SQLite's write lock at once (no-op elsewhere)."""
         self._call(self._driver.begin, self.raw, immediate)
 
+    def single_statement(self, on: bool) -> None:
+        """Between transactions: make the next statement commit itself where the backend can (then
+        ``commit()`` has nothing left to do), or go back to manual commit (``on=False``)."""
+        self._call(self._driver.single_statement, self.raw, on)
+
     def commit(self) -> None:
         self._call(self.raw.commit)
 

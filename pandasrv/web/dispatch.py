@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pandasrv import metrics
+from pandasrv.logic.heartbeat import FINAL_REPORTS, Heartbeat
 from pandasrv.logic.policy import label_set
 from pandasrv.taskbuffer.job_spec import JobSpec
 from pandasrv.taskbuffer.job_states import PILOT_STATES, IllegalTransition
@@ -253,25 +254,47 @@ def heartbeat_values(params: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def heartbeat(call: Call, job_id: Any, state: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Apply one heartbeat; returns ``{"StatusCode", "command"}`` (plus ``errorDialog`` when refused)."""
+def heartbeat_request(job_id: Any, state: str, params: dict[str, Any]) -> Heartbeat | dict[str, Any]:
+    """The Heartbeat of one updateJob (legacy parameter names), or the reply when there is nothing to apply."""
     panda_id = to_int(job_id)
     if panda_id is None:
         return {"StatusCode": SC_INVALID, "errorDialog": f"invalid jobId {job_id!r}"}
     if state not in PILOT_STATES:
         return {"StatusCode": SC_SUCCESS}
-    attempt_nr = to_int(params.get("attemptNr"))
-    final = state in ("finished", "failed")
-    try:
-        result = call.tb.update_job(
-            panda_id, state, heartbeat_values(params), attempt_nr=attempt_nr,
-            report=str(params.get("xml") or "") if final else None, metadata=_text(params.get("metaData")),
-            pilot_log=_text(params.get("pilotLog")), stdout=_text(params.get("stdout")))
-    except IllegalTransition as exc:  # e.g. a pilot still running a job that was reassigned (activated again)
-        return {"StatusCode": SC_FAILED, "errorDialog": f"job {panda_id}: {exc}", "command": "tobekilled"}
-    metrics.HEARTBEATS.labels(state).inc()
+    return Heartbeat(
+        panda_id, state, heartbeat_values(params), attempt_nr=to_int(params.get("attemptNr")),
+        report=str(params.get("xml") or "") if state in FINAL_REPORTS else None, metadata=_text(params.get("metaData")),
+        pilot_log=_text(params.get("pilotLog")), stdout=_text(params.get("stdout")))
+
+
+def heartbeat_reply(request: Heartbeat, result: dict[str, Any]) -> dict[str, Any]:
+    """``{"StatusCode", "command"}`` from the store's answer (plus ``errorDialog`` when refused)."""
+    if result["result"] == "illegal":  # e.g. a pilot still running a job that was reassigned (activated again)
+        return {"StatusCode": SC_FAILED, "errorDialog": f"job {request.panda_id}: {result['error']}", "command": "tobekilled"}
+    metrics.HEARTBEATS.labels(request.status).inc()
     command = "tobekilled" if result["result"] in ("notfound", "badattemptnr") else result.get("command")
     return {"StatusCode": SC_SUCCESS, "command": command or NULL}
+
+
+def heartbeat(call: Call, job_id: Any, state: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Apply one heartbeat; returns ``{"StatusCode", "command"}`` (plus ``errorDialog`` when refused)."""
+    request = heartbeat_request(job_id, state, params)
+    if isinstance(request, dict):
+        return request
+    try:
+        result = call.tb.update_job(request)
+    except IllegalTransition as exc:
+        result = {"result": "illegal", "error": str(exc)}
+    return heartbeat_reply(request, result)
+
+
+def heartbeats(call: Call, items: list[tuple[Any, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Apply several heartbeats (``(job_id, state, params)`` each) in one store call and one transaction;
+    the replies are those ``heartbeat`` gives, in the same order."""
+    requests = [heartbeat_request(*item) for item in items]
+    batch = [request for request in requests if isinstance(request, Heartbeat)]
+    results = iter(call.tb.update_jobs(batch) if batch else [])
+    return [request if isinstance(request, dict) else heartbeat_reply(request, next(results)) for request in requests]
 
 
 def _text(value: Any) -> str | None:

@@ -12,7 +12,18 @@ from typing import Any
 from pandasrv.logic.policy import fetch_scope
 from pandasrv.web.codecs import BadRequest, Protocol, Raw, loads_json
 from pandasrv.web.context import Call
-from pandasrv.web.dispatch import MAX_IDS, ROLE_DIALOG, SC_FAILED, SC_ROLE, SC_SUCCESS, acquire, heartbeat, is_true, to_int
+from pandasrv.web.dispatch import (
+    MAX_IDS,
+    ROLE_DIALOG,
+    SC_FAILED,
+    SC_ROLE,
+    SC_SUCCESS,
+    acquire,
+    heartbeat,
+    heartbeats,
+    is_true,
+    to_int,
+)
 from pandasrv.web.registry import LooseInt, endpoint
 
 
@@ -76,20 +87,17 @@ def updateJob(call: Call, jobId: str, state: str, xml: str = "", metaData: Any =
 
 @endpoint("updateJobsInBulk", role="pilot", denied=lambda m: Raw(json.dumps([False, m])))
 def updateJobsInBulk(call: Call, jobList: Any, harvester_id: str | None = None) -> Raw:
-    """Several heartbeats in one call (Harvester); the reply is ``[true, [reply, ...]]`` as JSON."""
+    """Several heartbeats in one call and one transaction (Harvester); the reply is ``[true, [reply, ...]]``."""
     try:
         items = loads_json(jobList, call.settings.max_body_bytes, "jobList") if isinstance(jobList, str) else jobList
     except BadRequest as exc:
         return Raw(json.dumps([False, f"jobList: {exc}"]))
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         return Raw(json.dumps([False, "jobList must be a JSON list of objects"]))
-    replies = []
-    for item in items:
-        if "jobId" not in item or "state" not in item:
-            replies.append({"StatusCode": SC_FAILED, "errorDialog": "jobId and state are required"})
-            continue
-        replies.append(heartbeat(call, item["jobId"], str(item["state"]), item))
-    return Raw(json.dumps([True, replies]))
+    complete = ["jobId" in item and "state" in item for item in items]
+    answers = iter(heartbeats(call, [(item["jobId"], str(item["state"]), item) for item, ok in zip(items, complete) if ok]))
+    missing = {"StatusCode": SC_FAILED, "errorDialog": "jobId and state are required"}
+    return Raw(json.dumps([True, [next(answers) if ok else missing for ok in complete]]))
 
 
 @endpoint("getStatus")

@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pandasrv.taskbuffer.job_states import PILOT_STATES
 from pandasrv.web.codecs import fail, ok
 from pandasrv.web.context import Call
-from pandasrv.web.dispatch import SC_INVALID, SC_SUCCESS, acquire, heartbeat, ids_status
+from pandasrv.web.dispatch import SC_INVALID, SC_SUCCESS, acquire, heartbeat, heartbeats, ids_status
 from pandasrv.web.registry import endpoint
 
 # v1 update_job parameter -> legacy updateJob name understood by dispatch.heartbeat_values
@@ -31,14 +32,24 @@ _HEARTBEAT_NAMES = {
 }
 
 
-def _update(call: Call, job_id: Any, job_status: Any, values: dict[str, Any]) -> dict[str, Any]:
-    params = {_HEARTBEAT_NAMES[k]: v for k, v in values.items() if k in _HEARTBEAT_NAMES and v is not None}
-    if job_status not in ("running", "failed", "finished", "holding", "starting", "transferring"):
+def _params(values: dict[str, Any]) -> dict[str, Any]:
+    return {_HEARTBEAT_NAMES[k]: v for k, v in values.items() if k in _HEARTBEAT_NAMES and v is not None}
+
+
+def _refused_status(job_status: Any) -> dict[str, Any] | None:
+    if job_status not in PILOT_STATES:
         return fail(f"invalid job_status {job_status!r}", {"StatusCode": SC_INVALID})
-    reply = heartbeat(call, job_id, str(job_status), params)
+    return None
+
+
+def _envelope(reply: dict[str, Any]) -> dict[str, Any]:
     if reply["StatusCode"] != SC_SUCCESS:
         return fail(reply.get("errorDialog", "update failed"), reply)
     return ok({"StatusCode": SC_SUCCESS, "command": None if reply["command"] == "NULL" else reply["command"]})
+
+
+def _update(call: Call, job_id: Any, job_status: Any, values: dict[str, Any]) -> dict[str, Any]:
+    return _refused_status(job_status) or _envelope(heartbeat(call, job_id, str(job_status), _params(values)))
 
 
 @endpoint("pilot/acquire_jobs", role="production", http=("POST",))
@@ -85,14 +96,19 @@ def update_job(call: Call, job_id: int, job_status: str, job_output_report: str 
 
 @endpoint("pilot/update_jobs_bulk", role="production", http=("POST",))
 def update_jobs_bulk(call: Call, job_list: list[Any], harvester_id: str | None = None) -> dict[str, Any]:
-    """Several heartbeats; data is the list of per-job envelopes."""
-    replies = []
+    """Several heartbeats, applied in one transaction; data is the list of per-job envelopes."""
+    replies: list[dict[str, Any] | None] = []
+    batch: list[tuple[Any, str, dict[str, Any]]] = []
     for item in job_list:
         if not isinstance(item, dict) or "job_id" not in item or "job_status" not in item:
             replies.append(fail("each entry needs job_id and job_status"))
             continue
-        replies.append(_update(call, item["job_id"], item["job_status"], item))
-    return ok(replies)
+        refused = _refused_status(item["job_status"])
+        if refused is None:
+            batch.append((item["job_id"], str(item["job_status"]), _params(item)))
+        replies.append(refused)
+    answers = iter(heartbeats(call, batch))
+    return ok([reply if reply is not None else _envelope(next(answers)) for reply in replies])
 
 
 def _record_node(call: Call, kind: str, site: str, host_name: str, values: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import datetime as _dt
 from typing import Any
 
 from pandasrv.config import load_settings
+from pandasrv.logic.heartbeat import Heartbeat
 from pandasrv.taskbuffer.file_spec import FileSpec
 from pandasrv.taskbuffer.job_spec import JobSpec
 from pandasrv.taskbuffer.task_buffer import TaskBuffer
@@ -50,7 +51,7 @@ def store(tb: TaskBuffer, status: str, n: int = 1, **kwargs: Any) -> list[int]:
     ids = [job.PandaID for job in jobs]
     for step in PATHS[status]:
         if step in PILOT_STEPS:  # as a pilot would, so that startTime, endTime... are set
-            assert all(tb.update_job(i, step, {})["result"] == "ok" for i in ids)
+            assert all(tb.update_job(Heartbeat(i, step, {}))["result"] == "ok" for i in ids)
         else:
             assert tb.set_job_status(ids, step) == ids
     return ids

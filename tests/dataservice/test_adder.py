@@ -10,6 +10,7 @@ import pytest
 
 from pandasrv.dataservice.adder import EC_ADDER, Adder
 from pandasrv.dataservice.finisher import run_finisher
+from pandasrv.logic.heartbeat import Heartbeat
 from tests.dataservice import plugins_for_tests
 from tests.dataservice.helpers import job, status_of, store, task_buffer
 
@@ -31,7 +32,8 @@ def file_report(spec_job, **overrides):
 
 
 def finish(tb, panda_id, state="finished", report=None, **values):
-    reply = tb.update_job(panda_id, state, values, attempt_nr=1, report=json.dumps(report) if report is not None else "")
+    text = json.dumps(report) if report is not None else ""
+    reply = tb.update_job(Heartbeat(panda_id, state, values, attempt_nr=1, report=text))
     assert reply["result"] == "ok" and status_of(tb, panda_id) == "holding"
 
 

@@ -7,6 +7,7 @@ import datetime as _dt
 import pytest
 
 from pandasrv.dataservice.watcher import run_watcher
+from pandasrv.logic.heartbeat import Heartbeat
 from tests.dataservice.helpers import job, status_of, store, task_buffer, utcnow
 
 TIMEOUTS = {"sent": 10, "heartbeat": 20, "heartbeat_per_queue": {"SLOW": 1000}, "holding_user": 30,
@@ -46,7 +47,7 @@ def test_codes_and_diagnostics(tb):
     sent = store(tb, "sent")[0]
     running = store(tb, "running")[0]
     recovering = store(tb, "starting")[0]
-    tb.update_job(recovering, "starting", {"pilotErrorCode": 1305, "pilotErrorDiag": "stage-in failed"})
+    tb.update_job(Heartbeat(recovering, "starting", {"pilotErrorCode": 1305, "pilotErrorDiag": "stage-in failed"}))
     user_holding = store(tb, "holding", label="user")[0]
     user_transferring = store(tb, "transferring", label="user")[0]
     prod_transferring = store(tb, "transferring")[0]
@@ -90,6 +91,6 @@ def test_per_queue_heartbeat_timeout(tb):
 def test_a_recent_heartbeat_keeps_a_job_alive(tb):
     panda_id = store(tb, "running")[0]
     assert sweep(tb, 5) == {}
-    tb.update_job(panda_id, "running", {})
+    tb.update_job(Heartbeat(panda_id, "running", {}))
     assert sweep(tb, 15) == {}
     assert status_of(tb, panda_id) == "running"

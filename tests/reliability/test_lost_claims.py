@@ -18,6 +18,7 @@ import pytest
 
 from pandasrv.config import load_settings
 from pandasrv.logic.claims import requeue_unconfirmed, unconfirmed_reason
+from pandasrv.logic.heartbeat import Heartbeat
 from pandasrv.taskbuffer import con_bridge
 from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.db_proxy_mods.jobs_requeue import REQUEUE_PREFIX
@@ -109,12 +110,12 @@ def test_only_unconfirmed_claims_are_given_back_and_only_so_often(db_url):
             claimed = sorted(job.PandaID for job in proxy.claim_jobs("SITE", 2, node="wn"))
             assert claimed == (sorted([lost, confirmed]) if attempt == 0 else [lost])
             if attempt == 0:
-                assert proxy.update_job(confirmed, "starting", {}, attempt_nr=0)["result"] == "ok"
+                assert proxy.update_job(Heartbeat(confirmed, "starting", {}, attempt_nr=0))["result"] == "ok"
             assert requeue_unconfirmed(proxy, settings) == []  # not old enough yet
             assert requeue_unconfirmed(proxy, settings, now=later) == [lost]
             assert proxy.get_job_status([lost, confirmed]) == {lost: ("activated", attempt + 1, None),
                                                                confirmed: ("starting", 0, None)}
-            assert proxy.update_job(lost, "running", {}, attempt_nr=attempt)["result"] == "badattemptnr"
+            assert proxy.update_job(Heartbeat(lost, "running", {}, attempt_nr=attempt))["result"] == "badattemptnr"
         assert [job.PandaID for job in proxy.claim_jobs("SITE", 2, node="wn")] == [lost]
         assert requeue_unconfirmed(proxy, settings, now=later) == []  # given back twice: left to the sent timeout
         (behind,) = (job.PandaID for job in proxy.insert_jobs([make_db_job("behind")], "activated"))

@@ -6,6 +6,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from pandasrv.logic.heartbeat import Heartbeat
 from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.db_proxy_mods.base import transaction
 from pandasrv.taskbuffer.file_spec import FileSpec
@@ -42,7 +43,7 @@ def running(proxy: DBProxy, site: str = "SITE") -> int:
     """A job a pilot has claimed and reported running."""
     (panda_id,) = activated(proxy, make_job("run", site=site))
     assert [job.PandaID for job in proxy.claim_jobs(site, node="wn")] == [panda_id]
-    assert proxy.update_job(panda_id, "running", {})["result"] == "ok"
+    assert proxy.update_job(Heartbeat(panda_id, "running", {}))["result"] == "ok"
     return panda_id
 
 
@@ -137,15 +138,15 @@ def test_claim_filters(proxy):
 def test_heartbeat_running_then_final(proxy):
     (panda_id,) = activated(proxy, make_job())
     proxy.claim_jobs("SITE")
-    reply = proxy.update_job(panda_id, "starting", {"pilotID": "pilot-1"}, attempt_nr=0)
+    reply = proxy.update_job(Heartbeat(panda_id, "starting", {"pilotID": "pilot-1"}, attempt_nr=0))
     assert reply == {"found": True, "result": "ok", "status": "starting", "command": None, "debug": False}
-    assert proxy.update_job(panda_id, "running", {"cpuConsumptionTime": 12})["status"] == "running"
+    assert proxy.update_job(Heartbeat(panda_id, "running", {"cpuConsumptionTime": 12}))["status"] == "running"
     job = proxy.peek_jobs([panda_id])[0]
     assert (job.jobStatus, job.pilotID, job.cpuConsumptionTime) == ("running", "pilot-1", 12)
-    assert proxy.update_job(panda_id, "starting", {})["status"] == "running"
+    assert proxy.update_job(Heartbeat(panda_id, "starting", {}))["status"] == "running"
 
-    reply = proxy.update_job(panda_id, "finished", {"transExitCode": "0"}, report='{"f.out": {}}',
-                             metadata='{"files": {}}', pilot_log="pilot says", stdout="x" * 5000)
+    reply = proxy.update_job(Heartbeat(panda_id, "finished", {"transExitCode": "0"}, report='{"f.out": {}}',
+                             metadata='{"files": {}}', pilot_log="pilot says", stdout="x" * 5000))
     assert reply["result"] == "ok" and reply["status"] == "holding"
     job = proxy.peek_jobs([panda_id])[0]
     assert (job.jobStatus, job.transExitCode, job.metadata) == ("holding", "0", '{"files": {}}')
@@ -155,37 +156,37 @@ def test_heartbeat_running_then_final(proxy):
         (panda_id, "finished", '{"f.out": {}}', 0)
     ]
     # A repeated final heartbeat must not report the files twice.
-    assert proxy.update_job(panda_id, "finished", {}, report="{}")["result"] == "alreadydone"
-    assert proxy.update_job(panda_id, "running", {})["status"] == "holding"
+    assert proxy.update_job(Heartbeat(panda_id, "finished", {}, report="{}"))["result"] == "alreadydone"
+    assert proxy.update_job(Heartbeat(panda_id, "running", {}))["status"] == "holding"
 
 
 def test_heartbeat_guards(proxy):
-    assert proxy.update_job(10**12, "running", {}) == {
+    assert proxy.update_job(Heartbeat(10**12, "running", {})) == {
         "found": False, "result": "notfound", "status": None, "command": "tobekilled", "debug": False,
     }
     panda_id = running(proxy)
-    reply = proxy.update_job(panda_id, "running", {"pilotID": "late"}, attempt_nr=3)
+    reply = proxy.update_job(Heartbeat(panda_id, "running", {"pilotID": "late"}, attempt_nr=3))
     assert (reply["result"], reply["command"]) == ("badattemptnr", "tobekilled")
     assert proxy.peek_jobs([panda_id])[0].pilotID is None
     with pytest.raises(ValueError):
-        proxy.update_job(panda_id, "activated", {})
+        proxy.update_job(Heartbeat(panda_id, "activated", {}))
     with pytest.raises(ValueError):
-        proxy.update_job(panda_id, "running", {"PandaID": 1})
+        proxy.update_job(Heartbeat(panda_id, "running", {"PandaID": 1}))
 
 
 def test_heartbeat_returns_commands(proxy):
     (panda_id,) = activated(proxy, make_job(specialHandling="dm"))
     proxy.claim_jobs("SITE")
-    assert proxy.update_job(panda_id, "running", {})["debug"] is True
+    assert proxy.update_job(Heartbeat(panda_id, "running", {}))["debug"] is True
     assert proxy.kill_jobs([panda_id], user="alice", is_production=False) == [True]
-    reply = proxy.update_job(panda_id, "running", {})
+    reply = proxy.update_job(Heartbeat(panda_id, "running", {}))
     assert (reply["command"], reply["debug"]) == ("debug,tobekilled", True)
 
 
 def test_heartbeat_refuses_an_illegal_transition(proxy):
     (panda_id,) = activated(proxy, make_job())
     with pytest.raises(IllegalTransition):
-        proxy.update_job(panda_id, "running", {})
+        proxy.update_job(Heartbeat(panda_id, "running", {}))
     assert proxy.get_job_status([panda_id])[panda_id][0] == "activated"
 
 

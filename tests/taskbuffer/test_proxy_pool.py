@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from pandasrv.config import load_settings
+from pandasrv.logic.heartbeat import Heartbeat
 from pandasrv.taskbuffer import errors
 from pandasrv.taskbuffer.con_bridge import ConBridge
 from pandasrv.taskbuffer.db_proxy import DBProxy
@@ -104,7 +105,7 @@ def test_task_buffer_calls_go_through_the_pool(db_url, bridge):
     (stored,) = task_buffer.insert_jobs([job], status="activated")
     assert stored.PandaID == 1 and stored.Files[1].lfn == "job.1.out0" and stored.jobName == job.jobName
     assert [j.PandaID for j in task_buffer.claim_jobs("SITE", 1, node="wn")] == [1]
-    assert task_buffer.update_job(1, "running", {}, attempt_nr=0)["result"] == "ok"
+    assert task_buffer.update_job(Heartbeat(1, "running", {}, attempt_nr=0))["result"] == "ok"
     assert task_buffer.set_job_status([1], "holding") == [1]
     assert task_buffer.get_job_status([1]) == {1: ("holding", 0, None)}
     assert task_buffer.acquire_lease("x", "me", 10) and task_buffer.release_lease("x", "me")

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import pytest
 
+from pandasrv.logic.heartbeat import Heartbeat
 from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.db_proxy_mods.base import utcnow
 from pandasrv.taskbuffer.wrapped_cursor import connect
@@ -96,7 +97,7 @@ def test_update_site_starts_races(db_url):
                                                         status="activated")]
         for panda_id in ids:
             assert proxy.claim_jobs(site, node="wn")
-            assert proxy.update_job(panda_id, "running", {"startTime": utcnow()})["result"] == "ok"
+            assert proxy.update_job(Heartbeat(panda_id, "running", {"startTime": utcnow()}))["result"] == "ok"
 
     def call(p: DBProxy, round_: int, session: int) -> dict[str, Any]:
         return p.update_site_starts(since, utcnow())

@@ -50,8 +50,8 @@ def utcnow() -> _dt.datetime:
 @overload
 def transaction(fn: F) -> F: ...
 @overload
-def transaction(*, readonly: bool = False) -> Callable[[F], F]: ...
-def transaction(fn: F | None = None, *, readonly: bool = False) -> F | Callable[[F], F]:
+def transaction(*, readonly: bool = False, single_statement: bool = False) -> Callable[[F], F]: ...
+def transaction(fn: F | None = None, *, readonly: bool = False, single_statement: bool = False) -> F | Callable[[F], F]:
     """Make a public DBProxy method one transaction.
 
     A method called from inside another transactional method joins the outer transaction, so
@@ -60,8 +60,14 @@ def transaction(fn: F | None = None, *, readonly: bool = False) -> F | Callable[
     retried once on a new connection; lost during COMMIT, the outcome is unknown and ConnectionLost is
     raised. A transaction the server chose as a deadlock victim was rolled back whole, so it is run
     again, a few times with a short random pause that lets the winner commit. ``readonly`` methods
-    take a deferred (shared) SQLite transaction instead of an immediate one.
+    take a deferred (shared) SQLite transaction instead of an immediate one. A ``single_statement`` method
+    runs one statement that commits itself where the backend allows (PostgreSQL autocommit, SQLite without
+    BEGIN; MariaDB still needs the COMMIT): one round trip, no lock held across round trips. Called inside
+    another transaction it joins it like any method. Its statement must be idempotent, since a connection
+    lost while it runs is retried like one lost before COMMIT.
     """
+
+    mode = "single" if single_statement else "readonly" if readonly else "write"
 
     def decorate(method: F) -> F:
         @functools.wraps(method)
@@ -69,12 +75,12 @@ def transaction(fn: F | None = None, *, readonly: bool = False) -> F | Callable[
             if self._in_transaction:
                 return method(self, *args, **kwargs)
             try:
-                return self._run_retrying_deadlocks(method, readonly, args, kwargs)
+                return self._run_retrying_deadlocks(method, mode, args, kwargs)
             except errors.ConnectionLost as exc:
                 if getattr(exc, "during_commit", False):
                     raise
                 log.warning("%s: connection lost before commit, retrying once on a new connection", method.__name__)
-            return self._run_retrying_deadlocks(method, readonly, args, kwargs)
+            return self._run_retrying_deadlocks(method, mode, args, kwargs)
 
         return wrapper  # type: ignore[return-value]
 
@@ -132,11 +138,11 @@ class BaseProxy:
         conn: WrappedConnection = self._conn
         return conn
 
-    def _run_retrying_deadlocks(self, method: Callable[..., Any], readonly: bool, args: tuple[Any, ...],
+    def _run_retrying_deadlocks(self, method: Callable[..., Any], mode: str, args: tuple[Any, ...],
                                 kwargs: dict[str, Any]) -> Any:
         for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
             try:
-                return self._run_transaction(method, readonly, args, kwargs)
+                return self._run_transaction(method, mode, args, kwargs)
             except errors.Deadlock:
                 if attempt == DEADLOCK_ATTEMPTS:
                     raise
@@ -144,12 +150,17 @@ class BaseProxy:
                 time.sleep(random.uniform(0.005, 0.05) * attempt)
         raise AssertionError("unreachable")
 
-    def _run_transaction(self, method: Callable[..., Any], readonly: bool, args: tuple[Any, ...],
+    def _run_transaction(self, method: Callable[..., Any], mode: str, args: tuple[Any, ...],
                          kwargs: dict[str, Any]) -> Any:
+        """``mode``: "write" (SQLite's immediate transaction), "readonly" (deferred) or "single" (one
+        statement that commits itself where the backend can)."""
         conn = self._connection()
         self._in_transaction = True
         try:
-            conn.begin(immediate=not readonly)
+            if mode == "single":
+                conn.single_statement(True)
+            else:
+                conn.begin(immediate=mode == "write")
             result = method(self, *args, **kwargs)
             try:
                 conn.commit()
@@ -162,6 +173,11 @@ class BaseProxy:
             raise
         finally:
             self._in_transaction = False
+            if mode == "single" and self._conn is not None:
+                try:
+                    self._conn.single_statement(False)
+                except errors.DBError:  # a session in an unknown state is not reused
+                    self.close()
 
     def _abort(self, exc: BaseException) -> None:
         lost = isinstance(exc, errors.ConnectionLost)

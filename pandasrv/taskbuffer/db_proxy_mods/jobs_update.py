@@ -8,11 +8,12 @@ transaction, so a job is always in exactly one stage table.
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from pandasrv.taskbuffer import job_states
 from pandasrv.taskbuffer.db_proxy_mods.base import transaction, utcnow
 from pandasrv.taskbuffer.db_proxy_mods.output_reports import OutputReportsMixin
+from pandasrv.taskbuffer.heartbeat_plan import ActiveRow, ArchivedRow, HeartbeatReply, HeartbeatRequest, RepeatUpdate
 from pandasrv.taskbuffer.job_spec import TABLE_ATTRIBUTES, JobSpec
 
 # Ids per IN-list: keeps statements small whatever the caller passes.
@@ -22,6 +23,11 @@ PILOT_STDOUT_CHARS = 2048
 _LOCK_COLUMNS = ("PandaID", "jobStatus", "prodSourceLabel", "cloud", "computingSite", "modificationHost", "prodUserName")
 _PROTECTED = frozenset({"PandaID", "jobStatus"})
 _COPY_COLUMNS = ",".join(TABLE_ATTRIBUTES)
+# The repeat's guard: a pending command or debug mode changes the reply, so such a job takes the locked path.
+# LIKE may ignore case (MariaDB): then "DM" takes the locked path too, which is only slower.
+_NO_COMMAND = "(commandToPilot IS NULL OR commandToPilot IN ('', 'NULL'))"
+_NOT_DEBUG = ("(specialHandling IS NULL OR (specialHandling NOT LIKE 'dm' AND specialHandling NOT LIKE 'dm,%'"
+              " AND specialHandling NOT LIKE '%,dm' AND specialHandling NOT LIKE '%,dm,%'))")
 
 
 def chunks(ids: Sequence[int], size: int = ID_CHUNK) -> Iterator[Sequence[int]]:
@@ -29,7 +35,7 @@ def chunks(ids: Sequence[int], size: int = ID_CHUNK) -> Iterator[Sequence[int]]:
         yield ids[start : start + size]
 
 
-def column_values(values: dict[str, Any] | None) -> dict[str, Any]:
+def column_values(values: Mapping[str, Any] | None) -> dict[str, Any]:
     """Validate and coerce caller-given job columns (names become SQL identifiers, so only known ones pass)."""
     if not values:
         return {}
@@ -41,93 +47,95 @@ def column_values(values: dict[str, Any] | None) -> dict[str, Any]:
 
 class JobsUpdateMixin(OutputReportsMixin):
     # --- the pilot heartbeat --------------------------------------------------------------------
-    @transaction
-    def update_job(
-        self,
-        panda_id: int,
-        status: str,
-        values: dict[str, Any] | None = None,
-        *,
-        attempt_nr: int | None = None,
-        report: str | None = None,
-        metadata: str | None = None,
-        pilot_log: str | None = None,
-        stdout: str | None = None,
-    ) -> dict[str, Any]:
-        """Apply a pilot heartbeat (panda-protocol.md §2.3 items 5-7) to a job in jobs_active.
+    def update_job(self, heartbeat: HeartbeatRequest) -> dict[str, Any]:
+        """Apply a pilot heartbeat to a job in jobs_active, as its policy decides (``heartbeat_plan``).
 
-        finished/failed are stored as ``holding`` plus a job output report for the Adder. Returns
-        ``{"found", "result": ok|notfound|badattemptnr|alreadydone, "status", "command", "debug"}``.
+        A plain repeat is one guarded UPDATE that commits itself; only when it touches no row does the
+        heartbeat take the locked path (read the row FOR UPDATE, decide, write). Returns
+        ``{"found", "result": ok|notfound|badattemptnr|alreadydone, "status", "command", "debug"}``;
+        IllegalTransition when the state machine forbids the change (nothing is written).
         """
-        if status not in job_states.PILOT_STATES:
-            raise ValueError(f"a pilot may not report status {status!r}")
-        sets = column_values(values)
+        values = column_values(heartbeat.values)
+        repeat = heartbeat.repeat(utcnow())
+        if repeat is not None and self._repeat_heartbeat(heartbeat.panda_id, repeat, values):
+            return repeat.reply.as_dict()
+        return self._decided_heartbeat(heartbeat, values)
+
+    @transaction
+    def update_jobs(self, heartbeats: Sequence[HeartbeatRequest]) -> list[dict[str, Any]]:
+        """Several heartbeats in one transaction, in PandaID order (so concurrent batches lock rows in the
+        same order); the replies come in the order given. A heartbeat the state machine refuses is
+        answered ``result: illegal`` with the ``error`` text, and the others are applied."""
+        replies: dict[int, dict[str, Any]] = {}
+        for index in sorted(range(len(heartbeats)), key=lambda i: heartbeats[i].panda_id):
+            try:
+                replies[index] = self.update_job(heartbeats[index])
+            except job_states.IllegalTransition as exc:
+                replies[index] = HeartbeatReply("illegal", exc.old, "tobekilled", False, error=str(exc)).as_dict()
+        return [replies[index] for index in range(len(heartbeats))]
+
+    @transaction(single_statement=True)
+    def _repeat_heartbeat(self, panda_id: int, repeat: RepeatUpdate, values: dict[str, Any]) -> bool:
+        """The one statement of a repeated heartbeat: its guard is the whole check (same status, same
+        attempt, no command pending, not in debug mode), so no read and no lock is needed."""
+        sets = {**values, **repeat.sets}
+        binds = {f"v_{name}": value for name, value in sets.items()}
+        guard = "PandaID = :id AND jobStatus = :status"
+        if repeat.attempt_nr is not None:
+            guard += " AND attemptNr = :attempt"
+            binds["attempt"] = repeat.attempt_nr
+        assignments = ", ".join(f"{name} = :v_{name}" for name in sets)
+        sql = f"UPDATE jobs_active SET {assignments} WHERE {guard} AND {_NO_COMMAND} AND {_NOT_DEBUG}"
+        return self._execute(sql, {**binds, "id": panda_id, "status": repeat.status}).rowcount > 0
+
+    @transaction
+    def _decided_heartbeat(self, heartbeat: HeartbeatRequest, values: dict[str, Any]) -> dict[str, Any]:
+        """The locked path: the row FOR UPDATE, the policy's decision, its writes."""
+        panda_id = heartbeat.panda_id
         now = utcnow()
         rows = self._fetchall(
-            "SELECT jobStatus, attemptNr, commandToPilot, specialHandling, jobDispatcherErrorDiag, prodSourceLabel,"
-            f" cloud, computingSite, modificationHost, endTime FROM jobs_active WHERE PandaID = :id{self._for_update}",
+            "SELECT jobStatus, attemptNr, commandToPilot, specialHandling, jobDispatcherErrorDiag, endTime,"
+            f" prodSourceLabel, cloud, computingSite, modificationHost FROM jobs_active WHERE PandaID = :id{self._for_update}",
             {"id": panda_id},
         )
         if not rows:
-            return self._archived_reply(panda_id, status, attempt_nr)
-        old, attempt, command, special, diag, label, cloud, site, host, end_time = rows[0]
-        debug = "dm" in (special or "").split(",")
-        if attempt_nr is not None and int(attempt_nr) != attempt:
-            return _reply("badattemptnr", old, "tobekilled", debug)
-        final_report = status in ("finished", "failed")
-        new = "holding" if final_report else status
-        if (
-            old in job_states.FINAL_STATES
-            or (old == "transferring" and new == "holding" and not diag)
-            or (old == "holding" and final_report)
-        ):
-            return _reply("alreadydone", old, command, debug)
-        if old == "merging" or (old in ("holding", "transferring") and new in ("running", "starting")):
-            return _reply("ok", old, command, debug)
-        if old == "running" and new == "starting":
-            new = "running"
-        job_states.check(old, new)
-        sets.update(jobStatus=new, modificationTime=now)
-        if new != old or final_report:
-            sets["stateChangeTime"] = now
-        if final_report:
-            sets["jobDispatcherErrorDiag"] = None
-        elif new in ("holding", "transferring"):
-            sets["jobDispatcherErrorDiag"] = f"set to {new} by the pilot at {now:%Y-%m-%d %H:%M:%S}"
-        if end_time is None and "endTime" not in sets and (new == "holding" or (old, new) == ("running", "transferring")):
-            sets["endTime"] = now
-        if new == "running" and old in ("sent", "starting") and "startTime" not in sets:
-            sets["startTime"] = now
+            return self._ended_heartbeat(heartbeat)
+        job = ActiveRow(*rows[0][:6])
+        label, cloud, site, host = rows[0][6:]
+        decided = heartbeat.decide(job, now)
+        if isinstance(decided, HeartbeatReply):
+            return decided.as_dict()
+        sets = {**values, **decided.sets}
         assignments = ", ".join(f"{name} = :v_{name}" for name in sets)
         binds = {f"v_{name}": value for name, value in sets.items()}
         self._execute(
             f"UPDATE jobs_active SET {assignments} WHERE PandaID = :id AND attemptNr = :attempt",
-            {**binds, "id": panda_id, "attempt": attempt},
+            {**binds, "id": panda_id, "attempt": job.attempt},
         )
-        if new != old:
-            host = sets.get("modificationHost", host)
-            self._log_status([{"PandaID": panda_id, "jobStatus": new, "prodSourceLabel": label, "cloud": cloud,
-                               "computingSite": site, "modificationHost": host,
-                               "reason": final_reason(status, attempt) if final_report else None}], now)
-        if final_report:
-            self.insert_output_report(panda_id, attempt, label, status, report or "")
-        self._store_pilot_texts(panda_id, now, metadata=metadata, pilot_log=pilot_log, stdout=stdout)
-        return _reply("ok", new, command, debug)
+        if decided.log:
+            self._log_status([{"PandaID": panda_id, "jobStatus": sets["jobStatus"], "prodSourceLabel": label,
+                               "cloud": cloud, "computingSite": site, "modificationHost": sets.get("modificationHost", host),
+                               "reason": decided.reason}], now)
+        if decided.report_status is not None:
+            self.insert_output_report(panda_id, job.attempt, label, decided.report_status, heartbeat.report or "")
+        self._store_pilot_texts(panda_id, now, metadata=heartbeat.metadata, pilot_log=heartbeat.pilot_log,
+                                stdout=heartbeat.stdout)
+        return decided.reply.as_dict()
 
-    def _archived_reply(self, panda_id: int, status: str, attempt_nr: int | None) -> dict[str, Any]:
-        """The answer for a job no longer active: a repeat of the final update that was applied to it (same
-        state and attemptNr, recorded in its status log) is answered as the first was; anything else is
-        told to stop."""
-        if status in ("finished", "failed"):
+    def _ended_heartbeat(self, heartbeat: HeartbeatRequest) -> dict[str, Any]:
+        """A job no longer active: its archived row and, for a final update, whether its status log shows
+        that update applied, for the policy to answer."""
+        job: ArchivedRow | None = None
+        applied = False
+        if heartbeat.final_report:
             rows = self._fetchall("SELECT jobStatus, attemptNr, commandToPilot, specialHandling FROM jobs_archived"
-                                  " WHERE PandaID = :id", {"id": panda_id})
-            if rows and (attempt_nr is None or int(attempt_nr) == rows[0][1]):
-                final, attempt, command, special = rows[0]
-                applied = self._fetchall("SELECT 1 FROM job_status_log WHERE PandaID = :id AND jobStatus = 'holding'"
-                                         " AND reason = :reason", {"id": panda_id, "reason": final_reason(status, attempt)})
-                if applied:
-                    return _reply("alreadydone", final, command, "dm" in (special or "").split(","))
-        return _reply("notfound", None, "tobekilled", False)
+                                  " WHERE PandaID = :id", {"id": heartbeat.panda_id})
+            if rows:
+                job = ArchivedRow(*rows[0])
+                applied = bool(self._fetchall(
+                    "SELECT 1 FROM job_status_log WHERE PandaID = :id AND jobStatus = 'holding' AND reason = :reason",
+                    {"id": heartbeat.panda_id, "reason": heartbeat.final_reason(job.attempt)}))
+        return heartbeat.ended(job, applied).as_dict()
 
     def _store_pilot_texts(self, panda_id: int, now: _dt.datetime, *, metadata: str | None,
                            pilot_log: str | None, stdout: str | None) -> None:
@@ -239,13 +247,3 @@ class JobsUpdateMixin(OutputReportsMixin):
             self._attach_details({pid: jobs[pid] for pid in part}, files=with_files, metadata=True)
         return [jobs.get(pid) for pid in ids]
 
-
-def final_reason(status: str, attempt: int) -> str:
-    """The status-log reason of the ``holding`` row a pilot's final update writes: how a repeat is recognised."""
-    return f"pilot final update: {status}, attempt {attempt}"
-
-
-def _reply(result: str, status: str | None, command: str | None, debug: bool) -> dict[str, Any]:
-    commands = (["debug"] if debug else []) + ([command] if command and command != "NULL" else [])
-    return {"found": result != "notfound", "result": result, "status": status,
-            "command": ",".join(commands) or None, "debug": debug}

@@ -68,6 +68,13 @@ class Driver(abc.ABC):
     def begin(self, raw: Any, immediate: bool) -> None:  # noqa: B027 - a default, not an abstract step
         """Start a transaction. Server backends open one implicitly at the first statement."""
 
+    def single_statement(self, raw: Any, on: bool) -> None:  # noqa: B027 - a default, not an abstract step
+        """Run the next statement as its own transaction (``on``), or go back to manual commit.
+
+        By default the statement opens a transaction that ``commit()`` ends (SQLite without ``begin()``
+        runs it in autocommit already); a backend that can commit it with the statement itself overrides this.
+        """
+
     def error_class(self, exc: BaseException, raw: Any) -> type[DBError]:
         return errors.DBError
 

@@ -43,6 +43,11 @@ class PostgreSQLDriver(Driver):
             **extra,
         )
 
+    def single_statement(self, raw: psycopg.Connection, on: bool) -> None:
+        """psycopg's autocommit: the statement is one round trip, with no BEGIN and COMMIT around it
+        (a client-side switch, allowed between transactions)."""
+        raw.autocommit = on
+
     def ping(self, raw: psycopg.Connection) -> None:
         idle = raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         raw.execute("SELECT 1").fetchall()
