@@ -7,15 +7,14 @@ The column kinds declared here are also the source of the job tables' DDL (see `
 
 from __future__ import annotations
 
-import datetime as _dt
-import math
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Self
 
 from pandasrv.taskbuffer.file_spec import FileSpec
-from pandasrv.taskbuffer.wire import NULL, decode_state_value, from_wire_null, to_wire_null
+from pandasrv.taskbuffer.spec import Column, Spec
+from pandasrv.taskbuffer.wire import NULL
 
 # (name, kind, length): kind is "int", "float", "str", "text" or "datetime"; length applies to "str".
-JOB_COLUMNS: tuple[tuple[str, str, int], ...] = (
+JOB_COLUMNS: tuple[Column, ...] = (
     ("PandaID", "int", 0), ("jobDefinitionID", "int", 0), ("schedulerID", "str", 128),
     ("pilotID", "str", 200), ("creationTime", "datetime", 0), ("creationHost", "str", 128),
     ("modificationTime", "datetime", 0), ("modificationHost", "str", 128), ("AtlasRelease", "str", 64),
@@ -60,8 +59,6 @@ JOB_COLUMNS: tuple[tuple[str, str, int], ...] = (
 )
 
 ATTRIBUTES: tuple[str, ...] = tuple(name for name, _, _ in JOB_COLUMNS)
-KINDS: dict[str, str] = {name: kind for name, kind, _ in JOB_COLUMNS}
-LENGTHS: dict[str, int] = {name: length for name, kind, length in JOB_COLUMNS if kind == "str"}
 
 # Attributes whose unset value is stored as 0 rather than NULL (PanDA's _zeroAttrs).
 ZERO_ATTRIBUTES: frozenset[str] = frozenset((
@@ -77,137 +74,44 @@ TABLE_ATTRIBUTES: tuple[str, ...] = tuple(a for a in ATTRIBUTES if a not in ("jo
 assert len(ATTRIBUTES) == 126
 
 
-_INT64 = (-(2**63), 2**63 - 1)
+class JobSpec(Spec, columns=JOB_COLUMNS, zero_when_unset=ZERO_ATTRIBUTES, stored=TABLE_ATTRIBUTES, noun="job",
+              shown=("PandaID", "jobStatus", "jobName")):
+    """A job as clients see it, with its files. Unset attributes are None here and "NULL" on the wire."""
 
-
-def coerce(kind: str, value: Any) -> Any:
-    """Convert a wire value (often a string) to the Python type of its column; None stays None.
-
-    A value no column can hold (beyond 64 bits, not finite) is a ValueError, like any other bad value."""
-    if value is None:
-        return None
-    if kind == "int":
-        if isinstance(value, bool):
-            return int(value)
-        if isinstance(value, int):
-            number = value
-        else:
-            text = str(value).strip()
-            if text == "":
-                return None
-            real = float(text)
-            if not math.isfinite(real):
-                raise ValueError(f"{text[:40]!r} is not a finite number")
-            number = int(real)
-        if not _INT64[0] <= number <= _INT64[1]:
-            raise ValueError(f"{number} does not fit a 64-bit column")
-        return number
-    if kind == "float":
-        try:
-            real = float(value)
-        except OverflowError:
-            raise ValueError("number too large") from None
-        if not math.isfinite(real):
-            raise ValueError(f"{value!r} is not a finite number")
-        return real
-    if kind == "datetime":
-        if isinstance(value, _dt.datetime):
-            return value.replace(tzinfo=None) if value.tzinfo is None else value.astimezone(_dt.UTC).replace(tzinfo=None)
-        return _dt.datetime.fromisoformat(str(value).replace("/", "-")).replace(tzinfo=None)
-    if kind == "str":
-        return str(value)
-    return value if isinstance(value, str) else str(value)
-
-
-def decode_value(kind: str, value: Any) -> Any:
-    """One value of a wire state to its column type: "NULL" is None, datetime markers are decoded.
-
-    Submissions decode 126 of these per job, so the common cases (unset, already a string) return early.
-    """
-    if value is None or value == NULL:
-        return None
-    if type(value) is dict:
-        value = decode_state_value(value)
-    if kind == "str" and type(value) is str:
-        return value
-    return coerce(kind, value)
-
-
-class JobSpec:
-    """A job as clients see it. Unset attributes are None here and "NULL" on the wire."""
-
-    _attributes = ATTRIBUTES
     __slots__ = ATTRIBUTES + ("Files",)
 
-    if TYPE_CHECKING:
-        # The attributes are the names of JOB_COLUMNS (the slots above), set for every instance; mypy sees
-        # them as Any, the value of any column kind (a name outside the table fails at run time).
-        def __getattr__(self, name: str) -> Any: ...
-        def __setattr__(self, name: str, value: Any) -> None: ...
-
     def __init__(self, **values: Any) -> None:
-        for name in ATTRIBUTES:
-            object.__setattr__(self, name, None)
         self.Files: list[FileSpec] = []
-        for name, value in values.items():
-            setattr(self, name, value)
-
-    def __repr__(self) -> str:
-        return f"JobSpec(PandaID={self.PandaID!r}, jobStatus={self.jobStatus!r}, jobName={self.jobName!r})"
+        super().__init__(**values)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, JobSpec) and self.values() == other.values() and self.Files == other.Files
+        return super().__eq__(other) and isinstance(other, JobSpec) and self.Files == other.Files
 
     def add_file(self, file: FileSpec) -> None:
         file.PandaID = self.PandaID
         self.Files.append(file)
 
-    def values(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in ATTRIBUTES}
-
-    def normalise(self) -> "JobSpec":
-        """Coerce every attribute to its column type (wire states carry strings and "NULL")."""
-        for name, kind, _ in JOB_COLUMNS:
-            object.__setattr__(self, name, coerce(kind, from_wire_null(getattr(self, name))))
+    def normalise(self) -> Self:
+        """Coerce every attribute, and every file's, to its column type."""
+        super().normalise()
         for file in self.Files:
             if not isinstance(file, FileSpec):
                 raise ValueError(f"Files must hold FileSpecs, not {type(file).__name__}")
             file.normalise()
         return self
 
-    def row(self, columns: Iterable[str] = TABLE_ATTRIBUTES) -> dict[str, Any]:
-        """The values to write into a job table: unset zero-attributes become 0, strings are cut to size."""
-        out: dict[str, Any] = {}
-        for name in columns:
-            value = coerce(KINDS[name], from_wire_null(getattr(self, name)))
-            if value is None and name in ZERO_ATTRIBUTES:
-                value = 0
-            limit = LENGTHS.get(name)
-            if limit and isinstance(value, str) and len(value) > limit:
-                value = value[:limit]
-            out[name] = value
-        return out
-
-    # --- wire forms -------------------------------------------------------------------------
+    # --- wire forms: the attributes, then the files -------------------------------------------
     def to_state(self) -> list[Any]:
         """Positional state: 126 values ("NULL" for unset) followed by the list of file states."""
-        return [to_wire_null(getattr(self, name)) for name in ATTRIBUTES] + [[f.to_state() for f in self.Files]]
+        return self._wire_values() + [[f.to_state() for f in self.Files]]
 
     @classmethod
-    def from_state(cls, state: list[Any]) -> "JobSpec":
+    def from_state(cls, state: list[Any]) -> Self:
         """Decode a positional state; shorter states leave trailing attributes unset."""
-        if not isinstance(state, list):
-            raise ValueError("a job state must be a list")
-        if len(state) > len(ATTRIBUTES) + 1:
-            raise ValueError(f"a job state has at most {len(ATTRIBUTES) + 1} elements, got {len(state)}")
-        job = cls.__new__(cls)
-        values = state[: len(ATTRIBUTES)]
-        for (name, kind, _), value in zip(JOB_COLUMNS, values):
-            object.__setattr__(job, name, decode_value(kind, value))
-        for name in ATTRIBUTES[len(values):]:
-            object.__setattr__(job, name, None)
+        cls._check_state(state)
+        job = cls._decoded(state[: len(ATTRIBUTES)])
         files = state[len(ATTRIBUTES)] if len(state) > len(ATTRIBUTES) else []
-        if files in (None, "NULL"):
+        if files in (None, NULL):
             files = []
         if not isinstance(files, list):
             raise ValueError("the last element of a job state must be the list of file states")
@@ -216,31 +120,21 @@ class JobSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The v1 dict form: attribute names to values (None for unset) plus "Files"."""
-        out: dict[str, Any] = {name: getattr(self, name) for name in ATTRIBUTES}
-        out["Files"] = [f.to_dict() for f in self.Files]
-        return out
+        return {**super().to_dict(), "Files": [f.to_dict() for f in self.Files]}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "JobSpec":
-        job = cls()
-        for name in ATTRIBUTES:
-            if name in data:
-                object.__setattr__(job, name, from_wire_null(decode_state_value(data[name])))
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        job = cls._from_mapping(data)
         job.Files = [FileSpec.from_dict(f) for f in data.get("Files") or []]
         return job.normalise()
 
-    # --- pickle (legacy clients; only ever loaded through the allow-list unpickler) -------------
     def __getstate__(self) -> list[Any]:
-        return [to_wire_null(getattr(self, name)) for name in ATTRIBUTES] + [self.Files]
+        return self._wire_values() + [self.Files]
 
     def __setstate__(self, state: list[Any]) -> None:
-        for name in ATTRIBUTES:
-            object.__setattr__(self, name, None)
-        for name, value in zip(ATTRIBUTES, state[: len(ATTRIBUTES)]):
-            object.__setattr__(self, name, from_wire_null(value))
+        super().__setstate__(state)
         files = state[len(ATTRIBUTES)] if len(state) > len(ATTRIBUTES) else []
         self.Files = list(files) if isinstance(files, list) else []
 
 
-__all__ = ["JobSpec", "JOB_COLUMNS", "ATTRIBUTES", "TABLE_ATTRIBUTES", "ZERO_ATTRIBUTES", "NULL", "coerce",
-           "decode_value"]
+__all__ = ["JobSpec", "JOB_COLUMNS", "ATTRIBUTES", "TABLE_ATTRIBUTES", "ZERO_ATTRIBUTES"]

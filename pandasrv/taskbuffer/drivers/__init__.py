@@ -11,16 +11,13 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any, Mapping, Protocol
 
 from sqlalchemy.engine import URL, make_url
 
 from pandasrv.taskbuffer import errors
 from pandasrv.taskbuffer.drivers.sql_binds import Translated
 from pandasrv.taskbuffer.errors import DBError
-
-if TYPE_CHECKING:
-    from pandasrv.taskbuffer.wrapped_cursor import WrappedCursor
 
 SEQUENCES: tuple[str, ...] = ("pandaid_seq", "file_row_id_seq", "harvester_command_id_seq")
 
@@ -30,6 +27,19 @@ _MODULES = {
     "mysql": "mysql",
     "mariadb": "mysql",
 }
+
+
+class Cursor(Protocol):
+    """What a driver asks of the cursor it is handed: project SQL with ``:name`` binds in, rows out.
+
+    ``WrappedCursor`` is the one implementation; the drivers name this protocol rather than that class,
+    which is built on them (the driver package must not import ``wrapped_cursor``)."""
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> object: ...
+
+    def fetchone(self) -> tuple[Any, ...] | None: ...
+
+    def fetchall(self) -> list[tuple[Any, ...]]: ...
 
 
 class Driver(abc.ABC):
@@ -79,7 +89,7 @@ class Driver(abc.ABC):
         return errors.DBError
 
     @abc.abstractmethod
-    def next_ids(self, cursor: "WrappedCursor", sequence: str, n: int) -> list[int]:
+    def next_ids(self, cursor: Cursor, sequence: str, n: int) -> list[int]:
         """``n`` new values of ``sequence``, ascending."""
 
 

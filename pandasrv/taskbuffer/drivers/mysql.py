@@ -9,18 +9,15 @@ MariaDB sequences (10.3+), fetched in bulk through the SEQUENCE engine's ``seq_1
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pymysql
 from pymysql.constants import CLIENT
 
 from pandasrv.taskbuffer import errors
-from pandasrv.taskbuffer.drivers import Driver, check_next_ids_request
+from pandasrv.taskbuffer.drivers import Cursor, Driver, check_next_ids_request
 from pandasrv.taskbuffer.drivers.sql_binds import Translated, to_pyformat
 from pandasrv.taskbuffer.errors import DBError
-
-if TYPE_CHECKING:
-    from pandasrv.taskbuffer.wrapped_cursor import WrappedCursor
 
 CONNECTION_LOST = frozenset((
     1053,  # server shutdown in progress
@@ -84,7 +81,7 @@ class MySQLDriver(Driver):
             return errors.ConnectionLost
         return errors.DBError
 
-    def next_ids(self, cursor: "WrappedCursor", sequence: str, n: int) -> list[int]:
+    def next_ids(self, cursor: Cursor, sequence: str, n: int) -> list[int]:
         check_next_ids_request(sequence, n)
         cursor.execute(f"SELECT NEXTVAL({sequence}) FROM seq_1_to_{n}")
         return sorted(row[0] for row in cursor.fetchall())

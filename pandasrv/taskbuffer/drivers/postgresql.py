@@ -7,18 +7,15 @@ psycopg's ``executemany`` is pipelined, which makes bulk inserts one round trip 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
 
 from pandasrv.taskbuffer import errors
-from pandasrv.taskbuffer.drivers import Driver, check_next_ids_request
+from pandasrv.taskbuffer.drivers import Cursor, Driver, check_next_ids_request
 from pandasrv.taskbuffer.drivers.sql_binds import Translated, to_pyformat
 from pandasrv.taskbuffer.errors import DBError
-
-if TYPE_CHECKING:
-    from pandasrv.taskbuffer.wrapped_cursor import WrappedCursor
 
 
 class PostgreSQLDriver(Driver):
@@ -72,7 +69,7 @@ class PostgreSQLDriver(Driver):
             return errors.ConnectionLost
         return errors.DBError
 
-    def next_ids(self, cursor: "WrappedCursor", sequence: str, n: int) -> list[int]:
+    def next_ids(self, cursor: Cursor, sequence: str, n: int) -> list[int]:
         check_next_ids_request(sequence, n)
         cursor.execute(f"SELECT nextval('{sequence}') FROM generate_series(1, :n)", {"n": n})
         return sorted(row[0] for row in cursor.fetchall())

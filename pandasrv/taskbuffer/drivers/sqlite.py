@@ -12,14 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pandasrv.taskbuffer import errors
-from pandasrv.taskbuffer.drivers import Driver, check_next_ids_request
+from pandasrv.taskbuffer.drivers import Cursor, Driver, check_next_ids_request
 from pandasrv.taskbuffer.errors import DBError
-
-if TYPE_CHECKING:
-    from pandasrv.taskbuffer.wrapped_cursor import WrappedCursor
 
 DEFAULT_BUSY_TIMEOUT = 30.0
 
@@ -93,7 +90,7 @@ class SQLiteDriver(Driver):
             return errors.ConnectionLost  # the file is gone or unreadable: the database is unavailable
         return errors.DBError
 
-    def next_ids(self, cursor: "WrappedCursor", sequence: str, n: int) -> list[int]:
+    def next_ids(self, cursor: Cursor, sequence: str, n: int) -> list[int]:
         check_next_ids_request(sequence, n)
         cursor.execute(
             "UPDATE id_sequences SET value = value + :n WHERE name = :name RETURNING value",

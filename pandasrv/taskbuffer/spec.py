@@ -1,0 +1,144 @@
+"""Spec: a record built from a column table, the model that JobSpec and FileSpec share.
+
+A column table lists ``(name, kind, length)`` in wire order (see ``wire.coerce`` for the kinds; the
+length bounds "str" columns). A subclass names its table, and the attributes whose unset value is stored
+as 0, in its class statement::
+
+    class FileSpec(Spec, columns=FILE_COLUMNS, zero_when_unset=frozenset(("fsize",)), noun="file"):
+        __slots__ = FILE_ATTRIBUTES
+
+and gets from here everything that only depends on the table: construction, equality, coercion to the
+column types, the row written to the database, the positional state and dict wire forms of the
+attributes, and the pickle state. What is not in the table (a job's Files, a file's owner slot) the
+subclass adds around these. The ``__slots__`` must be spelt in the subclass body, because Python reads
+them before any hook of this class can run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Self
+
+from pandasrv.taskbuffer.wire import coerce, decode_state_value, decode_value, from_wire_null, to_wire_null
+
+Column = tuple[str, str, int]
+
+
+class Spec:
+    """A record whose attributes are the names of a column table. Unset is None here, "NULL" on the wire."""
+
+    __slots__ = ()
+
+    _columns: ClassVar[tuple[Column, ...]]
+    _names: ClassVar[tuple[str, ...]]
+    _kinds: ClassVar[dict[str, str]]
+    _lengths: ClassVar[dict[str, int]]
+    _zero_when_unset: ClassVar[frozenset[str]]
+    _stored: ClassVar[tuple[str, ...]]
+    _aliases: ClassVar[Mapping[str, str]]
+    _shown: ClassVar[tuple[str, ...]]
+    _noun: ClassVar[str]
+
+    if TYPE_CHECKING:
+        # The attributes are the names of the column table (the slots of the subclass), set for every
+        # instance; mypy sees them as Any, the value of any column kind (a name outside the table fails at
+        # run time).
+        def __getattr__(self, name: str) -> Any: ...
+        def __setattr__(self, name: str, value: Any) -> None: ...
+
+    def __init_subclass__(cls, *, columns: tuple[Column, ...], noun: str, shown: tuple[str, ...],
+                          zero_when_unset: frozenset[str] = frozenset(), stored: tuple[str, ...] | None = None,
+                          aliases: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+        """``stored``: the attributes a database row holds (all by default); ``aliases``: another spelling
+        of an attribute that dict forms may use (panda-client's ``rowID``); ``shown``: what repr shows."""
+        super().__init_subclass__(**kwargs)
+        cls._columns = columns
+        cls._names = tuple(name for name, _, _ in columns)
+        cls._kinds = {name: kind for name, kind, _ in columns}
+        cls._lengths = {name: length for name, kind, length in columns if kind == "str"}
+        cls._zero_when_unset = zero_when_unset
+        cls._stored = cls._names if stored is None else stored
+        cls._aliases = aliases or {}
+        cls._shown = shown
+        cls._noun = noun
+
+    def __init__(self, **values: Any) -> None:
+        self._clear()
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    def _clear(self, names: Iterable[str] | None = None) -> None:
+        for name in self._names if names is None else names:
+            object.__setattr__(self, name, None)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._shown)
+        return f"{type(self).__name__}({shown})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, type(self)) and self.values() == other.values()
+
+    def values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._names}
+
+    def normalise(self) -> Self:
+        """Coerce every attribute to its column type (wire states carry strings and "NULL")."""
+        for name, kind, _ in self._columns:
+            object.__setattr__(self, name, coerce(kind, from_wire_null(getattr(self, name))))
+        return self
+
+    def row(self, columns: Iterable[str] | None = None) -> dict[str, Any]:
+        """The values to write into the table (the stored attributes by default): unset zero-attributes
+        become 0, strings are cut to their column's size."""
+        out: dict[str, Any] = {}
+        for name in self._stored if columns is None else columns:
+            value = coerce(self._kinds[name], from_wire_null(getattr(self, name)))
+            if value is None and name in self._zero_when_unset:
+                value = 0
+            limit = self._lengths.get(name)
+            if limit and isinstance(value, str) and len(value) > limit:
+                value = value[:limit]
+            out[name] = value
+        return out
+
+    # --- wire forms of the attributes -----------------------------------------------------------
+    def _wire_values(self) -> list[Any]:
+        """The attributes in table order, "NULL" for unset: the head of the state and pickle forms."""
+        return [to_wire_null(getattr(self, name)) for name in self._names]
+
+    @classmethod
+    def _check_state(cls, state: Any) -> None:
+        """A state is the attribute list plus one element after it (what that is, the subclass says)."""
+        if not isinstance(state, list):
+            raise ValueError(f"a {cls._noun} state must be a list")
+        if len(state) > len(cls._names) + 1:
+            raise ValueError(f"a {cls._noun} state has at most {len(cls._names) + 1} elements, got {len(state)}")
+
+    @classmethod
+    def _decoded(cls, values: list[Any]) -> Self:
+        """A spec from the leading attribute values of a state; missing trailing attributes stay unset."""
+        spec = cls.__new__(cls)
+        for (name, kind, _), value in zip(cls._columns, values):
+            object.__setattr__(spec, name, decode_value(kind, value))
+        spec._clear(cls._names[len(values):])
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        """The v1 dict form of the attributes (None for unset)."""
+        return self.values()
+
+    @classmethod
+    def _from_mapping(cls, data: Mapping[str, Any]) -> Self:
+        """The attributes a dict form names, datetime markers decoded, not yet coerced."""
+        spec = cls()
+        for name in cls._names:
+            alias = cls._aliases.get(name)
+            key = alias if alias is not None and alias in data else name
+            if key in data:
+                object.__setattr__(spec, name, from_wire_null(decode_state_value(data[key])))
+        return spec
+
+    # --- pickle (legacy clients; only ever loaded through the allow-list unpickler) -------------
+    def __setstate__(self, state: list[Any]) -> None:
+        self._clear()
+        for name, value in zip(self._names, state[: len(self._names)]):
+            object.__setattr__(self, name, from_wire_null(value))
