@@ -4,20 +4,55 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import click
 
 from pandasrv.config import ConfigError, Settings, load_settings, mask_url, show
 
 
+def exit_on_config_error(exc: ConfigError) -> NoReturn:
+    """A bad setting ends the program with a one-line message and status 2 (not a traceback)."""
+    click.echo(f"pandasrv: {exc}", err=True)
+    sys.exit(2)
+
+
 def settings_from(ctx: click.Context, **overrides: object) -> Settings:
-    """Load the settings once per command; a bad setting ends the program with a one-line message."""
+    """Load the settings once per command."""
     try:
         return load_settings(ctx.obj.get("config"), **overrides)
     except ConfigError as exc:
-        click.echo(f"pandasrv: {exc}", err=True)
-        sys.exit(2)
+        exit_on_config_error(exc)
+
+
+def with_db(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of every command that opens the database: ``--db`` (it overrides PANDASRV_DB_URL), and
+    the click context that ``settings_from`` loads the settings of."""
+    return click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")(click.pass_context(command))
+
+
+def _log_to_stderr(level: str | int) -> None:
+    """The log format of the long-running commands: which process said what, when."""
+    import logging
+
+    logging.basicConfig(level=level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+
+
+def _front_end(settings: Settings, section: object, overrides: dict[str, object], print_only: bool,
+               render: Callable[[], str], run: Callable[[], int]) -> None:
+    """What the front-end commands (apache, haproxy) share: the options given override the front end's
+    settings ``section``; then its configuration is printed (``--print``) or it runs until it exits."""
+    for name, value in overrides.items():
+        if value is not None:
+            setattr(section, name, value)
+    _log_to_stderr(settings.log_level.upper())
+    try:
+        if print_only:
+            click.echo(render(), nl=False)
+            return
+        sys.exit(run())
+    except ConfigError as exc:
+        exit_on_config_error(exc)
 
 
 @click.group()
@@ -36,8 +71,7 @@ def config() -> None:
 
 
 @config.command("show")
-@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
-@click.pass_context
+@with_db
 def config_show(ctx: click.Context, db_url: str | None) -> None:
     """Print the effective settings, secrets masked."""
     click.echo(json.dumps(show(settings_from(ctx, db_url=db_url)), indent=2, default=str))
@@ -62,9 +96,8 @@ def _db_admin_call(action: Callable[..., Any], *args: Any) -> Any:
 
 
 @db.command("init")
-@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
 @click.option("--if-missing", is_flag=True, help="Do nothing if the database is already initialised.")
-@click.pass_context
+@with_db
 def db_init(ctx: click.Context, db_url: str | None, if_missing: bool) -> None:
     """Create all tables, indexes and sequences, and stamp the newest schema revision."""
     from pandasrv.taskbuffer.db_admin import init_db
@@ -76,8 +109,7 @@ def db_init(ctx: click.Context, db_url: str | None, if_missing: bool) -> None:
 
 
 @db.command("upgrade")
-@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
-@click.pass_context
+@with_db
 def db_upgrade(ctx: click.Context, db_url: str | None) -> None:
     """Apply the pending schema migrations (on an empty database: all of them)."""
     from pandasrv.taskbuffer.db_admin import upgrade_db
@@ -88,8 +120,7 @@ def db_upgrade(ctx: click.Context, db_url: str | None) -> None:
 
 
 @db.command("check")
-@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
-@click.pass_context
+@with_db
 def db_check(ctx: click.Context, db_url: str | None) -> None:
     """Exit 0 if the schema is at the newest revision, 1 (with the reason) otherwise."""
     from pandasrv.taskbuffer.db_admin import check_db
@@ -100,13 +131,10 @@ def db_check(ctx: click.Context, db_url: str | None) -> None:
 
 
 @main.command()
-@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
 @click.option("--n-proc", type=int, help="Worker processes (overrides daemon.n_proc).")
-@click.pass_context
+@with_db
 def daemon(ctx: click.Context, db_url: str | None, n_proc: int | None) -> None:
     """Run the daemon master of this machine in the foreground (the multi-machine layout)."""
-    import logging
-
     from pandasrv.daemon.master import run_master
 
     settings = settings_from(ctx, db_url=db_url)
@@ -115,7 +143,7 @@ def daemon(ctx: click.Context, db_url: str | None, n_proc: int | None) -> None:
         sys.exit(2)
     if n_proc is not None:
         settings.daemon.n_proc = n_proc
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    _log_to_stderr(settings.log_level)
     run_master(settings)
 
 
@@ -124,9 +152,8 @@ def daemon(ctx: click.Context, db_url: str | None, n_proc: int | None) -> None:
 @click.option("--port", type=int, help="Port to listen on (default 25080).")
 @click.option("--workers", type=int, help="Web processes (W).")
 @click.option("--threads", type=int, help="Threads per web process (T).")
-@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
 @click.option("--no-daemon", is_flag=True, help="Do not start the daemon master alongside the web server.")
-@click.pass_context
+@with_db
 def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None, threads: int | None,
           db_url: str | None, no_daemon: bool) -> None:
     """Run the PanDA web server (gunicorn) and, unless --no-daemon, the daemon master."""
@@ -145,8 +172,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     try:
         run_server(settings, daemon=not no_daemon)
     except ConfigError as exc:
-        click.echo(f"pandasrv: {exc}", err=True)
-        sys.exit(2)
+        exit_on_config_error(exc)
     finally:
         if metrics_dir is not None and os.getpid() == serving_pid:
             shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -176,36 +202,29 @@ def _check_port_free(host: str, port: int) -> None:
 @click.option("--processes", type=int, help="mod_wsgi daemon processes (W; default: workers).")
 @click.option("--threads", type=int, help="Threads per daemon process (T; default: threads).")
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Configuration, sockets and logs (default var/apache).")
-@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
 @click.option("--no-daemon", is_flag=True, help="Do not start the daemon master alongside Apache.")
 @click.option("--print", "print_only", is_flag=True, help="Print the httpd configuration instead of running Apache.")
-@click.pass_context
+@with_db
 def apache(ctx: click.Context, host: str | None, port: int | None, ssl_port: int | None, ssl_cert: str | None,
            ssl_key: str | None, ca_dir: str | None, processes: int | None, threads: int | None,
            run_dir: str | None, db_url: str | None, no_daemon: bool, print_only: bool) -> None:
     """Run Apache httpd + mod_wsgi (the production front end) and, unless --no-daemon, the daemon master."""
-    import logging
     from pathlib import Path
 
     from pandasrv.deploy import apache as front
 
     settings = settings_from(ctx, host=host, port=port, db_url=db_url)
-    for name, value in (("processes", processes), ("threads", threads), ("run_dir", run_dir), ("ssl_port", ssl_port),
-                        ("ssl_cert", ssl_cert), ("ssl_key", ssl_key), ("ca_dir", ca_dir)):
-        if value is not None:
-            setattr(settings.apache, name, value)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
-    try:
-        if print_only:
-            click.echo(front.render_config(settings, front.Layout(Path(settings.apache.run_dir).resolve())), nl=False)
-            return
+
+    def run() -> int:
         from pandasrv.web.auth import check_loopback
 
         check_loopback(settings)
-        sys.exit(front.run(settings, daemon=not no_daemon))
-    except ConfigError as exc:
-        click.echo(f"pandasrv: {exc}", err=True)
-        sys.exit(2)
+        return front.run(settings, daemon=not no_daemon)
+
+    _front_end(settings, settings.apache, {"processes": processes, "threads": threads, "run_dir": run_dir,
+                                           "ssl_port": ssl_port, "ssl_cert": ssl_cert, "ssl_key": ssl_key,
+                                           "ca_dir": ca_dir}, print_only,
+               lambda: front.render_config(settings, front.Layout(Path(settings.apache.run_dir).resolve())), run)
 
 
 @main.command()
@@ -220,25 +239,15 @@ def apache(ctx: click.Context, host: str | None, port: int | None, ssl_port: int
 def haproxy(ctx: click.Context, host: str | None, port: int | None, ssl_port: int | None, backends: tuple[str, ...],
             run_dir: str | None, print_only: bool) -> None:
     """Run HAProxy (TLS pass-through) in front of several pandasrv apache nodes on one database."""
-    import logging
     from pathlib import Path
 
     from pandasrv.deploy import haproxy as balancer
 
     settings = settings_from(ctx)
-    for name, value in (("host", host), ("port", port), ("ssl_port", ssl_port), ("run_dir", run_dir),
-                        ("backends", list(backends) or None)):
-        if value is not None:
-            setattr(settings.haproxy, name, value)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
-    try:
-        if print_only:
-            click.echo(balancer.render_config(settings, Path(settings.haproxy.run_dir).resolve()), nl=False)
-            return
-        sys.exit(balancer.run(settings))
-    except ConfigError as exc:
-        click.echo(f"pandasrv: {exc}", err=True)
-        sys.exit(2)
+    _front_end(settings, settings.haproxy, {"host": host, "port": port, "ssl_port": ssl_port, "run_dir": run_dir,
+                                            "backends": list(backends) or None}, print_only,
+               lambda: balancer.render_config(settings, Path(settings.haproxy.run_dir).resolve()),
+               lambda: balancer.run(settings))
 
 
 @main.group()
@@ -262,8 +271,7 @@ def _task_buffer(ctx: click.Context, db_url: str | None) -> Any:
 @click.option("--maxwdir", type=int, help="Work directory limit in MB.")
 @click.option("--corecount", type=int, help="Cores per job slot.")
 @click.option("--if-missing", is_flag=True, help="Succeed quietly when the queue already exists.")
-@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
-@click.pass_context
+@with_db
 def queue_add(ctx: click.Context, name: str, site: str | None, status: str, storage: str, maxtime: int | None,
               maxrss: int | None, maxwdir: int | None, corecount: int | None, if_missing: bool,
               db_url: str | None) -> None:
@@ -289,8 +297,7 @@ def queue_add(ctx: click.Context, name: str, site: str | None, status: str, stor
 
 @queue.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print the full descriptions as JSON.")
-@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
-@click.pass_context
+@with_db
 def queue_list(ctx: click.Context, as_json: bool, db_url: str | None) -> None:
     """List the queues."""
     from pandasrv.web.queues import describe
@@ -311,8 +318,7 @@ def queue_list(ctx: click.Context, as_json: bool, db_url: str | None) -> None:
 @queue.command("set")
 @click.argument("name")
 @click.argument("settings", nargs=-1, required=True)
-@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
-@click.pass_context
+@with_db
 def queue_set(ctx: click.Context, name: str, settings: tuple[str, ...], db_url: str | None) -> None:
     """Change queue NAME: key=value ... (site, status, storage, or any description field; JSON values allowed)."""
     from pandasrv.web.queues import QUEUE_STATUSES, parse_setting
@@ -359,8 +365,7 @@ def resource_type() -> None:
 
 
 @resource_type.command("list")
-@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
-@click.pass_context
+@with_db
 def resource_type_list(ctx: click.Context, db_url: str | None) -> None:
     """List the resource types (a missing bound prints as -)."""
     task_buffer = _task_buffer(ctx, db_url)
@@ -379,8 +384,7 @@ def resource_type_list(ctx: click.Context, db_url: str | None) -> None:
 @click.option("--max-core", type=int, help="Most cores (default: no upper bound).")
 @click.option("--min-ram-per-core", type=int, help="Least memory per core in MB.")
 @click.option("--max-ram-per-core", type=int, help="Most memory per core in MB.")
-@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
-@click.pass_context
+@with_db
 def resource_type_set(ctx: click.Context, name: str, min_core: int | None, max_core: int | None,
                       min_ram_per_core: int | None, max_ram_per_core: int | None, db_url: str | None) -> None:
     """Create or replace resource type NAME with the given ranges."""
@@ -394,8 +398,7 @@ def resource_type_set(ctx: click.Context, name: str, min_core: int | None, max_c
 
 @resource_type.command("remove")
 @click.argument("name")
-@click.option("--db", "db_url", help="Database URL (overrides PANDASRV_DB_URL).")
-@click.pass_context
+@with_db
 def resource_type_remove(ctx: click.Context, name: str, db_url: str | None) -> None:
     """Remove resource type NAME."""
     task_buffer = _task_buffer(ctx, db_url)

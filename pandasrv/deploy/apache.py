@@ -44,32 +44,27 @@ MODULES = ("mpm_event", "authz_core", "headers", "reqtimeout")
 ACCESS_LOG_FORMAT = '"%h %l %u %t \\"%m %U %H\\" %>s %b %D"'
 
 
+class _InRunDir:
+    """A file or directory of a ``Layout``: its name below the run directory."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, layout: Layout, owner: type[Layout] | None = None) -> Path:
+        return layout.run_dir / self.name
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where one instance keeps its files."""
 
     run_dir: Path
 
-    @property
-    def config(self) -> Path:
-        return self.run_dir / "httpd.conf"
-
-    @property
-    def settings(self) -> Path:
-        return self.run_dir / "settings.json"
-
-    @property
-    def wsgi_script(self) -> Path:
-        return self.run_dir / "app.wsgi"
-
-    @property
-    def logs(self) -> Path:
-        return self.run_dir / "logs"
-
-    @property
-    def metrics(self) -> Path:
-        """prometheus-client's multiprocess files of the W daemon processes and the daemon master."""
-        return self.run_dir / METRICS_DIR
+    config = _InRunDir("httpd.conf")
+    settings = _InRunDir("settings.json")
+    wsgi_script = _InRunDir("app.wsgi")
+    logs = _InRunDir("logs")
+    metrics = _InRunDir(METRICS_DIR)  # prometheus-client's multiprocess files of the W daemon processes and the master
 
 
 PROXY_MODULE_SOURCE = Path(__file__).with_name("mod_pandasrv_proxycerts.c")
