@@ -3,9 +3,9 @@
 All identifiers are unquoted (``quote=False``) so that SQL written as ``PandaID`` or ``jobStatus``
 finds the same column on every backend, whatever case the backend folds names to. The job tables are
 generated from ``JOB_COLUMNS`` (the wire format's attribute list) and the files table from
-``FILE_COLUMNS``. Column kinds map to types that keep values intact everywhere: microsecond datetimes
-(MariaDB ``DATETIME(6)``), double-precision floats (MariaDB ``FLOAT`` is single)
-and unbounded text (MariaDB ``LONGTEXT``).
+``FILE_COLUMNS``; the others are declared in a DDL-like line each (``declared_table``). Column kinds
+map to types that keep values intact everywhere: microsecond datetimes (MariaDB ``DATETIME(6)``),
+double-precision floats (MariaDB ``FLOAT`` is single) and unbounded text (MariaDB ``LONGTEXT``).
 
 Migrations (``migrations/versions/``) must produce exactly this schema; ``tests/taskbuffer/test_schema.py``
 compares a migrated database with a fresh one.
@@ -13,6 +13,7 @@ compares a migrated database with a fresh one.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
 import sqlalchemy as sa
@@ -26,6 +27,7 @@ MARIADB = ("mysql", "mariadb")
 DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), *MARIADB)
 FLOAT = sa.Float().with_variant(mysql.DOUBLE(), *MARIADB)
 TEXT = sa.Text().with_variant(mysql.LONGTEXT(), *MARIADB)
+BLOB = sa.LargeBinary().with_variant(mysql.LONGBLOB(), *MARIADB)
 
 # Binary collation: string comparisons are case-sensitive, as on the other backends.
 MARIADB_TABLE_OPTIONS: dict[str, Any] = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
@@ -68,6 +70,36 @@ def spec_columns(columns: Iterable[tuple[str, str, int]], primary_key: str) -> l
     ]
 
 
+# The kinds of declared_table beyond the JobSpec/FileSpec ones, and its column flags.
+_MORE_TYPES: dict[str, sa.types.TypeEngine[Any]] = {"int32": sa.Integer(), "blob": BLOB}
+_FLAGS: dict[str, dict[str, bool]] = {"key": {"primary_key": True, "autoincrement": False}, "required": {"nullable": False}}
+_DEFINITION = re.compile(r"(?P<name>\w+) (?P<kind>\w+)(?:\((?P<length>\d+)\))?(?P<flags>(?: \w+)*)")
+
+
+def declared_table(name: str, columns: str) -> sa.Table:
+    """A table from its columns written as in DDL, comma-separated: ``name kind[(length)] [key] [required]``.
+
+    The kinds are those of ``column_type`` ("int" is 64 bits) plus "int32" and "blob"; ``key`` columns make up
+    the primary key (never auto-incremented: every key is given by the caller), ``required`` is NOT NULL.
+    A table is then one line or a short paragraph, like the column tables of the job and file models,
+    instead of a screenful of near-identical ``sa.Column`` calls.
+    """
+    items: list[sa.schema.SchemaItem] = []
+    for definition in columns.split(","):
+        match = _DEFINITION.fullmatch(" ".join(definition.split()))
+        if match is None:
+            raise ValueError(f"table {name}: cannot read column {definition.strip()!r}")
+        kind, length = match["kind"], int(match["length"] or 0)
+        type_ = _MORE_TYPES[kind] if kind in _MORE_TYPES else column_type(kind, length)
+        flags: dict[str, bool] = {}
+        for flag in match["flags"].split():
+            if flag not in _FLAGS:
+                raise ValueError(f"table {name}: unknown flag {flag!r} of column {match['name']}")
+            flags.update(_FLAGS[flag])
+        items.append(column(match["name"], type_, **flags))
+    return table(name, *items)
+
+
 _JOB_TABLE_COLUMNS = [spec for spec in JOB_COLUMNS if spec[0] in TABLE_ATTRIBUTES]
 
 
@@ -81,257 +113,97 @@ jobs_archived = _job_table("jobs_archived")
 
 files = table("files", *spec_columns(FILE_COLUMNS, "row_ID"))
 
-job_params = table(
-    "job_params",
-    column("PandaID", sa.BigInteger(), primary_key=True, autoincrement=False),
-    column("jobParameters", TEXT),
-)
-job_metadata = table(
-    "job_metadata",
-    column("PandaID", sa.BigInteger(), primary_key=True, autoincrement=False),
-    column("metaData", TEXT),
-)
-job_output_report = table(
-    "job_output_report",
-    column("PandaID", sa.BigInteger(), primary_key=True, autoincrement=False),
-    column("attemptNr", sa.BigInteger(), primary_key=True, autoincrement=False),
-    column("prodSourceLabel", sa.String(20)),
-    column("jobStatus", sa.String(15)),
-    column("data", TEXT),
-    column("timeStamp", DATETIME),
-    column("lockedBy", sa.String(128)),
-    column("lockedTime", DATETIME),
-)
-job_status_log = table(
-    "job_status_log",
-    column("PandaID", sa.BigInteger(), nullable=False),
-    column("modificationTime", DATETIME, nullable=False),
-    column("jobStatus", sa.String(15), nullable=False),
-    column("prodSourceLabel", sa.String(20)),
-    column("cloud", sa.String(50)),
-    column("computingSite", sa.String(128)),
-    column("modificationHost", sa.String(128)),
-    # why the job moved where its status alone does not say (a claim given back, a pilot's final update)
-    column("reason", sa.String(256)),
-)
-pilot_log = table(
-    "pilot_log",
-    column("PandaID", sa.BigInteger(), nullable=False),
-    column("timeStamp", DATETIME, nullable=False),
-    column("log", TEXT),
-)
-process_locks = table(
-    "process_locks",
-    column("component", sa.String(64), primary_key=True),
-    column("lockedBy", sa.String(128)),
-    column("lockedTime", DATETIME),
-    column("expiresAt", DATETIME),
-)
-queues = table(
-    "queues",
-    column("name", sa.String(128), primary_key=True),
-    column("site", sa.String(128)),
-    column("status", sa.String(16)),
-    column("data", TEXT),
-    column("modificationTime", DATETIME),
-)
-resource_types = table(
-    "resource_types",
-    column("name", sa.String(56), primary_key=True),
-    column("min_core", sa.BigInteger()),
-    column("max_core", sa.BigInteger()),
-    column("min_ram_per_core", sa.BigInteger()),
-    column("max_ram_per_core", sa.BigInteger()),
-)
-config = table(
-    "config",
-    column("app", sa.String(64), primary_key=True),
-    column("component", sa.String(64), primary_key=True),
-    column("config_key", sa.String(64), primary_key=True),  # KEY is reserved in MariaDB
-    column("vo", sa.String(32), primary_key=True),
-    column("value", TEXT),
-    column("type", sa.String(16)),
-)
-users = table(
-    "users",
-    column("name", sa.String(128), primary_key=True),
-    column("dn", sa.String(250)),
-    column("status", sa.String(16)),
-    column("jobDefinitionID", sa.BigInteger()),
-    column("jobsetID", sa.BigInteger()),
-    column("modificationTime", DATETIME),
-)
-sandbox_files = table(
-    "sandbox_files",
-    column("fileName", sa.String(255), primary_key=True),
-    column("fileSize", sa.BigInteger()),
-    column("checksum", sa.String(110)),
-    column("hostName", sa.String(128)),
-    column("dn", sa.String(250)),
-    column("creationTime", DATETIME),
-)
+job_params = declared_table("job_params", "PandaID int key, jobParameters text")
+job_metadata = declared_table("job_metadata", "PandaID int key, metaData text")
+job_output_report = declared_table("job_output_report", """
+    PandaID int key, attemptNr int key, prodSourceLabel str(20), jobStatus str(15), data text, timeStamp datetime,
+    lockedBy str(128), lockedTime datetime
+""")
+# reason: why the job moved where its status alone does not say (a claim given back, a pilot's final update).
+job_status_log = declared_table("job_status_log", """
+    PandaID int required, modificationTime datetime required, jobStatus str(15) required, prodSourceLabel str(20),
+    cloud str(50), computingSite str(128), modificationHost str(128), reason str(256)
+""")
+pilot_log = declared_table("pilot_log", "PandaID int required, timeStamp datetime required, log text")
+process_locks = declared_table("process_locks", """
+    component str(64) key, lockedBy str(128), lockedTime datetime, expiresAt datetime
+""")
+queues = declared_table("queues", "name str(128) key, site str(128), status str(16), data text, modificationTime datetime")
+resource_types = declared_table("resource_types", """
+    name str(56) key, min_core int, max_core int, min_ram_per_core int, max_ram_per_core int
+""")
+# config_key: KEY is reserved in MariaDB.
+config = declared_table("config", """
+    app str(64) key, component str(64) key, config_key str(64) key, vo str(32) key, value text, type str(16)
+""")
+users = declared_table("users", """
+    name str(128) key, dn str(250), status str(16), jobDefinitionID int, jobsetID int, modificationTime datetime
+""")
+sandbox_files = declared_table("sandbox_files", """
+    fileName str(255) key, fileSize int, checksum str(110), hostName str(128), dn str(250), creationTime datetime
+""")
 # The upload cache (putFile, file_server/upload_cache_file, served at /cache/<name>): in the database so
 # every node of a cluster serves what any node stored. One header row per name, the content in chunks
 # (each well under MariaDB's max_allowed_packet) keyed by the upload's version, so a reader never mixes
 # two uploads of one name.
-BLOB = sa.LargeBinary().with_variant(mysql.LONGBLOB(), *MARIADB)
-cache_files = table(
-    "cache_files",
-    column("name", sa.String(255), primary_key=True),
-    column("owner", sa.String(250), nullable=False),
-    column("version", sa.BigInteger(), nullable=False),
-    column("fileSize", sa.BigInteger(), nullable=False),
-    column("nChunks", sa.Integer(), nullable=False),
-    column("checksum", sa.String(32)),
-    column("creationTime", DATETIME, nullable=False),
-    column("modificationTime", DATETIME, nullable=False),
-)
-cache_chunks = table(
-    "cache_chunks",
-    column("name", sa.String(255), primary_key=True),
-    column("version", sa.BigInteger(), primary_key=True, autoincrement=False),
-    column("seq", sa.Integer(), primary_key=True, autoincrement=False),
-    column("data", BLOB, nullable=False),
-)
+cache_files = declared_table("cache_files", """
+    name str(255) key, owner str(250) required, version int required, fileSize int required, nChunks int32 required,
+    checksum str(32), creationTime datetime required, modificationTime datetime required
+""")
+cache_chunks = declared_table("cache_chunks", "name str(255) key, version int key, seq int32 key, data blob required")
 # User secrets (creds/set_user_secrets): one row per owner, the owner's whole dictionary encrypted by
 # logic/secrets.py (AES-GCM, the owner as associated data); ``version`` makes every change a compare-and-swap.
-user_secrets = table(
-    "user_secrets",
-    column("owner", sa.String(250), primary_key=True),
-    column("data", TEXT, nullable=False),
-    column("version", sa.BigInteger(), nullable=False),
-    column("updated_at", DATETIME, nullable=False),
-)
-site_data = table(
-    "site_data",
-    column("site", sa.String(128), primary_key=True),
-    column("getJob", sa.BigInteger()),
-    column("updateJob", sa.BigInteger()),
-    column("nStart", sa.BigInteger()),
-    column("lastStart", DATETIME),
-    column("lastUpdate", DATETIME),
-)
-datasets = table(
-    "datasets",
-    column("name", sa.String(255), primary_key=True),
-    column("type", sa.String(20)),
-    column("status", sa.String(64)),
-    column("creationTime", DATETIME),
-    column("modificationTime", DATETIME),
-)
+user_secrets = declared_table("user_secrets", """
+    owner str(250) key, data text required, version int required, updated_at datetime required
+""")
+site_data = declared_table("site_data", """
+    site str(128) key, getJob int, updateJob int, nStart int, lastStart datetime, lastUpdate datetime
+""")
+datasets = declared_table("datasets", """
+    name str(255) key, type str(20), status str(64), creationTime datetime, modificationTime datetime
+""")
 # The last run of each daemon script on each machine (the monitor's daemon page).
-daemon_runs = table(
-    "daemon_runs",
-    column("script", sa.String(64), primary_key=True),
-    column("host", sa.String(128), primary_key=True),
-    column("startTime", DATETIME),
-    column("endTime", DATETIME),
-    column("result", sa.String(16)),
-    column("message", sa.String(500)),
-)
+daemon_runs = declared_table("daemon_runs", """
+    script str(64) key, host str(128) key, startTime datetime, endTime datetime, result str(16), message str(500)
+""")
 
 # --- Harvester (the pilot factory): instances, workers, their jobs, statistics, commands ----------------
-harvester_instances = table(
-    "harvester_instances",
-    column("harvester_ID", sa.String(50), primary_key=True),
-    column("owner", sa.String(250)),
-    column("hostName", sa.String(128)),
-    column("lastUpdate", DATETIME),
-    column("startTime", DATETIME),
-    column("sw_version", sa.String(64)),
-    column("commit_stamp", sa.String(64)),
-    column("description", sa.String(250)),
-    column("data", TEXT),
-)
-harvester_workers = table(
-    "harvester_workers",
-    column("harvesterID", sa.String(50), primary_key=True),
-    column("workerID", sa.BigInteger(), primary_key=True, autoincrement=False),
-    column("batchID", sa.String(80)),
-    column("queueName", sa.String(80)),
-    column("status", sa.String(80), nullable=False),
-    column("computingSite", sa.String(128)),
-    column("nCore", sa.BigInteger()),
-    column("nodeID", sa.String(80)),
-    column("submitTime", DATETIME),
-    column("startTime", DATETIME),
-    column("endTime", DATETIME),
-    column("lastUpdate", DATETIME, nullable=False),
-    column("stdOut", sa.String(250)),
-    column("stdErr", sa.String(250)),
-    column("batchLog", sa.String(250)),
-    column("jdl", sa.String(250)),
-    column("resourceType", sa.String(56)),
-    column("nativeExitCode", sa.BigInteger()),
-    column("nativeStatus", sa.String(80)),
-    column("diagMessage", sa.String(500)),
-    column("nJobs", sa.BigInteger()),
-    column("computingElement", sa.String(128)),
-    column("submissionHost", sa.String(128)),
-    column("harvesterHost", sa.String(128)),
-    column("errorCode", sa.BigInteger()),
-    column("jobType", sa.String(32)),
-    column("minRamCount", sa.BigInteger()),
-    column("syncLevel", sa.BigInteger()),
-    column("pilotStatus", sa.String(80)),
-    column("pilotStartTime", DATETIME),
-    column("pilotEndTime", DATETIME),
-)
-harvester_rel_jobs_workers = table(
-    "harvester_rel_jobs_workers",
-    column("harvesterID", sa.String(50), primary_key=True),
-    column("workerID", sa.BigInteger(), primary_key=True, autoincrement=False),
-    column("PandaID", sa.BigInteger(), primary_key=True, autoincrement=False),
-    column("lastUpdate", DATETIME),
-)
-harvester_worker_stats = table(
-    "harvester_worker_stats",
-    column("harvester_ID", sa.String(50), primary_key=True),
-    column("computingSite", sa.String(128), primary_key=True),
-    column("jobType", sa.String(32), primary_key=True),
-    column("resourceType", sa.String(56), primary_key=True),
-    column("status", sa.String(80), primary_key=True),
-    column("n_workers", sa.BigInteger()),
-    column("lastUpdate", DATETIME),
-)
-harvester_commands = table(
-    "harvester_commands",
-    column("command_id", sa.BigInteger(), primary_key=True, autoincrement=False),
-    column("harvester_ID", sa.String(50), nullable=False),
-    column("command", sa.String(64), nullable=False),
-    column("params", TEXT),
-    column("ack_requested", sa.BigInteger()),
-    column("status", sa.String(16), nullable=False),  # new -> retrieved -> acknowledged
-    column("creation_date", DATETIME),
-    column("status_date", DATETIME),
-)
-harvester_dialogs = table(
-    "harvester_dialogs",
-    column("harvester_id", sa.String(50), primary_key=True),
-    column("diagID", sa.BigInteger(), primary_key=True, autoincrement=False),
-    column("moduleName", sa.String(100)),
-    column("identifier", sa.String(100)),
-    column("creationTime", DATETIME),
-    column("messageLevel", sa.String(10)),
-    column("diagMessage", TEXT),
-)
-harvester_metrics = table(
-    "harvester_metrics",
-    column("harvester_ID", sa.String(50), primary_key=True),
-    column("harvester_host", sa.String(128), primary_key=True),
-    column("creation_time", DATETIME, primary_key=True),
-    column("metrics", TEXT),
-)
+harvester_instances = declared_table("harvester_instances", """
+    harvester_ID str(50) key, owner str(250), hostName str(128), lastUpdate datetime, startTime datetime, sw_version str(64),
+    commit_stamp str(64), description str(250), data text
+""")
+harvester_workers = declared_table("harvester_workers", """
+    harvesterID str(50) key, workerID int key, batchID str(80), queueName str(80), status str(80) required,
+    computingSite str(128), nCore int, nodeID str(80), submitTime datetime, startTime datetime, endTime datetime,
+    lastUpdate datetime required, stdOut str(250), stdErr str(250), batchLog str(250), jdl str(250), resourceType str(56),
+    nativeExitCode int, nativeStatus str(80), diagMessage str(500), nJobs int, computingElement str(128),
+    submissionHost str(128), harvesterHost str(128), errorCode int, jobType str(32), minRamCount int, syncLevel int,
+    pilotStatus str(80), pilotStartTime datetime, pilotEndTime datetime
+""")
+harvester_rel_jobs_workers = declared_table("harvester_rel_jobs_workers", """
+    harvesterID str(50) key, workerID int key, PandaID int key, lastUpdate datetime
+""")
+harvester_worker_stats = declared_table("harvester_worker_stats", """
+    harvester_ID str(50) key, computingSite str(128) key, jobType str(32) key, resourceType str(56) key, status str(80) key,
+    n_workers int, lastUpdate datetime
+""")
+# status: new -> retrieved -> acknowledged.
+harvester_commands = declared_table("harvester_commands", """
+    command_id int key, harvester_ID str(50) required, command str(64) required, params text, ack_requested int,
+    status str(16) required, creation_date datetime, status_date datetime
+""")
+harvester_dialogs = declared_table("harvester_dialogs", """
+    harvester_id str(50) key, diagID int key, moduleName str(100), identifier str(100), creationTime datetime,
+    messageLevel str(10), diagMessage text
+""")
+harvester_metrics = declared_table("harvester_metrics", """
+    harvester_ID str(50) key, harvester_host str(128) key, creation_time datetime key, metrics text
+""")
 # Target slots per queue; "" in gshare / resourceType means "the whole queue" (keys cannot be NULL).
-harvester_slots = table(
-    "harvester_slots",
-    column("pandaQueueName", sa.String(128), primary_key=True),
-    column("gshare", sa.String(64), primary_key=True),
-    column("resourceType", sa.String(56), primary_key=True),
-    column("numSlots", sa.BigInteger()),
-    column("modificationTime", DATETIME),
-    column("expirationTime", DATETIME),
-)
+harvester_slots = declared_table("harvester_slots", """
+    pandaQueueName str(128) key, gshare str(64) key, resourceType str(56) key, numSlots int, modificationTime datetime,
+    expirationTime datetime
+""")
 
 # The claim (getJob): site and status first, then the hand-out order.
 CLAIM_INDEX = index(

@@ -18,14 +18,8 @@ class LocksMixin(BaseProxy):
     @transaction
     def acquire_lease(self, component: str, owner: str, ttl: float) -> bool:
         """Take the lease if it is free, expired, or already ours; True if ``owner`` holds it now."""
-        now = utcnow()
-        expires = now + _dt.timedelta(seconds=ttl)
-        binds = {"c": component, "owner": owner, "now": now, "expires": expires}
-        self._execute(
-            "UPDATE process_locks SET lockedBy = :owner, lockedTime = :now, expiresAt = :expires "
-            "WHERE component = :c AND (expiresAt < :now OR lockedBy = :owner)",
-            binds,
-        )
+        now, expires = self._extend_lease(component, owner, ttl, "lockedBy = :owner, ",
+                                          "(expiresAt < :now OR lockedBy = :owner)")
         self._insert_ignoring_duplicates("process_locks", ("component", "lockedBy", "lockedTime", "expiresAt"),
                                          "component", {"component": component, "lockedBy": owner, "lockedTime": now,
                                                        "expiresAt": expires})
@@ -34,15 +28,21 @@ class LocksMixin(BaseProxy):
     @transaction
     def renew_lease(self, component: str, owner: str, ttl: float) -> bool:
         """Extend a lease we hold and that has not expired; False if it was lost."""
+        _, expires = self._extend_lease(component, owner, ttl, "", "lockedBy = :owner AND expiresAt >= :now")
+        return self._held_by(component, owner, expires)
+
+    def _extend_lease(self, component: str, owner: str, ttl: float, also_set: str,
+                      condition: str) -> tuple[_dt.datetime, _dt.datetime]:
+        """Stamp the lease row of ``component`` (``lockedTime`` now, ``expiresAt`` ``ttl`` seconds on, and
+        ``also_set``) where ``condition`` holds; returns (now, expiry). ``:owner`` and ``:now`` are bound."""
         now = utcnow()
         expires = now + _dt.timedelta(seconds=ttl)
-        binds = {"c": component, "owner": owner, "now": now, "expires": expires}
         self._execute(
-            "UPDATE process_locks SET lockedTime = :now, expiresAt = :expires "
-            "WHERE component = :c AND lockedBy = :owner AND expiresAt >= :now",
-            binds,
+            f"UPDATE process_locks SET {also_set}lockedTime = :now, expiresAt = :expires "
+            f"WHERE component = :c AND {condition}",
+            {"c": component, "owner": owner, "now": now, "expires": expires},
         )
-        return self._held_by(component, owner, expires)
+        return now, expires
 
     @transaction
     def release_lease(self, component: str, owner: str) -> bool:
