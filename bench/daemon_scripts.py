@@ -34,8 +34,8 @@ from pandasrv.config import load_settings  # noqa: E402
 from pandasrv.daemon.scripts import add_sub, archive, copy_archive, dataset_manager  # noqa: E402
 from pandasrv.dataservice.adder import Adder  # noqa: E402
 from pandasrv.dataservice.retention import clean_cache, purge_database  # noqa: E402
-from pandasrv.dataservice.setupper import start_setupper, stop_setupper  # noqa: E402
 from pandasrv.dataservice.watcher import run_watcher  # noqa: E402
+from pandasrv.logic.handover import start_setupper, stop_setupper  # noqa: E402
 from pandasrv.taskbuffer.file_spec import FileSpec  # noqa: E402
 from pandasrv.taskbuffer.job_spec import JobSpec  # noqa: E402
 from pandasrv.taskbuffer.task_buffer import TaskBuffer  # noqa: E402

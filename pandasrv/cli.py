@@ -166,11 +166,13 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
     # before prometheus-client is imported: /metrics sums over all processes
     metrics_dir = prepare_multiprocess_dir() if settings.monitor.metrics else None
     serving_pid = os.getpid()  # gunicorn workers leave through this frame too; only the master cleans up
+    from pandasrv.daemon.master import supervise_master
     from pandasrv.web.server import serve as run_server
 
     _check_port_free(settings.host, settings.port)
+    daemon = not no_daemon and settings.daemon.enable
     try:
-        run_server(settings, daemon=not no_daemon)
+        run_server(settings, (lambda supervisor: supervise_master(supervisor, settings)) if daemon else None)
     except ConfigError as exc:
         exit_on_config_error(exc)
     finally:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pandasrv.config import Settings
+from pandasrv.taskbuffer.owners import LEASE_PREFIX
 
 SCRIPT_PACKAGE = "pandasrv.daemon.scripts"
-LEASE_PREFIX = "pandaD."
 
 
 @dataclass(frozen=True)

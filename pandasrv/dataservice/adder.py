@@ -16,14 +16,13 @@ from typing import Any
 from pandasrv.config import Settings
 from pandasrv.dataservice.closer import run_closer
 from pandasrv.dataservice.plugins import Plugins
+from pandasrv.taskbuffer.codes import EC_ADDER, KILL_COMMAND
 from pandasrv.taskbuffer.job_spec import JobSpec
 from pandasrv.taskbuffer.owners import owner_token
 from pandasrv.taskbuffer.store import Store
 
 log = logging.getLogger("pandasrv.dataservice.adder")
 
-EC_ADDER = 200          # ddmErrorCode: bad or missing file report
-KILL_COMMAND = "tobekilled"
 FINALISABLE = ("holding", "transferring")
 FILE_STATUS = {"finished": "ready", "transferring": "transferring", "failed": "failed", "cancelled": "failed"}
 

@@ -15,14 +15,12 @@ import functools
 import logging
 from typing import Callable
 
+from pandasrv.clock import utcnow
 from pandasrv.config import Settings
-from pandasrv.taskbuffer.db_proxy_mods.retention import HARVESTER_TABLES
+from pandasrv.taskbuffer.db_proxy_mods.retention import HARVESTER_TABLES, HISTORY_TABLES
 from pandasrv.taskbuffer.store import Store
 
 log = logging.getLogger("pandasrv.dataservice.retention")
-
-HISTORY_TABLES = ("job_status_log", "pilot_log", "job_output_report")
-
 
 def _drain(step: Callable[[], int], batch_size: int) -> int:
     """Repeat a batch step until it comes back short; returns the total it deleted."""
@@ -36,7 +34,7 @@ def _drain(step: Callable[[], int], batch_size: int) -> int:
 
 def purge_database(task_buffer: Store, settings: Settings, now: _dt.datetime | None = None) -> dict[str, int]:
     """Delete what is older than ``archived_days``; returns the rows (jobs for ``jobs_archived``) per table."""
-    now = now or _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+    now = now or utcnow()
     before = now - _dt.timedelta(days=settings.retention.archived_days)
     batch = settings.retention.batch_size
     deleted = {"jobs_archived": _drain(lambda: task_buffer.purge_archived_jobs(before, batch), batch)}
@@ -52,7 +50,7 @@ def purge_database(task_buffer: Store, settings: Settings, now: _dt.datetime | N
 
 def clean_cache(task_buffer: Store, settings: Settings, now: _dt.datetime | None = None) -> int:
     """Delete cached files (in the database) not written for ``cache_days``; returns how many."""
-    now = now or _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+    now = now or utcnow()
     before = now - _dt.timedelta(days=settings.retention.cache_days)
     batch = settings.retention.batch_size
     removed = _drain(lambda: task_buffer.purge_cache_files(before, batch), batch)

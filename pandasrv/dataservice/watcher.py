@@ -12,20 +12,13 @@ import datetime as _dt
 import logging
 from typing import Any
 
+from pandasrv.clock import utcnow
 from pandasrv.config import Settings
 from pandasrv.logic.policy import ANALYSIS_LABELS
+from pandasrv.taskbuffer.codes import EC_EXPIRE, EC_HOLDING, EC_KILL, EC_RECOVERY, EC_SEND_ERROR, EC_TRANSFERRING, EC_WATCHER
 from pandasrv.taskbuffer.store import Store
 
 log = logging.getLogger("pandasrv.dataservice.watcher")
-
-# PanDA's ErrorCode values.
-EC_WATCHER = 100       # lost heartbeat
-EC_RECOVERY = 101      # lost heartbeat after a pilot/payload error: recovery failed
-EC_SEND_ERROR = 102    # sent, never picked up
-EC_HOLDING = 103
-EC_TRANSFERRING = 104
-EC_KILL = 100          # taskBufferErrorCode: killed
-EC_EXPIRE = 102        # taskBufferErrorCode: expired before running
 
 RUNNING_STATES = ("starting", "running")
 KILLABLE_ACTIVE = ("sent", "starting", "running", "holding", "transferring", "merging")
@@ -105,7 +98,7 @@ def rules(settings: Settings, now: _dt.datetime) -> list[tuple[str, dict[str, An
 
 def run_watcher(task_buffer: Store, settings: Settings, now: _dt.datetime | None = None) -> dict[str, list[int]]:
     """Apply every rule once; returns the PandaIDs each rule moved (empty rules left out)."""
-    now = now or _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+    now = now or utcnow()
     moved: dict[str, list[int]] = {}
     for name, rule in rules(settings, now):
         ids = task_buffer.sweep_jobs(rule)

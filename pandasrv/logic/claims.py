@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 
+from pandasrv.clock import utcnow
 from pandasrv.config import Settings
 from pandasrv.taskbuffer.store import JobStore
 
@@ -34,7 +35,7 @@ def requeue_unconfirmed(task_buffer: JobStore, settings: Settings, now: _dt.date
     seconds = settings.watcher.unconfirmed
     if seconds <= 0:
         return []
-    now = now or _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+    now = now or utcnow()
     before = now - _dt.timedelta(seconds=seconds)
     requeued: list[int] = []
     after: int | None = 0

@@ -19,9 +19,8 @@ import threading
 from pathlib import Path
 
 from pandasrv.config import CredsSettings
+from pandasrv.logic.constants import SC_INVALID, SC_MISSING_KEY, SC_NOT_FOUND, SC_PERMS
 
-# The legacy dispatcher's StatusCodes for these calls.
-SC_SUCCESS, SC_INVALID, SC_PERMS, SC_MISSING_KEY, SC_NOT_FOUND = 0, 50, 70, 80, 90
 MAX_NAME_CHARS = 255
 _ROLE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _LIST_OF = {"p": "proxy_users", "k": "key_pair_users", "t": "token_key_users"}

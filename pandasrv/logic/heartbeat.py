@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from pandasrv.taskbuffer import job_states
+from pandasrv.taskbuffer.codes import KILL_COMMAND
 from pandasrv.taskbuffer.heartbeat_plan import ActiveRow, ArchivedRow, HeartbeatReply, HeartbeatWrite, RepeatUpdate
 
 FINAL_REPORTS = frozenset({"finished", "failed"})
@@ -73,7 +74,7 @@ class Heartbeat:
         debug = "dm" in (job.special or "").split(",")
         old, new = job.status, self.target
         if self.attempt_nr is not None and self.attempt_nr != job.attempt:
-            return reply("badattemptnr", old, "tobekilled", debug)
+            return reply("badattemptnr", old, KILL_COMMAND, debug)
         if (
             old in job_states.FINAL_STATES
             or (old == "transferring" and new == "holding" and not job.diag)
@@ -110,7 +111,7 @@ class Heartbeat:
         """The answer for a job no longer active (``applied``: its status log holds this final update)."""
         if job is not None and applied and (self.attempt_nr is None or self.attempt_nr == job.attempt):
             return reply("alreadydone", job.status, job.command, "dm" in (job.special or "").split(","))
-        return reply("notfound", None, "tobekilled", False)
+        return reply("notfound", None, KILL_COMMAND, False)
 
 
 def final_reason(status: str, attempt: int) -> str:

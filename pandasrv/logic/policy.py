@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Role = Literal["user", "pilot", "production"]
+StatisticsType = Literal["production", "analysis"]
 
 ROLE_TEXT = {"user": "any identified user", "pilot": "pilot or production role", "production": "production role"}
 FETCH_ROLE: Role = "pilot"
@@ -28,18 +29,21 @@ class LabelRule:
     analysis: bool
     served_to: tuple[str, ...]
     meaning: str
+    # which ``statistics/job_stats_by_cloud`` type counts it: PanDA's own lists there, which put the analysis
+    # test labels with production and leave install, rucio_test and unified out
+    statistics: StatisticsType | None = None
 
 
 LABELS: tuple[LabelRule, ...] = (
-    LabelRule("user", "user", True, ("user", "unified"), "analysis job"),
-    LabelRule("panda", "user", True, ("user", "unified"), "analysis job (old client name)"),
-    LabelRule("ptest", "user", True, ("ptest",), "analysis pilot test"),
-    LabelRule("rc_test", "user", True, ("rc_test",), "release-candidate test (analysis)"),
-    LabelRule("rc_test2", "user", True, ("rc_test2",), "release-candidate test (analysis)"),
-    LabelRule("rc_alrb", "user", True, ("rc_alrb",), "ALRB release-candidate test (analysis)"),
-    LabelRule("managed", "production", False, ("managed", "unified"), "production job"),
-    LabelRule("test", "production", False, ("managed", "test", "unified"), "production test job"),
-    LabelRule("prod_test", "production", False, ("managed", "test", "unified"), "production test job"),
+    LabelRule("user", "user", True, ("user", "unified"), "analysis job", "analysis"),
+    LabelRule("panda", "user", True, ("user", "unified"), "analysis job (old client name)", "analysis"),
+    LabelRule("ptest", "user", True, ("ptest",), "analysis pilot test", "production"),
+    LabelRule("rc_test", "user", True, ("rc_test",), "release-candidate test (analysis)", "production"),
+    LabelRule("rc_test2", "user", True, ("rc_test2",), "release-candidate test (analysis)", "production"),
+    LabelRule("rc_alrb", "user", True, ("rc_alrb",), "ALRB release-candidate test (analysis)", "production"),
+    LabelRule("managed", "production", False, ("managed", "unified"), "production job", "production"),
+    LabelRule("test", "production", False, ("managed", "test", "unified"), "production test job", "production"),
+    LabelRule("prod_test", "production", False, ("managed", "test", "unified"), "production test job", "production"),
     LabelRule("install", "production", False, ("managed", "user", "test", "unified"), "software installation"),
     LabelRule("rucio_test", "production", False, ("rucio_test",), "data-management test"),
     LabelRule("unified", "production", False, ("unified",), "job for a unified (production + analysis) queue"),
@@ -47,6 +51,11 @@ LABELS: tuple[LabelRule, ...] = (
 RULES: dict[str, LabelRule] = {rule.label: rule for rule in LABELS}
 ANALYSIS_LABELS: tuple[str, ...] = tuple(rule.label for rule in LABELS if rule.analysis)
 REQUEST_LABELS: tuple[str, ...] = tuple(dict.fromkeys(r for rule in LABELS for r in rule.served_to))
+
+
+def statistics_labels(kind: StatisticsType) -> tuple[str, ...]:
+    """The job labels that ``statistics/job_stats_by_cloud?type=kind`` counts."""
+    return tuple(rule.label for rule in LABELS if rule.statistics == kind)
 
 
 def label_set(request: str | None) -> tuple[str, ...]:

@@ -1,7 +1,8 @@
-"""Names of lock holders: the ``owner`` that lease and output-report locks record in the database.
+"""Names in the lock tables: the ``owner`` that lease and output-report locks record, and the lease names
+of the daemon's scripts.
 
-It lives with the database layer because both the daemon (leases) and the dataservice agents (report
-locks) need it, and neither may import the other.
+They live with the database layer because the daemon (leases), the dataservice agents (report locks) and
+the monitor pages (which show the leases) need them, and none of these may import another.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+
+# The ``process_locks`` component of daemon script <name> is LEASE_PREFIX + name.
+LEASE_PREFIX = "pandaD."
 
 
 def owner_prefix(pid: int | None = None) -> str:

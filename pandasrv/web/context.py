@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypeVar, cast
 
+from pandasrv.clock import utcnow
 from pandasrv.config import Settings
 from pandasrv.logic.credentials import Credentials
 from pandasrv.logic.secrets import Secrets
@@ -83,7 +84,7 @@ class Services:
         """getJob's ``nSent`` (jobs handed out at ``site`` in the last minute), cached like the queue rows
         so that a busy queue's getJob costs one claim statement, not a count on every call."""
         def count() -> int:
-            since = _dt.datetime.now(_dt.UTC).replace(tzinfo=None) - _dt.timedelta(seconds=60)
+            since = utcnow() - _dt.timedelta(seconds=60)
             return self.task_buffer.count_recent_sent(site, since)
 
         return self._cache.get(("sent", site), count)

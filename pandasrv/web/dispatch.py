@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pandasrv import metrics
+from pandasrv.logic.constants import MAX_IDS, MAX_JOBS_PER_CALL, SC_FAILED, SC_INVALID, SC_NO_JOBS, SC_SUCCESS
 from pandasrv.logic.heartbeat import FINAL_REPORTS, Heartbeat
 from pandasrv.logic.policy import label_set
+from pandasrv.taskbuffer.codes import KILL_COMMAND
 from pandasrv.taskbuffer.job_spec import JobSpec
 from pandasrv.taskbuffer.job_states import PILOT_STATES, IllegalTransition
 from pandasrv.web.auth import clean_user_id
@@ -22,10 +24,6 @@ from pandasrv.web.codecs import BadRequest
 from pandasrv.web.context import Call
 from pandasrv.web.registry import INT64_MAX, INT64_MIN
 
-SC_SUCCESS, SC_TIMEOUT, SC_NO_JOBS, SC_FAILED, SC_INVALID, SC_ROLE = 0, 10, 20, 30, 50, 60
-ROLE_DIALOG = "no production/pilot role in VOMS FQANs or non pilot owner"
-MAX_JOBS_PER_CALL = 1000
-MAX_IDS = 5500
 NULL = "NULL"
 _COUNTER_CAP = 10**10 - 1
 
@@ -270,9 +268,9 @@ def heartbeat_request(job_id: Any, state: str, params: dict[str, Any]) -> Heartb
 def heartbeat_reply(request: Heartbeat, result: dict[str, Any]) -> dict[str, Any]:
     """``{"StatusCode", "command"}`` from the store's answer (plus ``errorDialog`` when refused)."""
     if result["result"] == "illegal":  # e.g. a pilot still running a job that was reassigned (activated again)
-        return {"StatusCode": SC_FAILED, "errorDialog": f"job {request.panda_id}: {result['error']}", "command": "tobekilled"}
+        return {"StatusCode": SC_FAILED, "errorDialog": f"job {request.panda_id}: {result['error']}", "command": KILL_COMMAND}
     metrics.HEARTBEATS.labels(request.status).inc()
-    command = "tobekilled" if result["result"] in ("notfound", "badattemptnr") else result.get("command")
+    command = KILL_COMMAND if result["result"] in ("notfound", "badattemptnr") else result.get("command")
     return {"StatusCode": SC_SUCCESS, "command": command or NULL}
 
 

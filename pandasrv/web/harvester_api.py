@@ -12,6 +12,7 @@ import datetime as _dt
 import json
 from typing import Any
 
+from pandasrv.clock import utcnow
 from pandasrv.taskbuffer.db_proxy_mods.harvester import WORKER_COLUMNS, WORKER_LENGTHS
 from pandasrv.web.codecs import fail, ok
 from pandasrv.web.context import Call
@@ -179,7 +180,7 @@ def get_current_worker_id(call: Call, harvester_id: str) -> dict[str, Any]:
 @endpoint("harvester/get_worker_statistics", role="user", http=("GET",))
 def get_worker_statistics(call: Call) -> dict[str, Any]:
     """Reported worker counts: ``{site: {harvester_id: {job_type: {resource_type: {status: n}}}}}``."""
-    since = _dt.datetime.now(_dt.UTC).replace(tzinfo=None) - _dt.timedelta(hours=WORKER_STATS_HOURS)
+    since = utcnow() - _dt.timedelta(hours=WORKER_STATS_HOURS)
     return ok(call.tb.get_worker_stats(since))
 
 

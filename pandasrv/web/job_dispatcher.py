@@ -9,21 +9,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pandasrv.logic.constants import MAX_IDS, ROLE_DIALOG, SC_FAILED, SC_ROLE, SC_SUCCESS
 from pandasrv.logic.policy import fetch_scope
+from pandasrv.taskbuffer.codes import KILL_COMMAND
 from pandasrv.web.codecs import BadRequest, Protocol, Raw, loads_json
 from pandasrv.web.context import Call
-from pandasrv.web.dispatch import (
-    MAX_IDS,
-    ROLE_DIALOG,
-    SC_FAILED,
-    SC_ROLE,
-    SC_SUCCESS,
-    acquire,
-    heartbeat,
-    heartbeats,
-    is_true,
-    to_int,
-)
+from pandasrv.web.dispatch import acquire, heartbeat, heartbeats, is_true, to_int
 from pandasrv.web.registry import LooseInt, endpoint
 
 
@@ -116,7 +107,7 @@ def checkJobStatus(call: Call, ids: Any, timeout: Any = None) -> Protocol:
     panda_ids = _id_list(ids)
     found = call.tb.get_job_status(panda_ids)
     data = [{"status": found[pid][0], "command": found[pid][2] or "NULL"} if pid in found
-            else {"status": "unknown", "command": "tobekilled"} for pid in panda_ids]
+            else {"status": "unknown", "command": KILL_COMMAND} for pid in panda_ids]
     return Protocol({"StatusCode": SC_SUCCESS, "data": data}, json=True)
 
 

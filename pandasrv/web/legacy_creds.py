@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pandasrv.logic.credentials import SC_PERMS, SC_SUCCESS, CredentialRefused
+from pandasrv.logic.constants import SC_PERMS, SC_SUCCESS
+from pandasrv.logic.credentials import CredentialRefused
 from pandasrv.logic.secrets import SecretsError
 from pandasrv.web.codecs import Protocol, Raw
 from pandasrv.web.context import Call

@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pandasrv.logic.constants import SC_INVALID, SC_SUCCESS
 from pandasrv.taskbuffer.job_states import PILOT_STATES
 from pandasrv.web.codecs import fail, ok
 from pandasrv.web.context import Call
-from pandasrv.web.dispatch import SC_INVALID, SC_SUCCESS, acquire, heartbeat, heartbeats, ids_status
+from pandasrv.web.dispatch import acquire, heartbeat, heartbeats, ids_status
 from pandasrv.web.registry import endpoint
 
 # v1 update_job parameter -> legacy updateJob name understood by dispatch.heartbeat_values

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent import futures
-from typing import Any
+from typing import Any, Callable
 
 from gunicorn.app.base import BaseApplication
 
@@ -129,16 +129,15 @@ class PandaServer(BaseApplication):
         return self.application
 
 
-def serve(settings: Settings, daemon: bool = True) -> None:
-    """Run the web server in the foreground; with ``daemon`` the daemon master runs alongside, supervised."""
+def serve(settings: Settings, alongside: Callable[[Supervisor], object] | None = None) -> None:
+    """Run the web server in the foreground; ``alongside`` adds the processes that run beside it, supervised
+    (``pandasrv serve`` passes the daemon master's ``supervise_master``: the web layer starts no daemon)."""
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
     server = PandaServer(settings)
     supervisor = Supervisor()
-    if daemon and settings.daemon.enable:
-        from pandasrv.daemon.master import supervise_master
-
-        supervise_master(supervisor, settings)
+    if alongside is not None:
+        alongside(supervisor)
         supervisor.start()
     try:
         server.run()

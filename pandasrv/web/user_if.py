@@ -11,8 +11,10 @@ import datetime as _dt
 import shlex
 from typing import Any
 
-from pandasrv.dataservice.setupper import start_setupper
+from pandasrv.clock import utcnow
 from pandasrv.logic import policy
+from pandasrv.logic.constants import MAX_IDS
+from pandasrv.logic.handover import start_setupper
 from pandasrv.logic.policy import ROLE_TEXT, RULES, SERVER_FIELDS, may_submit, user_priority, user_working_group
 from pandasrv.taskbuffer.job_spec import JobSpec
 from pandasrv.web.auth import Identity, parse_fqan
@@ -21,7 +23,6 @@ from pandasrv.web.context import Call
 from pandasrv.web.registry import endpoint
 
 MAX_SUBMIT = 5000
-MAX_IDS = 5500
 
 
 def decode_job_states(text: Any, limit: int) -> list[JobSpec]:
@@ -246,12 +247,10 @@ def _nested(rows: list[tuple[Any, ...]], *, skip: frozenset[str] = frozenset(),
 _ACTIVE_ZEROS = ("assigned", "activated", "running")
 _WINDOW_ZEROS = ("assigned", "activated", "running", "finished", "failed")
 MAX_TIME_WINDOW = 10080  # minutes (7 days)
-PRODUCTION_LABELS = ("managed", "test", "prod_test", "ptest", "rc_test", "rc_test2", "rc_alrb")
-ANALYSIS_LABELS = ("user", "panda")
 
 
 def _since(minutes: int | None, default_hours: int = 12) -> _dt.datetime:
-    now = _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+    now = utcnow()
     return now - (_dt.timedelta(hours=default_hours) if minutes is None else _dt.timedelta(minutes=minutes))
 
 
@@ -302,7 +301,7 @@ def job_stats_by_cloud(call: Call, type: str = "production") -> dict[str, Any]:
     """Counts ``{cloud: {status: n}}`` of production or analysis jobs, live or archived in the last 12 h."""
     if type not in ("production", "analysis"):
         return fail('Parameter "type" needs to be either "production" or "analysis" ', {})
-    labels = PRODUCTION_LABELS if type == "production" else ANALYSIS_LABELS
+    labels = policy.statistics_labels("production" if type == "production" else "analysis")
     return ok(_nested(call.tb.job_statistics(("cloud", "jobStatus"), labels, archived_since=_since(None))))
 
 

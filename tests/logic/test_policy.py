@@ -17,6 +17,7 @@ from pandasrv.logic.policy import (
     label_table_markdown,
     may_fetch,
     may_submit,
+    statistics_labels,
     user_priority,
     user_working_group,
 )
@@ -35,6 +36,12 @@ def test_label_sets_keep_pandas_getjob_semantics():
     assert set(label_set("test")) == {"prod_test", "install", "test"}
     assert label_set("ptest") == ("ptest",) and label_set("nonsense") == ()
     assert set(ANALYSIS_LABELS) == {"user", "panda", "ptest", "rc_test", "rc_test2", "rc_alrb"}
+
+
+def test_job_stats_by_cloud_counts_pandas_label_lists():
+    assert set(statistics_labels("analysis")) == {"user", "panda"}
+    assert set(statistics_labels("production")) == {"managed", "test", "prod_test", "ptest", "rc_test", "rc_test2",
+                                                     "rc_alrb"}
 
 
 labels = st.sampled_from([rule.label for rule in LABELS] + ["nonsense"])

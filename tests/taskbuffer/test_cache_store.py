@@ -9,8 +9,8 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pandasrv.clock import utcnow
 from pandasrv.taskbuffer.db_proxy import DBProxy
-from pandasrv.taskbuffer.db_proxy_mods.base import utcnow
 from pandasrv.taskbuffer.db_proxy_mods.cache import CHUNK_BYTES
 from tests.taskbuffer.test_db_proxy import proxy  # noqa: F401 - fixture
 from tests.taskbuffer.test_race_safe_writes import race

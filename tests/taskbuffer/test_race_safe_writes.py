@@ -13,9 +13,9 @@ from typing import Any, Callable
 
 import pytest
 
+from pandasrv.clock import utcnow
 from pandasrv.logic.heartbeat import Heartbeat
 from pandasrv.taskbuffer.db_proxy import DBProxy
-from pandasrv.taskbuffer.db_proxy_mods.base import utcnow
 from pandasrv.taskbuffer.wrapped_cursor import connect
 from tests.taskbuffer.test_db_proxy import make_job
 

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pandasrv.daemon.lease import to_epoch
-from pandasrv.daemon.schedule import LEASE_PREFIX
+from pandasrv.taskbuffer.owners import LEASE_PREFIX
 from tests.conftest import fresh_database, selected_backends
 from tests.daemon.helpers import wait_for as wait_until
 from tests.web.conftest import RunningServer, start_server

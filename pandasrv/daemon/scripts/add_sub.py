@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import datetime as _dt
 
+from pandasrv.clock import utcnow
 from pandasrv.config import Settings
 from pandasrv.taskbuffer.store import Store
 
 
 def main(task_buffer: Store, settings: Settings, arguments: list[str]) -> None:
     window = float(arguments[0]) if arguments else 3600.0
-    now = _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+    now = utcnow()
     task_buffer.update_site_starts(now - _dt.timedelta(seconds=window), now)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Sequence
 
+from pandasrv.clock import utcnow
 from pandasrv.taskbuffer import job_states
-from pandasrv.taskbuffer.db_proxy_mods.base import transaction, utcnow
+from pandasrv.taskbuffer.db_proxy_mods.base import transaction
 from pandasrv.taskbuffer.db_proxy_mods.jobs_update import JobsUpdateMixin
 from pandasrv.taskbuffer.job_spec import TABLE_ATTRIBUTES, JobSpec
 

@@ -42,11 +42,6 @@ DEADLOCK_ATTEMPTS = 4
 _PG_CLIENT_CHECK_MS = 1000
 
 
-def utcnow() -> _dt.datetime:
-    """Naive UTC "now": the only clock the SQL sees (passed as ``:now``)."""
-    return _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
-
-
 @overload
 def transaction(fn: F) -> F: ...
 @overload

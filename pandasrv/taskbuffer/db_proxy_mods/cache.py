@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction, utcnow
+from pandasrv.clock import utcnow
+from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction
 from pandasrv.taskbuffer.errors import DBError
 
 CHUNK_BYTES = 1024 * 1024

@@ -13,7 +13,9 @@ import datetime as _dt
 import json
 from typing import Any, Sequence
 
-from pandasrv.taskbuffer.db_proxy_mods.base import transaction, utcnow
+from pandasrv.clock import utcnow
+from pandasrv.taskbuffer.codes import EC_WORKER_DONE
+from pandasrv.taskbuffer.db_proxy_mods.base import transaction
 from pandasrv.taskbuffer.db_proxy_mods.jobs_update import chunks
 from pandasrv.taskbuffer.db_proxy_mods.watcher import WatcherMixin
 
@@ -35,7 +37,6 @@ WORKER_FINAL_STATES = frozenset({"finished", "failed", "cancelled", "missed"})
 KEEP_FINAL = _dt.timedelta(hours=3)
 # Jobs a finished worker can no longer be running.
 RUNNING_JOB_STATES = ("starting", "running")
-EC_WORKER_DONE = 300  # PanDA's ErrorCode.EC_WorkerDone (taskBufferErrorCode)
 COMMAND_STATES = ("new", "retrieved", "acknowledged")
 KILL_COMMAND = "SYNC_WORKERS_KILL"  # Harvester's sweeper kills the listed workerIDs
 SWEEP_COMMAND = "KILL_WORKERS"      # Harvester's sweeper kills the workers matching a query

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction, utcnow
+from pandasrv.clock import utcnow
+from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction
 from pandasrv.taskbuffer.job_spec import TABLE_ATTRIBUTES, JobSpec
 
 # The claim's own default; which labels a getJob request receives is pandasrv.logic.policy.label_set.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from pandasrv.clock import utcnow
 from pandasrv.taskbuffer import job_states
-from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction, utcnow
+from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction
 from pandasrv.taskbuffer.file_spec import FILE_ATTRIBUTES
 from pandasrv.taskbuffer.job_spec import TABLE_ATTRIBUTES, JobSpec
 

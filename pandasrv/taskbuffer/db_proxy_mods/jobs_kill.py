@@ -8,35 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from pandasrv.clock import utcnow
 from pandasrv.taskbuffer import job_states
-from pandasrv.taskbuffer.db_proxy_mods.base import transaction, utcnow
+from pandasrv.taskbuffer.codes import KILL_COMMAND, forces_kill, kill_outcome
+from pandasrv.taskbuffer.db_proxy_mods.base import transaction
 from pandasrv.taskbuffer.db_proxy_mods.harvester import HarvesterMixin
 from pandasrv.taskbuffer.db_proxy_mods.jobs_update import chunks, column_values
 
-# Codes that end a job even while a pilot runs it (99 only for a production role, as in PanDA).
-FORCE_CODES = frozenset({9, 52})
-EC_KILL, EC_EXPIRE, EC_ABORTED, EC_REASSIGNED, EC_FAST_REBROKERAGE = 100, 102, 103, 105, 130
-
 _LIVE_TABLES = (job_states.DEFINED_TABLE, job_states.ACTIVE_TABLE)
-
-
-def kill_outcome(code: int | None, user: str, old_status: str) -> tuple[str, str | None, int, str]:
-    """PanDA's kill-code table: (new status, jobSubStatus, taskBufferErrorCode, taskBufferErrorDiag).
-
-    No code (the v1 ``job/kill`` default) is a plain kill: 100, "killed by <user>"."""
-    if code in (2, 4):
-        return "closed", "toreassign", EC_EXPIRE, f"expired in {old_status}. status unchanged"
-    table: dict[int, tuple[str, str | None, int, str]] = {
-        3: ("cancelled", None, EC_ABORTED, "aborted by ExtIF"),
-        8: ("cancelled", None, EC_REASSIGNED, f"reassigned to another site by rebrokerage. new {user}"),
-        50: ("cancelled", None, EC_KILL, user),
-        52: ("cancelled", None, EC_KILL, user),
-        51: ("closed", "toreassign", EC_KILL, "reassigned by JEDI"),
-        55: ("closed", "taskdone", EC_KILL, "killed since task is (almost) done"),
-        60: ("closed", None, EC_KILL, "closed by the pilot"),
-        10: ("closed", None, EC_FAST_REBROKERAGE, "fast rebrokerage due to Nq/Nr overshoot"),
-    }
-    return table.get(code, ("cancelled", None, EC_KILL, f"killed by {user}"))  # type: ignore[arg-type]
 
 
 class JobsKillMixin(HarvesterMixin):
@@ -48,22 +27,22 @@ class JobsKillMixin(HarvesterMixin):
         The Harvester workers running any of the jobs get a kill command in the same transaction."""
         now = utcnow()
         allowed = self._authorised(panda_ids, user, is_production)
-        force = code in FORCE_CODES or (code == 99 and is_production)
+        force = forces_kill(code, is_production)
         ending = [row for row in allowed.values() if row["jobStatus"] != "running" or force]
         running = [row["PandaID"] for row in allowed.values() if row not in ending]
         diag = f"killed by {user}"[:300]
         for part in chunks(running):
             in_ids, binds = self._in("id", part)
             self._execute(
-                f"UPDATE jobs_active SET commandToPilot = 'tobekilled', taskBufferErrorDiag = :diag, "
+                f"UPDATE jobs_active SET commandToPilot = :command, taskBufferErrorDiag = :diag, "
                 f"modificationTime = :now WHERE PandaID IN {in_ids}",
-                {**binds, "diag": diag, "now": now},
+                {**binds, "command": KILL_COMMAND, "diag": diag, "now": now},
             )
         groups: dict[tuple[str, str | None, int, str], list[dict[str, Any]]] = {}
         for row in ending:
             groups.setdefault(kill_outcome(code, user, row["jobStatus"]), []).append(row)
         for (status, sub_status, error_code, error_diag), rows in groups.items():
-            values: dict[str, Any] = {"commandToPilot": "tobekilled", "taskBufferErrorCode": error_code,
+            values: dict[str, Any] = {"commandToPilot": KILL_COMMAND, "taskBufferErrorCode": error_code,
                                       "taskBufferErrorDiag": error_diag[:300]}
             if sub_status:
                 values["jobSubStatus"] = sub_status

@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Sequence
 
-from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction, utcnow
+from pandasrv.clock import utcnow
+from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction
 from pandasrv.taskbuffer.db_proxy_mods.jobs_update import chunks
 
 # Every status-log row of a requeue starts with this, so the requeues of a job can be counted.

@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from pandasrv.clock import utcnow
 from pandasrv.taskbuffer import job_states
-from pandasrv.taskbuffer.db_proxy_mods.base import transaction, utcnow
+from pandasrv.taskbuffer.codes import KILL_COMMAND
+from pandasrv.taskbuffer.db_proxy_mods.base import transaction
 from pandasrv.taskbuffer.db_proxy_mods.output_reports import OutputReportsMixin
 from pandasrv.taskbuffer.heartbeat_plan import ActiveRow, ArchivedRow, HeartbeatReply, HeartbeatRequest, RepeatUpdate
 from pandasrv.taskbuffer.job_spec import TABLE_ATTRIBUTES, JobSpec
@@ -71,7 +73,7 @@ class JobsUpdateMixin(OutputReportsMixin):
             try:
                 replies[index] = self.update_job(heartbeats[index])
             except job_states.IllegalTransition as exc:
-                replies[index] = HeartbeatReply("illegal", exc.old, "tobekilled", False, error=str(exc)).as_dict()
+                replies[index] = HeartbeatReply("illegal", exc.old, KILL_COMMAND, False, error=str(exc)).as_dict()
         return [replies[index] for index in range(len(heartbeats))]
 
     @transaction(single_statement=True)

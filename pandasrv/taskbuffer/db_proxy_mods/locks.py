@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction, utcnow
+from pandasrv.clock import utcnow
+from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction
 
 
 class LocksMixin(BaseProxy):

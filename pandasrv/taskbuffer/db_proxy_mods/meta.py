@@ -11,8 +11,9 @@ import datetime as _dt
 import json
 from typing import Any, Sequence
 
+from pandasrv.clock import utcnow
 from pandasrv.taskbuffer import job_states
-from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction, utcnow
+from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction
 
 _QUEUE_COLUMNS = ("name", "site", "status", "data", "modificationTime")
 _LIVE_TABLES = (job_states.DEFINED_TABLE, job_states.ACTIVE_TABLE)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any
 
-from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction, utcnow
+from pandasrv.clock import utcnow
+from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction
 
 REPORT_COLUMNS = ("PandaID", "attemptNr", "prodSourceLabel", "jobStatus", "data", "timeStamp", "lockedBy", "lockedTime")
 

@@ -12,9 +12,8 @@ from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction
 
 # Tables keyed by PandaID whose rows go with the archived job.
 JOB_SIDE_TABLES = ("files", "job_params", "job_metadata", "job_output_report", "job_status_log", "pilot_log")
-# Log tables purged by age whatever the job's fate: (table, time column).
-HISTORY_TABLES = (("job_status_log", "modificationTime"), ("pilot_log", "timeStamp"),
-                  ("job_output_report", "timeStamp"))
+# Log tables purged by age whatever the job's fate: table -> time column.
+HISTORY_TABLES = {"job_status_log": "modificationTime", "pilot_log": "timeStamp", "job_output_report": "timeStamp"}
 # Harvester's tables, purged by the age of one time column each (retention.harvester_days): a worker, a
 # job-worker relation or a statistics row not updated since, a command not moved on since, old dialogs and
 # service metrics, target slots expired since.
@@ -42,7 +41,7 @@ class RetentionMixin(BaseProxy):
     @transaction
     def purge_history(self, table: str, before: _dt.datetime, batch_size: int) -> int:
         """Delete old rows of one history table for up to ``batch_size`` jobs; returns the rows deleted."""
-        column = dict(HISTORY_TABLES)[table]
+        column = HISTORY_TABLES[table]
         rows = self._fetchall(
             f"SELECT DISTINCT PandaID FROM {table} WHERE {column} < :before LIMIT {int(batch_size)}",
             {"before": before})

@@ -7,7 +7,8 @@ that the caller sees (False) and retries on the fresh row.
 
 from __future__ import annotations
 
-from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction, utcnow
+from pandasrv.clock import utcnow
+from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction
 
 _COLUMNS = ("owner", "data", "version", "updated_at")
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from pandasrv.taskbuffer import job_states
+from pandasrv.taskbuffer.codes import KILL_COMMAND
 from pandasrv.taskbuffer.db_proxy_mods.base import transaction
 from pandasrv.taskbuffer.db_proxy_mods.jobs_update import JobsUpdateMixin
 
-KILL_COMMAND = "tobekilled"
 _TIME_COLUMNS = frozenset({"modificationTime", "creationTime", "stateChangeTime"})
 _ID_CHUNK = 1000
 

@@ -11,9 +11,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pandasrv.daemon.schedule import LEASE_PREFIX
+from pandasrv.clock import utcnow
 from pandasrv.taskbuffer.db_proxy_mods.monitor import FILTER_COLUMNS, SORTS, sort_key
 from pandasrv.taskbuffer.job_states import ALL_STATES, FINAL_STATES
+from pandasrv.taskbuffer.owners import LEASE_PREFIX
 from pandasrv.taskbuffer.store import Store
 from pandasrv.web.context import Services, _TimedCache
 
@@ -149,7 +150,7 @@ class MonitorData:
         if viewer.only_user:
             raise PageError(403, "the plots count every user's jobs; they are not shown with monitor.own_jobs_only")
         hours = _int(query, "hours", 1, MAX_PLOT_HOURS) or 24
-        now = _dt.datetime.now(_dt.UTC).replace(tzinfo=None)
+        now = utcnow()
         end = now.replace(minute=0, second=0, microsecond=0) + _dt.timedelta(hours=1)
         start = end - _dt.timedelta(hours=hours)
         timeline: list[dict[str, Any]] = [{"start": start + _dt.timedelta(hours=i), "counts": {}} for i in range(hours)]
@@ -178,7 +179,7 @@ class MonitorData:
                             "loop": script.loop, "lease": leases.pop(LEASE_PREFIX + name, None),
                             "last_run": history[0] if history else None, "runs_per_host": history})
         return {"page": "daemon", "enabled": self.services.settings.daemon.enable, "scripts": scripts,
-                "other_leases": list(leases.values()), "now": _dt.datetime.now(_dt.UTC).replace(tzinfo=None)}
+                "other_leases": list(leases.values()), "now": utcnow()}
 
 
 def _nested(rows: list[tuple[Any, ...]]) -> dict[str, dict[str, int]]:
@@ -240,7 +241,7 @@ def parse_job_query(query: dict[str, str], page_size: int) -> JobQuery:
             raise PageError(400, f"before goes only with the default sort {DEFAULT_SORT} and without after")
         after = (before,)
     limit = _int(query, "limit", 1, 1000) or page_size
-    since = _dt.datetime.now(_dt.UTC).replace(tzinfo=None) - _dt.timedelta(hours=hours) if hours else None
+    since = utcnow() - _dt.timedelta(hours=hours) if hours else None
     return JobQuery(filters, since, hours, sort, after, limit)
 
 
