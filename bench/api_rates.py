@@ -97,15 +97,31 @@ def _interleaved(repeats: int, first: Callable[[], WrkRun], second: Callable[[],
     return a_runs, b_runs
 
 
+class Phases:
+    """Wall time of each phase of the section, for the report's notes (the quick report has 5 minutes in all)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def mark(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = now - self._last
+        self._last = now
+
+    def note(self) -> str:
+        return "wall time per phase: " + ", ".join(f"{name} {value:.0f} s" for name, value in self.seconds.items())
+
+
 def _check(runs: list[WrkRun], what: str) -> None:
     if not all(run.ok for run in runs):
         raise RuntimeError(f"{what}: a run completed nothing: {runs}")
 
 
-def getjob_figures(options: RunOptions, seconds: float) -> list[Figure]:
+def getjob_figures(options: RunOptions, seconds: float, phases: Phases) -> list[Figure]:
     """getJob against the minimal claim app, the falcon hello ceiling, update_jobs_bulk and submit."""
     env = {"BENCH_PATH": "/server/panda/getJob", "BENCH_OK": '"PandaID"'}
-    depth = int(seconds * 2000) + 1000
+    depth = int(seconds * 1500) + 500
     with fresh_database("postgresql") as db_url, ExitStack() as stack, \
             tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         add_queue(db_url)
@@ -115,6 +131,7 @@ def getjob_figures(options: RunOptions, seconds: float) -> list[Figure]:
         pandas = stack.enter_context(pandasrv_serve(db_url, WORKERS, THREADS))
         claim = stack.enter_context(refapp("claim", WORKERS, THREADS, db_url))
         hello = stack.enter_context(refapp("hello", WORKERS, THREADS))
+        phases.mark("database and servers")
 
         def getjob(url: str) -> Callable[[], WrkRun]:
             def run() -> WrkRun:
@@ -127,10 +144,14 @@ def getjob_figures(options: RunOptions, seconds: float) -> list[Figure]:
             run_wrk(url, "post", CONNECTIONS, 1, env)
         ours, minimal = _interleaved(options.repeats, getjob(pandas), getjob(claim))
         _check(ours + minimal, "getJob")
+        phases.mark("getJob")
         ceiling = [run_wrk(hello, "post", CONNECTIONS, seconds, {"BENCH_PATH": "/", "BENCH_OK": "hello"})
                    for _ in range(options.repeats)]
+        phases.mark("hello")
         bulk = bulk_runs(db_url, pandas, options, seconds, Path(tmp))
+        phases.mark("update_jobs_bulk")
         submit = submit_runs(pandas, options)
+        phases.mark("submit")
 
     hello_rate = statistics.median(r.rate for r in ceiling)
     ours_rate = statistics.median(r.rate for r in ours)
@@ -140,8 +161,11 @@ def getjob_figures(options: RunOptions, seconds: float) -> list[Figure]:
                note=f"pandasrv {_latencies(ours)}; minimal claim app {_latencies(minimal)}; {CONNECTIONS} connections, "
                     f"{seconds:g} s windows, queue topped up to {depth} activated jobs before each"),
         Figure("falcon hello world (stack and load generator ceiling)", "req/s", [r.rate for r in ceiling],
-               note=f"{_latencies(ceiling)}; {hello_rate / ours_rate:.1f} x pandasrv's getJob rate: wrk is not what "
-                    "limits the figures above"),
+               note=f"{_latencies(ceiling)}; {hello_rate / ours_rate:.1f} x pandasrv's getJob rate; wrk's own CPU: "
+                    f"{statistics.median(r.cpu_us_per_request for r in ceiling):.0f} µs per request here, "
+                    f"{statistics.median(r.cpu_us_per_request for r in ours):.0f} µs per pandasrv getJob "
+                    f"({statistics.median(r.cpu_seconds / r.seconds for r in ours) * 100:.1f} % of one core): wrk is not "
+                    "what limits the figures above"),
         Figure("update_jobs_bulk, 100 running heartbeats a call", "heartbeats/s", [r.rate * BULK for r in bulk],
                target=3000.0, note=f"{_latencies(bulk)}; one set of {BULK} sent jobs per connection"),
         Figure("submit, calls of 1,000 jobs", "jobs/s", [r.rate * SUBMIT_BATCH for r in submit], target=6000.0,
@@ -177,7 +201,7 @@ def submit_runs(url: str, options: RunOptions) -> list[WrkRun]:
     calls. The client's share is sending 1.6 MB per call, little beside the server's work."""
     jobs = build_jobs(JobRequest(site=QUEUE, transformation="/bin/true", arguments="bench"), SUBMIT_BATCH)
     body = json.dumps(encode_jobs(jobs))
-    calls = SUBMIT_CONNECTIONS * (2 if options.quick else 5)
+    calls = SUBMIT_CONNECTIONS * (1 if options.quick else 5)
     runs = []
     with ThreadPoolExecutor(SUBMIT_CONNECTIONS) as pool:
         list(pool.map(submit_batch, [(url, body)] * SUBMIT_CONNECTIONS))  # warm-up
@@ -190,7 +214,7 @@ def submit_runs(url: str, options: RunOptions) -> list[WrkRun]:
     return runs
 
 
-def cycle_figure(options: RunOptions, seconds: float) -> Figure:
+def cycle_figure(options: RunOptions, seconds: float, phases: Phases) -> Figure:
     """Whole pilot cycles per second: pandasrv serve with its daemon (the Adder finalises the reports) against
     the minimal cycle app, which archives the job in the final update itself. Each on its own database."""
     env = {"BENCH_SITE": QUEUE}
@@ -204,6 +228,7 @@ def cycle_figure(options: RunOptions, seconds: float) -> Figure:
             top_up(db_url, depth)
         pandas = stack.enter_context(pandasrv_serve(ours_db, WORKERS, THREADS, daemon=True))
         minimal = stack.enter_context(refapp("cycle", WORKERS, THREADS, minimal_db))
+        phases.mark("cycle: databases and servers")
 
         def cycles(url: str, db_url: str, is_ours: bool) -> Callable[[], WrkRun]:
             def run() -> WrkRun:
@@ -220,6 +245,7 @@ def cycle_figure(options: RunOptions, seconds: float) -> Figure:
                                        cycles(minimal, minimal_db, False))
         _check(ours + reference, "pilot cycle")
         drained = _drain(ours_db)
+        phases.mark("pilot cycle")
         archived = [_scalar(db, "SELECT COUNT(*) FROM jobs_archived WHERE jobStatus = 'finished'")
                     for db in (ours_db, minimal_db)]
     return Figure("pilot cycle (getJob, starting, running x3, finished + Adder)", "cycles/s", [r.rate for r in ours],
@@ -244,12 +270,13 @@ def section(options: RunOptions) -> Section:
         raise RuntimeError("api_rates measures PostgreSQL only (the reference apps use psycopg)")
     ensure_wrk()
     seconds = window(options)
-    figures = getjob_figures(options, seconds)
-    figures.append(cycle_figure(options, seconds))
+    phases = Phases()
+    figures = getjob_figures(options, seconds, phases)
+    figures.append(cycle_figure(options, seconds, phases))
     return Section(
         title="API rates against the reference apps",
         figures=figures,
         notes=[f"pandasrv serve (ConBridge on) and the reference apps of bench/refapps/ under gunicorn, W = {WORKERS}, "
                f"T = {THREADS}; load generator wrk, {CONNECTIONS} connections, one per wrk thread; "
-               f"{options.repeats} interleaved windows of {seconds:g} s per figure"],
+               f"{options.repeats} interleaved windows of {seconds:g} s per figure", phases.note()],
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -49,6 +50,11 @@ class WrkRun:
     socket_errors: int
     p50_ms: float
     p95_ms: float
+    cpu_seconds: float = 0.0  # wrk's own CPU time (user + system), the load generator's cost
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.cpu_seconds / self.requests * 1e6 if self.requests else 0.0
 
     @property
     def rate(self) -> float:
@@ -63,8 +69,10 @@ def run_wrk(url: str, script: str, connections: int, seconds: float, env: dict[s
         lua.flush()
         argv = [ensure_wrk(), "-t", str(connections), "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", "30s",
                 "-s", lua.name, url]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})},
                               timeout=seconds + 60)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
     lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH_JSON ")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
@@ -72,4 +80,5 @@ def run_wrk(url: str, script: str, connections: int, seconds: float, env: dict[s
     return WrkRun(seconds=data["duration_us"] / 1e6, requests=data["requests"], ok=data["ok"], shed=data["shed"],
                   failed=data["failed"], empty=data["empty"],
                   socket_errors=sum(data[key] for key in ("connect_errors", "read_errors", "write_errors", "timeouts")),
-                  p50_ms=data["p50_us"] / 1000, p95_ms=data["p95_us"] / 1000)
+                  p50_ms=data["p50_us"] / 1000, p95_ms=data["p95_us"] / 1000,
+                  cpu_seconds=(after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
