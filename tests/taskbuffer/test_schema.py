@@ -151,3 +151,25 @@ def test_sqlalchemy_urls():
     assert db_admin.sqlalchemy_url("mysql://u@h/d").drivername == "mysql+pymysql"
     assert db_admin.sqlalchemy_url("mysql://u@h/d").query["charset"] == "utf8mb4"
     assert db_admin.sqlalchemy_url("sqlite:///var/x.db").drivername == "sqlite"
+
+
+def test_declared_table_reads_its_column_line():
+    """declared_table's DDL-like line: kinds, lengths, keys (never auto-incremented), NOT NULL; a typo is
+    an error at import time, naming the table and the column."""
+    table = schema.declared_table("t_declared", "id int key, n int32 required, name str(12), body text, at datetime")
+    try:
+        assert [c.name for c in table.columns] == ["id", "n", "name", "body", "at"]
+        assert table.c.id.primary_key and table.c.id.autoincrement is False
+        assert isinstance(table.c.n.type, sa.Integer) and not isinstance(table.c.n.type, sa.BigInteger)
+        assert table.c.n.nullable is False and table.c.name.nullable is True
+        assert table.c.name.type.length == 12
+        with pytest.raises(ValueError, match="t_bad: cannot read column 'name str\\(12'"):
+            schema.declared_table("t_bad", "id int key, name str(12")
+        with pytest.raises(ValueError, match="unknown flag 'nullable' of column id"):
+            schema.declared_table("t_bad2", "id int nullable")
+        with pytest.raises(ValueError, match="unknown column kind 'varchar'"):
+            schema.declared_table("t_bad3", "id varchar(3)")
+    finally:
+        for name in ("t_declared", "t_bad", "t_bad2", "t_bad3"):
+            if name in schema.metadata.tables:
+                schema.metadata.remove(schema.metadata.tables[name])
