@@ -21,9 +21,9 @@ percent of a core at these rates, which is why it is not the bottleneck (its own
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -34,7 +34,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
-from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -43,6 +42,7 @@ from bench.apache_vs_serve import apache  # noqa: E402
 from bench.databases import fresh_database  # noqa: E402
 from bench.figures import Figure, RunOptions, Section, Series  # noqa: E402
 from bench.history import add_activated, print_section  # noqa: E402
+from bench.loadgen import WrkRun, run_wrk  # noqa: E402
 from pandasrv.taskbuffer.wrapped_cursor import connect  # noqa: E402
 
 WORKERS = (1, 2, 4)
@@ -52,13 +52,9 @@ DB_CONNECTIONS = 4
 APACHE_W, APACHE_T = 2, 4
 RSS_LIMIT_MB, RSS_GROWTH = 80.0, 0.05
 _ACCESS = re.compile(r"pandasrv\.access \w+ [A-Z]+ \S+ (\w+) caller=\S+ status=(\d+) time=([\d.]+)ms")
-_WRK_REQUESTS = re.compile(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m)\b", re.MULTILINE)
-_WRK_NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
-_WRK_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
-_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 
 
-# --- pure parts: the access log and wrk's report ---------------------------------------------------------
+# --- pure parts: the access log, /proc ---------------------------------------------------------
 
 def access_durations(lines: Iterable[str], method: str = "getJob") -> list[float]:
     """The durations (seconds) of the successful ``method`` calls in lines of pandasrv's access log
@@ -71,27 +67,9 @@ def access_durations(lines: Iterable[str], method: str = "getJob") -> list[float
     return durations
 
 
-@dataclass(frozen=True)
-class WrkResult:
-    requests: int
-    seconds: float
-    failed: int  # non-2xx answers and socket errors
-
-    @property
-    def rate(self) -> float:
-        """Successful requests per second."""
-        return (self.requests - self.failed) / self.seconds
-
-
-def parse_wrk(text: str) -> WrkResult:
-    """Requests, duration and failures from wrk's report."""
-    found = _WRK_REQUESTS.search(text)
-    if not found:
-        raise ValueError(f"not a wrk report: {text[-300:]!r}")
-    non_2xx = _WRK_NON_2XX.search(text)
-    errors = _WRK_ERRORS.search(text)
-    failed = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, errors.groups())) if errors else 0)
-    return WrkResult(int(found.group(1)), float(found.group(2)) * _UNIT_SECONDS[found.group(3)], failed)
+def failures(run: WrkRun) -> int:
+    """Requests of a run that did not get a job: shed (503), refused, or lost on the socket."""
+    return run.shed + run.failed + run.socket_errors
 
 
 def vm_rss_mb(status: str) -> float:
@@ -104,53 +82,28 @@ def vm_rss_mb(status: str) -> float:
 
 # --- the load generator ----------------------------------------------------------------------------------
 
-def wrk_binary() -> str:
-    """Debian's wrk, installed when missing."""
-    found = shutil.which("wrk")
-    if found is None:
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
-        found = shutil.which("wrk")
-    if found is None:
-        raise RuntimeError("wrk is not installed and apt-get could not install it")
-    return found
-
-
-def getjob_script(directory: str) -> str:
-    """A wrk script that POSTs the bench pilot's getJob request, form-encoded as the pilot sends it, by
-    each on a new connection, as the pilot does: with keep-alive, gunicorn's first worker to wake accepts all
-    of wrk's connections (measured: 433 of 433 requests on one of 2 workers), and W would not matter."""
-    body = urlencode(web_api.GETJOB_REQUEST)
-    path = Path(directory) / "getjob.lua"
-    path.write_text(f'wrk.method = "POST"\nwrk.path = "/server/panda/getJob"\nwrk.body = "{body}"\n'
-                    'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
-                    'wrk.headers["Accept"] = "application/json"\n'
-                    'wrk.headers["Connection"] = "close"\n')
-    return str(path)
-
-
 @dataclass
 class Load:
-    """wrk against one URL; ``cpu_seconds`` adds up wrk's own CPU time (user + system) over its runs."""
+    """getJob by wrk (``bench/loadgen.py``, its post script) on a new connection per request, as the pilot
+    does: on keep-alive connections gunicorn's first worker to wake accepts all of them (measured: 433 of 433
+    requests on one of 2 workers), and W would not matter. Adds up wrk's own CPU time and the failures."""
 
-    script: str
+    body: str
     cpu_seconds: float = 0.0
     wall_seconds: float = 0.0
     requests: int = 0
     failed: int = 0
 
-    def run(self, url: str, connections: int, seconds: int) -> WrkResult:
-        """One closed-loop run of ``seconds`` (wrk takes whole seconds)."""
-        before = os.times()
-        done = subprocess.run([wrk_binary(), "-t", "2", "-c", str(connections), "-d", f"{seconds}s",
-                               "--timeout", "30s", "-s", self.script, url], capture_output=True, text=True,
-                              check=True)
-        after = os.times()
-        self.cpu_seconds += after.children_user + after.children_system - before.children_user \
-            - before.children_system
-        self.wall_seconds += seconds
-        result = parse_wrk(done.stdout)
+    def run(self, url: str, connections: int, seconds: float) -> WrkRun:
+        env = {"BENCH_PATH": "/server/panda/getJob", "BENCH_BODY": self.body, "BENCH_OK": '"PandaID"',
+               "BENCH_CLOSE": "1"}
+        result = run_wrk(url, "post", connections, seconds, env)
+        if result.empty:
+            raise RuntimeError(f"{result.empty} getJobs found the queue empty: a cheaper call than the measured one")
+        self.cpu_seconds += result.cpu_seconds
+        self.wall_seconds += result.seconds
         self.requests += result.requests
-        self.failed += result.failed
+        self.failed += failures(result)
         return result
 
     def warm(self, url: str, connections: int, timeout: float = 60) -> None:
@@ -159,17 +112,16 @@ class Load:
         were shed. Warm-up runs count in neither the rates nor the failures."""
         deadline = time.monotonic() + timeout
         counts = self.requests, self.failed, self.wall_seconds, self.cpu_seconds
-        while (result := self.run(url, connections, 1)).failed > 0.05 * result.requests or not result.requests:
+        while failures(result := self.run(url, connections, 1)) > 0.05 * result.requests or not result.ok:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{url} still fails getJobs after {timeout:g} s of warm-up: {result}")
         self.requests, self.failed, self.wall_seconds, self.cpu_seconds = counts
 
     def note(self) -> str:
         share = self.cpu_seconds / self.wall_seconds if self.wall_seconds else 0.0
-        return (f"load generator: Debian's wrk (2 threads, closed loop, a connection per request as the pilot), "
-                f"{share:.0%} of one core "
-                f"on average while it ran; {self.failed} of its {self.requests:,} requests failed (counted out "
-                "of every rate)")
+        return (f"load generator: Debian's wrk (bench/loadgen.py: a thread per connection, closed loop, a "
+                f"connection per request as the pilot), {share:.0%} of one core on average while it ran; "
+                f"{self.failed} of its {self.requests:,} requests failed (counted out of every rate)")
 
 
 # --- servers -----------------------------------------------------------------------------------------------
@@ -304,9 +256,9 @@ def worker_rss(db_url: str, load: Load, checkpoints: tuple[int, int]) -> tuple[l
         for checkpoint in checkpoints:
             while served < checkpoint:
                 result = load.run(server.url, 4, max(1, min(20, round((checkpoint - served) / rate))))
-                if result.failed:
-                    raise RuntimeError(f"{result.failed} failed getJobs while measuring RSS")
-                served += result.requests
+                if failures(result):
+                    raise RuntimeError(f"{failures(result)} failed getJobs while measuring RSS")
+                served += result.ok
                 rate = max(result.rate, 1.0)
             points.append((served, vm_rss_mb(status.read_text())))
         reservoir.check("RSS")
@@ -317,13 +269,14 @@ def worker_rss(db_url: str, load: Load, checkpoints: tuple[int, int]) -> tuple[l
 
 def section(options: RunOptions) -> Section:
     quick = options.quick
-    seconds = 3 if quick else 10
-    checkpoints = (5_000, 10_000) if quick else (100_000, 200_000)
-    load = Load("")
+    seconds = 2 if quick else 10
+    checkpoints = (4_000, 8_000) if quick else (100_000, 200_000)
+    load = Load(body="")
     notes = [f"PostgreSQL; load average {os.getloadavg()[0]:.1f} at start (2 cores)"]
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="pandasrv-bench-wrk-") as tmp, fresh_database("postgresql") as db_url:
-        load.script = getjob_script(tmp)
+        load.body = str(Path(tmp) / "getjob.json")
+        Path(load.body).write_text(json.dumps(web_api.GETJOB_REQUEST))
         web_api.add_queue(db_url)
         started = time.perf_counter()
         runs = capacity_rule(db_url, load, options.repeats, seconds)
