@@ -41,6 +41,7 @@ SECTIONS: tuple[str, ...] = ("bench.api_rates", "bench.capacity", "bench.history
 PACKAGES = ("pandasrv", "falcon", "gunicorn", "psycopg", "psycopg-binary", "PyMySQL", "SQLAlchemy", "pydantic",
             "httpx")
 QUICK_REPEATS, FULL_REPEATS = 3, 5
+QUICK_BUDGET_SECONDS = 300
 
 
 @dataclass
@@ -179,11 +180,12 @@ def summary_rows(outcomes: Sequence[Outcome]) -> list[str]:
 
 def markdown(outcomes: Sequence[Outcome], facts: dict[str, Any], options: RunOptions, plots: Sequence[Path]) -> str:
     mode = "quick" if options.quick else "full"
+    over = options.quick and facts["seconds"] > QUICK_BUDGET_SECONDS
     load = " → ".join(" ".join(f"{x:.2f}" for x in facts[key]) for key in ("load_before", "load_after"))
     lines = [
         "# pandasrv benchmark report", "",
         f"{facts['date']}, {mode} mode, {options.repeats} repeats, backend {options.backend}, "
-        f"{facts['seconds']:.0f} s.", "",
+        f"{facts['seconds']:.0f} s{' (over the quick budget of 5 minutes)' if over else ''}.", "",
         "## Machine", "",
         f"- CPUs: {facts['cpus']} × {facts['cpu_model']}",
         f"- load average (1, 5, 15 min) before → after: {load}",
