@@ -11,7 +11,10 @@
 
 Fresh databases are cheap: SQLite copies a template file, PostgreSQL clones a template database
 (``CREATE DATABASE ... TEMPLATE``); MariaDB replays the DDL captured from a database made by ``init_db``.
-Each template is built once per session.
+Each template is built once per session. On the servers, one thread per backend does all the
+administration (``Provisioner``): the next test's database is made and the last one dropped while a test
+runs, so a test waits for neither (about 1.5 s per test on MariaDB, 0.6 s on PostgreSQL on a loaded
+machine).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging
 import os
 import secrets
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -215,6 +219,55 @@ class MariaDBServer:
         self.admin.close()
 
 
+DEFAULT_PREFIX = "pandasrv_t"
+
+
+class Provisioner:
+    """Every administrative statement for one database server, on one thread with the server's connection.
+
+    The database of the next ``db_url`` test (the default prefix, initialised) is made ahead, while the
+    current test runs, and used databases are dropped in the background; other requests wait for their turn
+    on the thread. A background drop that failed fails the session's teardown (``close``).
+    """
+
+    def __init__(self, server_class: Any, server_url: str) -> None:
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"provision-{server_class.__name__}")
+        try:
+            self.server = self.executor.submit(server_class, server_url).result()
+        except BaseException:
+            self.executor.shutdown()
+            raise
+        self.spare: Future[tuple[str, str]] | None = None
+        self.drops: list[Future[None]] = []
+
+    def create(self, prefix: str, initialised: bool) -> tuple[str, str]:
+        """A new database: (name, URL)."""
+        if not (initialised and prefix == DEFAULT_PREFIX):
+            name = f"{prefix}_{secrets.token_hex(6)}"
+            return name, self.executor.submit(self.server.create, name, initialised).result()
+        taken, self.spare = self.spare or self._make_spare(), None
+        made = taken.result()
+        self.spare = self._make_spare()
+        return made
+
+    def _make_spare(self) -> Future[tuple[str, str]]:
+        name = f"{DEFAULT_PREFIX}_{secrets.token_hex(6)}"
+        return self.executor.submit(lambda: (name, self.server.create(name, True)))
+
+    def drop(self, name: str) -> None:
+        self.drops.append(self.executor.submit(self.server.drop, name))
+
+    def close(self) -> None:
+        if self.spare is not None:
+            with contextlib.suppress(Exception):  # a spare that could not be made needs no drop
+                self.drop(self.spare.result()[0])
+        closing = self.executor.submit(self.server.close)
+        self.executor.shutdown(wait=True)
+        for done in self.drops:
+            done.result()
+        closing.result()
+
+
 class TestDatabases:
     """Session-wide factory of fresh test databases for every backend."""
 
@@ -232,7 +285,7 @@ class TestDatabases:
         if backend not in self.servers:
             server_class = PostgreSQLServer if backend == "postgresql" else MariaDBServer
             try:
-                self.servers[backend] = server_class(SERVER_URLS[backend])
+                self.servers[backend] = Provisioner(server_class, SERVER_URLS[backend])
             except Exception as exc:  # noqa: BLE001 - any connection failure means "no server"
                 self.failures[backend] = f"{type(exc).__name__}: {exc}".splitlines()[0]
                 unavailable(backend, self.failures[backend])
@@ -267,15 +320,15 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @contextlib.contextmanager
 def fresh_database(databases: TestDatabases, backend: str, workdir: Path, initialised: bool = True,
-                   prefix: str = "pandasrv_t") -> Iterator[str]:
+                   prefix: str = DEFAULT_PREFIX) -> Iterator[str]:
     """A new database (initialised at head, or empty) that lives as long as the block."""
     if backend == "sqlite":
         yield databases.sqlite(workdir / ("pandasrv.db" if initialised else "empty.db"), initialised)
         return
     server = databases.server(backend)
-    name = f"{prefix}_{secrets.token_hex(6)}"
+    name, url = server.create(prefix, initialised)
     try:
-        yield server.create(name, initialised)
+        yield url
     finally:
         server.drop(name)
 
