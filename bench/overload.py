@@ -198,7 +198,8 @@ def main() -> None:
     print(f"offered {offered:.1f}/s open-loop for {args.seconds:g} s:")
     for key, value in overload.items():
         print(f"  {key}: {value:.3f}" if isinstance(value, float) else f"  {key}: {value}")
-    print(f"  ok per second: {overload['ok'] / args.seconds:.1f} (capacity {capacity:.1f})")
+    goodput = overload["ok"] / args.seconds
+    print(f"  goodput (ok per second): {goodput:.1f} of capacity {capacity:.1f} = {goodput / capacity:.2f}")
     print(f"  ok_p99 / unloaded p99: {overload['ok_p99'] / unloaded['ok_p99']:.1f}")
 
 

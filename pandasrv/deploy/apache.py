@@ -28,7 +28,7 @@ from pandasrv.deploy import rootfs
 from pandasrv.deploy.wsgi import METRICS_DIR
 from pandasrv.metrics_dir import use_multiprocess_dir
 from pandasrv.supervisor import Supervisor
-from pandasrv.web.admission import listen_backlog
+from pandasrv.web import admission
 
 log = logging.getLogger("pandasrv.deploy.apache")
 
@@ -144,9 +144,17 @@ def mod_wsgi_module() -> Path:
     return Path(mod_wsgi.server.where())
 
 
+def daemon_shape(settings: Settings) -> tuple[int, int]:
+    """W and T of the mod_wsgi daemon processes: ``apache.processes`` / ``apache.threads``, else the web
+    settings ``workers`` / ``threads``."""
+    return settings.apache.processes or settings.workers, settings.apache.threads or settings.threads
+
+
 def frozen_settings(settings: Settings) -> Settings:
-    """The settings the daemon processes get: relative paths made absolute (their working directory differs)."""
+    """The settings the daemon processes get: relative paths made absolute (their working directory differs),
+    and their own W and T as ``workers`` and ``threads`` (what their admission is derived from)."""
     data = settings.model_copy(deep=True)
+    data.workers, data.threads = daemon_shape(settings)
     prefix = "sqlite:///"
     if settings.db_url.startswith(prefix) and not settings.db_url[len(prefix):].startswith("/"):
         data.db_url = prefix + str(Path(settings.db_url[len(prefix):]).resolve())
@@ -164,8 +172,11 @@ def _user_directives(settings: Settings) -> tuple[str, str]:
 def render_config(settings: Settings, layout: Layout, module: Path | None = None) -> str:
     """The complete httpd configuration of one instance."""
     apache = settings.apache
-    processes = apache.processes or settings.workers
-    threads = apache.threads or settings.threads
+    processes, threads = daemon_shape(settings)
+    # each process admits at most the cap of its own T and C (pandasrv.web.admission) and keeps SIDE_THREADS
+    # more for the requests it sheds or never counts, so those never queue behind the admitted ones
+    daemon_threads = admission.limits(threads, settings.db_connections).cap + admission.SIDE_THREADS
+    backlog = admission.listen_backlog(processes, threads)
     users, daemon_users = _user_directives(settings)
     run = layout.run_dir
     tls = tls_config(settings, layout, module or layout.run_dir / "build" / "mod_pandasrv_proxycerts.so")
@@ -204,14 +215,15 @@ ServerSignature Off
 LogFormat {ACCESS_LOG_FORMAT} pandasrv
 CustomLog "{layout.logs}/access.log" pandasrv{'' if settings.access_log else ' "expr=false"'}
 
-# the application: W daemon processes x T threads; Apache's own children never run Python
-# (the app sheds a request queued longer than queue_timeout with its own 503; queue-timeout, mod_wsgi's 504, is a backstop)
+# the application: W daemon processes, each admitting what T threads and C connections serve (its other threads
+# answer shed and exempt requests); Apache's own children never run Python (the app sheds a request queued
+# longer than queue_timeout with its own 503; queue-timeout, mod_wsgi's 504, is a backstop)
 WSGIRestrictEmbedded On
 WSGISocketPrefix "{run}/wsgi"
 WSGIPythonHome "{sys.prefix}"
-WSGIDaemonProcess pandasrv processes={processes} threads={threads}{daemon_users} \\
+WSGIDaemonProcess pandasrv processes={processes} threads={daemon_threads}{daemon_users} \\
     maximum-requests={apache.maximum_requests} request-timeout={apache.request_timeout} \\
-    queue-timeout={math.ceil(settings.queue_timeout) + BACKSTOP_SECONDS} listen-backlog={listen_backlog(processes, threads)} \\
+    queue-timeout={math.ceil(settings.queue_timeout) + BACKSTOP_SECONDS} listen-backlog={backlog} \\
     graceful-timeout={apache.graceful_timeout} shutdown-timeout=5 home="{run}" \\
     display-name=pandasrv-wsgi lang=C.UTF-8 locale=C.UTF-8
 WSGIProcessGroup pandasrv

@@ -12,14 +12,15 @@ from typing import Any, Callable
 
 import falcon
 
+from pandasrv import metrics
 from pandasrv.config import Settings, load_settings
 from pandasrv.taskbuffer.errors import DBError
 from pandasrv.web import creds_api, harvester_api, job_dispatcher, legacy_creds, legacy_user_if, pilot_api, queues, user_if, utils  # noqa: F401  (registers)
-from pandasrv.web.admission import refusal
+from pandasrv.web.admission import Controller, Verdict, exempt, limits, recorded, shed_body, waited
 from pandasrv.web.auth import ANONYMOUS, Authenticator, AuthError, check_loopback
 from pandasrv.web.codecs import JSON_TYPE, BadRequest, decode_params, encode_legacy, encode_v1, fail, read_body, to_json
 from pandasrv.web.context import Call, Services
-from pandasrv.web.metrics import MetricsResource, RequestMetrics
+from pandasrv.web.metrics import MetricsResource, RequestMetrics, method_label
 from pandasrv.web.monitor.resource import add_routes as add_monitor_routes
 from pandasrv.web.openapi import openapi_document
 from pandasrv.web.outage import RETRYABLE, OutageLog, Overloaded, reason
@@ -64,9 +65,6 @@ class ApiResource:
             method = REGISTRY.find(module, name)
             if method is None or method.legacy == v1:
                 raise _Refused(403, f"method {name} is forbidden")
-            shed = method.db and refusal(self.services.settings.queue_timeout, req.env)
-            if shed:
-                raise Overloaded(shed)
             try:
                 identity = self.auth.identify(req.env)
             except AuthError as exc:
@@ -210,32 +208,55 @@ def _internal_error(req: falcon.Request, resp: falcon.Response, exc: Exception, 
     resp.data = f"ERROR : server error ({exc.__class__.__name__})".encode()
 
 
-class ShedPages:
-    """Falcon middleware: the routes outside the API (cache files, monitor pages, metrics) are shed like the
-    API's database methods, with a plain-text 503; the API answers in the protocol's form itself."""
+class Admission:
+    """Falcon middleware: sheds a request before its route runs, with a 503 + ``Retry-After`` in the protocol's
+    form (v1 JSON under /api/, ``ERROR : ...`` text elsewhere), when the front server shed it
+    (``pandasrv serve``), when this process's controller does not admit it (a mod_wsgi daemon process under
+    ``pandasrv apache``), or when it waited longer than ``queue_timeout`` for a thread. Exempt paths are
+    neither shed nor counted. In-process tests have neither front server, so nothing is shed there."""
 
     def __init__(self, settings: Settings, outages: OutageLog) -> None:
         self.settings = settings
         self.outages = outages
+        self.controller = Controller(limits(settings.threads, settings.db_connections))
 
-    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]) -> None:
-        if resource is None or isinstance(resource, ApiResource):
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if exempt(req.path):
             return
-        shed = refusal(self.settings.queue_timeout, req.env)
-        if shed:
-            exc = Overloaded(shed)
-            self.outages.failed(req.path, exc)
-            resp.status = falcon.HTTP_503
-            resp.set_header("Retry-After", str(self.settings.retry_after_seconds))
-            resp.content_type = "text/plain"
-            resp.data = f"ERROR : {reason(exc)}".encode()
-            resp.complete = True
+        verdict = recorded()
+        if verdict is None and req.env.get("mod_wsgi.process_group"):
+            req.context.admission_counted = self.controller.admit()
+            verdict = None if req.context.admission_counted else Verdict.SHED
+        shed = "too many requests in flight" if verdict is Verdict.SHED else None
+        age = waited(req.env)
+        if shed is None and age is not None and age > self.settings.queue_timeout:
+            shed = f"waited {age:.2f} s for a web thread (limit {self.settings.queue_timeout:g} s)"
+        if shed is not None:
+            self._shed(req, resp, Overloaded(shed))
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool) -> None:
+        if req.context.get("admission_counted"):
+            self.controller.done()
+
+    def shed_outside(self, path: str) -> None:
+        """A request the front server answered 503 itself (``ShedWorker``): logged and counted like the rest."""
+        self.outages.failed(path, Overloaded("too many requests in flight"))
+        if self.settings.monitor.metrics:
+            metrics.HTTP_REQUESTS.labels(method_label(path), "503").inc()
+
+    def _shed(self, req: falcon.Request, resp: falcon.Response, exc: Overloaded) -> None:
+        self.outages.failed(req.path, exc)
+        resp.status = falcon.HTTP_503
+        resp.set_header("Retry-After", str(self.settings.retry_after_seconds))
+        resp.content_type, resp.data = shed_body(req.path.startswith("/api/"), exc)
+        resp.complete = True
 
 
 class PandaApp(falcon.App[falcon.Request, falcon.Response]):
-    """The falcon app plus the per-process services it serves from (for the worker hooks)."""
+    """The falcon app plus the per-process services it serves from (for the worker hooks) and its admission."""
 
     services: Services
+    admission: Admission
 
 
 def create_app(settings: Settings) -> PandaApp:
@@ -246,7 +267,8 @@ def create_app(settings: Settings) -> PandaApp:
     authenticator = Authenticator(settings)
     api = ApiResource(services, authenticator)
     middleware: list[Any] = [RequestMetrics()] if settings.monitor.metrics else []
-    app = PandaApp(cors_enable=False, middleware=[*middleware, ShedPages(settings, api.outages)])
+    admission = Admission(settings, api.outages)
+    app = PandaApp(cors_enable=False, middleware=[*middleware, admission])
     app.req_options.strip_url_path_trailing_slash = False
     app.add_route("/server/panda/{name}", api)
     app.add_route("/api/v1/{module}/{name}", api)
@@ -260,6 +282,7 @@ def create_app(settings: Settings) -> PandaApp:
     if settings.monitor.enable and settings.monitor.metrics:
         app.add_route("/metrics", MetricsResource(services))
     app.services = services
+    app.admission = admission
     return app
 
 

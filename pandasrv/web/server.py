@@ -55,41 +55,62 @@ def _worker_exit(server: Any, worker: Any) -> None:
 
 class ShedWorker(BufferingWorker):
     """The buffering gthread worker (pandasrv.web.worker: a request reaches a thread only once it has arrived)
-    with admission (pandasrv.web.admission): at most ``admission_limit`` requests go to its T threads, each
-    stamped with the time it was queued; any further one goes to the shed lane, whose thread answers it 503 at
-    once. Both counts change only on the worker's main loop, so they need no lock."""
+    with admission (pandasrv.web.admission): the worker's ``Controller`` decides for each request as it has
+    arrived, on the worker's main loop. An admitted one goes to the T threads, counted and timed until its
+    reply. A shed one is answered on the main loop at once, with a reply made in advance (503, ``Retry-After``,
+    the protocol's form), and its connection closed: no thread, no parsing, no draining of its body, so that
+    shedding costs the worker almost nothing of what it needs to serve at capacity. An exempt one (a health
+    check, /metrics, a static file) is served uncounted by the side lane's threads, and so is, under TLS, a
+    request the worker could not read before its thread (the app sheds it there)."""
 
-    SHED_THREADS = 2  # two, so that one client slow to send its request does not hold up shedding
+    SIDE_THREADS = admission.SIDE_THREADS
 
     def init_process(self) -> None:
         settings = self.app.settings
-        self.admission_limit = admission.admission_limit(settings.threads, settings.db_connections)
-        self.admitted = 0
-        self.shed_pool = futures.ThreadPoolExecutor(max_workers=self.SHED_THREADS)
+        self.admission = admission.Controller(admission.limits(settings.threads, settings.db_connections))
+        self.side_pool = futures.ThreadPoolExecutor(max_workers=self.SIDE_THREADS)
+        self.shed_replies = {v1: admission.shed_reply(v1, settings.retry_after_seconds) for v1 in (False, True)}
         super().init_process()
 
     def run(self) -> None:
         try:
             super().run()
         finally:
-            self.shed_pool.shutdown(wait=False)
+            self.side_pool.shutdown(wait=False)
 
     def enqueue_req(self, conn: Any) -> None:
-        admitted = self.admitted < self.admission_limit
-        conn.pandasrv_admitted = admitted
         conn.pandasrv_queued_at = time.monotonic()
-        if admitted:
-            self.admitted += 1
-        future = (self.tpool if admitted else self.shed_pool).submit(self.handle, conn)
+        path = admission.request_path(getattr(conn, "received", None) or b"")
+        if path is not None and admission.exempt(path):
+            conn.pandasrv_verdict = None
+        elif self.admission.admit():
+            conn.pandasrv_verdict = admission.Verdict.ADMITTED
+        elif path is not None:
+            self._shed(conn, path)
+            return
+        else:
+            conn.pandasrv_verdict = admission.Verdict.SHED
+        admitted = conn.pandasrv_verdict is admission.Verdict.ADMITTED
+        future = (self.tpool if admitted else self.side_pool).submit(self.handle, conn)
         future.add_done_callback(lambda done: self.method_queue.defer(self._finished, conn, done))
 
+    def _shed(self, conn: Any, path: str) -> None:
+        """The whole request has arrived (the buffering read), so closing after the reply loses nothing."""
+        try:
+            conn.sock.send(self.shed_replies[path.startswith("/api/")])
+        except OSError:
+            pass  # the client is gone, or its socket is full: either way it retries
+        self.nr_conns -= 1
+        conn.close()
+        self.wsgi.admission.shed_outside(path)
+
     def _finished(self, conn: Any, future: Any) -> None:
-        if conn.pandasrv_admitted:
-            self.admitted -= 1
+        if conn.pandasrv_verdict is admission.Verdict.ADMITTED:
+            self.admission.done()
         self.finish_request(conn, future)
 
     def handle(self, conn: Any) -> Any:
-        admission.record(conn.pandasrv_queued_at, shed=not conn.pandasrv_admitted)
+        admission.record(conn.pandasrv_queued_at, conn.pandasrv_verdict)
         try:
             return super().handle(conn)
         finally:

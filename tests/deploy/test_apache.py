@@ -18,8 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pandasrv.config import load_settings
-from pandasrv.deploy.apache import Layout, render_config
+from pandasrv.deploy.apache import Layout, frozen_settings, render_config
 from pandasrv.deploy.rootfs import blocked_ancestor, namespace_script
+from pandasrv.web import admission
 from tests.deploy.conftest import REPO, RunningApache, apache_pids, start_apache
 
 
@@ -36,7 +37,12 @@ def test_config_has_the_seed_layout(processes: int, threads: int, requests: int,
     s = load_settings(apache={"processes": processes, "threads": threads, "maximum_requests": requests,
                               "request_timeout": timeout})
     text = render_config(s, Layout(Path("/srv/run")))
-    assert f"processes={processes} threads={threads}" in text
+    # T threads admit, two more answer the shed and exempt requests (pandasrv.web.admission)
+    daemon_threads = admission.limits(threads, s.db_connections).cap + admission.SIDE_THREADS
+    assert f"processes={processes} threads={daemon_threads}" in text
+    assert f"listen-backlog={admission.listen_backlog(processes, threads)}" in text
+    frozen = frozen_settings(s)
+    assert (frozen.workers, frozen.threads) == (processes, threads)
     assert f"maximum-requests={requests} request-timeout={timeout}" in text
     for line in ("LoadModule mpm_event_module", "WSGIApplicationGroup %{GLOBAL}", "WSGIPassAuthorization On",
                  "WSGIRestrictEmbedded On", 'PidFile "/srv/run/httpd.pid"', "Listen 127.0.0.1:25080",

@@ -1,20 +1,36 @@
-"""Overload is shed, not queued: at about twice the measured capacity, offered open-loop, every reply is a
-success or a 503 with Retry-After in the protocol's form, nothing waits anywhere near a client's time-out, and
-the 503s are fast (before the work, or after a bounded wait), and the p99 of the successes stays within a
-generous multiple of the unloaded p99 measured just before (no absolute timings: bench/overload.py has the
-figures, bench/README.md). Runs ``pandasrv serve`` (1 worker x 2 threads, 1 DB connection: an admission limit
-of 2) and ``pandasrv apache`` (1 process x 2 threads) on PostgreSQL with submits of 100 jobs, the load of the
-issue's measurement."""
+"""Overload is shed, not queued.
+
+- The admission controller, with a fake clock, in a simulated process of C connections (hypothesis): it never
+  has more than its cap in flight; it sheds nothing while requests arrive no faster than they are served;
+  under sustained overload its connections stay busy and the admitted requests wait a few service times.
+- Every shed reply is a 503 with Retry-After in the protocol's form, before any database work, whoever shed
+  it (the gunicorn worker, the app's own controller under mod_wsgi, the age bound); exempt paths (health
+  checks, /metrics, static monitor files) are never shed.
+- Real servers at about twice their measured capacity, offered open-loop: every reply is a success or a 503
+  with Retry-After, nothing waits anywhere near a client's time-out, exempt paths are answered 200 throughout,
+  and the p99 of the successes stays within ``LATENCY_FACTOR`` times the unloaded p99 measured just before
+  (no absolute timings: bench/overload.py has the figures, bench/README.md). ``pandasrv serve`` (1 worker x 2
+  threads, 1 DB connection) and ``pandasrv apache`` (1 process x 2 threads) on PostgreSQL, submits of 100 jobs,
+  the load of the issue's measurement.
+"""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
+import heapq
 import statistics
+import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Iterator
 
+import httpx
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from bench.overload import LONG_WAIT, closed_loop, open_loop, p, submit_body, submitter
 from pandasrv.config import load_settings
@@ -27,18 +43,139 @@ from tests.web.inproc import InProcess, in_process_app
 THREADS, CONNECTIONS = 2, 1
 QUEUE_TIMEOUT = 2.0
 APACHE_QUEUE = "OVERLOAD_APACHE"
-APACHE_QUEUE_TIMEOUT = 0.5
-# generous for a shared CI machine (where a fast submit's p99 is a few scheduling hiccups): plain gunicorn sheds
-# nothing, and after 8 s at twice its capacity its waits are about 8 s and growing
-LATENCY_FACTOR = 10
-SCHEDULING_SLACK = 1.0
+# The "few" of the issue: the successes' p99 under twice the capacity against the unloaded p99 of the same run.
+# A property of the design, not a speed target: admission keeps at most about floor + target / A requests in a
+# process, each answered within a few service times (docs/deploy.md "Overload"); without it (plain gunicorn)
+# waits grow with the queue, to seconds within the 8 s of overload.
+LATENCY_FACTOR = 5
+EXEMPT = ("/server/panda/isAlive", "/api/v1/system/is_alive", "/metrics", "/monitor/static/monitor.css",
+          "/favicon.ico")
 
+
+# --- the controller, simulated ---------------------------------------------------------------------------
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Simulated:
+    arrived: float
+    service: float
+    admitted: bool = False
+    finished: float | None = None
+
+
+def simulate(controller: admission.Controller, clock: FakeClock, requests: list[Simulated], servers: int) -> None:
+    """A web process: each request asks the controller as it arrives; admitted ones are served first in, first
+    out by ``servers`` connections and reported ``done`` when they finish (a finish before an arrival at the
+    same moment). Checks at every step that no more than the cap are in flight."""
+    events = [(r.arrived, 1, i) for i, r in enumerate(requests)]
+    heapq.heapify(events)
+    waiting: collections.deque[int] = collections.deque()
+    free = servers
+
+    def start(i: int, now: float) -> None:
+        nonlocal free
+        free -= 1
+        heapq.heappush(events, (now + requests[i].service, 0, i))
+
+    while events:
+        now, kind, i = heapq.heappop(events)
+        clock.now = now
+        request = requests[i]
+        if kind == 0:
+            request.finished = now
+            assert request.admitted
+            controller.done()
+            free += 1
+            if waiting:
+                start(waiting.popleft(), now)
+            continue
+        request.admitted = controller.admit()
+        assert controller.in_flight <= controller.limits.cap
+        if request.admitted:
+            if free:
+                start(i, now)
+            else:
+                waiting.append(i)
+
+
+def _arrivals(gaps: list[float], services: list[float], start: float = 0.0) -> list[Simulated]:
+    requests, now = [], start
+    for gap, service in zip(gaps, services):
+        now += gap
+        requests.append(Simulated(now, service))
+    return requests
+
+
+process_shape = st.tuples(st.integers(1, 8), st.integers(1, 4))  # threads, connections
+service_times = st.floats(0.001, 0.5)
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(shape=process_shape, history=st.lists(st.tuples(st.floats(0.0, 0.5), service_times), max_size=200),
+       calm=st.lists(st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)), min_size=1, max_size=200),
+       slowest=service_times)
+def test_the_controller_never_exceeds_its_cap_and_sheds_nothing_while_arrivals_do_not_outpace_service(
+        shape, history, calm, slowest):
+    """Any history (overload included); once it has drained, requests each at least ``slowest / C`` after the
+    last and each served within ``slowest``: never more than C in flight, so none is shed."""
+    threads, connections = shape
+    clock = FakeClock()
+    controller = admission.Controller(admission.limits(threads, connections), clock)
+    past = _arrivals([g for g, _ in history], [s for _, s in history])
+    simulate(controller, clock, past, connections)
+    drained = max([r.finished or r.arrived for r in past], default=0.0)
+    gaps = [slowest / connections * (1 + extra) for extra, _ in calm]
+    services = [slowest * fraction for _, fraction in calm]
+    now = _arrivals(gaps, services, start=drained)
+    simulate(controller, clock, now, connections)
+    assert all(r.admitted for r in now), sum(not r.admitted for r in now)
+
+
+@hypothesis_settings(max_examples=25, deadline=None)
+@given(shape=process_shape, overload=st.floats(2.0, 6.0), service=st.floats(0.005, 0.5),
+       spread=st.lists(st.floats(1.0, 1.5), min_size=64, max_size=64), seed=st.integers(0, 2**32 - 1))
+def test_under_overload_the_controller_keeps_the_connections_busy_and_the_waits_short(
+        shape, overload, service, spread, seed):
+    """Arrivals (Poisson) at 2-6 x what C connections serve, for 300 requests' worth of service: after a
+    warm-up the connections are busy at least 90 % of the time (shedding does not starve them); the admitted
+    requests' p99 time to reply is within the target's bound (their own service, TARGET_FACTOR service times
+    of queue, one more for the error of the estimate), and none waits beyond what the cap allows."""
+    import random
+
+    threads, connections = shape
+    rng = random.Random(seed)
+    clock = FakeClock()
+    controller = admission.Controller(admission.limits(threads, connections), clock)
+    mean = service * statistics.mean(spread)
+    count = int(300 * overload)
+    gaps = [rng.expovariate(overload * connections / mean) for _ in range(count)]
+    requests = _arrivals(gaps, [service * spread[i % len(spread)] for i in range(count)])
+    simulate(controller, clock, requests, connections)
+    warm = [r for r in requests if r.arrived > requests[len(requests) // 5].arrived]
+    admitted = [r for r in warm if r.admitted]
+    window = warm[-1].arrived - warm[0].arrived
+    busy = sum(r.service for r in admitted) / (connections * window)
+    assert busy > 0.9, (busy, len(admitted), len(warm))
+    longest = service * max(spread)
+    replies = sorted(r.finished - r.arrived for r in admitted)
+    assert replies[-1] <= (controller.limits.cap // connections + 1) * longest + 1e-9
+    assert p(replies, 0.99) <= (2 + controller.TARGET_FACTOR) * longest + 1e-9
+
+
+# --- shed replies, in process ----------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _gunicorn_verdict(age: float, shed: bool) -> Iterator[dict[str, Any]]:
-    """The gunicorn worker queued the request ``age`` seconds ago, over its admission limit (its shed lane)
-    or not."""
-    admission.record(time.monotonic() - age, shed=shed)
+def _gunicorn_verdict(age: float, verdict: admission.Verdict) -> Iterator[dict[str, Any]]:
+    """The gunicorn worker queued the request ``age`` seconds ago with ``verdict`` (a shed one reaches a thread
+    only under TLS, where the worker could not read it first)."""
+    admission.record(time.monotonic() - age, verdict)
     try:
         yield {}
     finally:
@@ -51,31 +188,89 @@ def _waited_in_mod_wsgi() -> Iterator[dict[str, Any]]:
     yield {"mod_wsgi.queue_start": str(int((time.time() - 2 * QUEUE_TIMEOUT) * 1e6))}
 
 
-VERDICTS = {"over the limit": functools.partial(_gunicorn_verdict, 0.0, True),
-            "waited (gunicorn)": functools.partial(_gunicorn_verdict, 2 * QUEUE_TIMEOUT, False),
-            "waited (mod_wsgi)": _waited_in_mod_wsgi}
+@contextlib.contextmanager
+def _full_under_mod_wsgi(controller: admission.Controller) -> Iterator[dict[str, Any]]:
+    """A mod_wsgi daemon process whose own controller already has its cap in flight."""
+    controller.in_flight += controller.limits.cap  # as if the requests of its other threads were in flight
+    try:
+        yield {"mod_wsgi.process_group": "pandasrv"}
+    finally:
+        controller.in_flight -= controller.limits.cap
+
+
+def _verdicts(running: InProcess) -> dict[str, Any]:
+    return {"shed by the worker": functools.partial(_gunicorn_verdict, 0.0, admission.Verdict.SHED),
+            "waited (gunicorn)": functools.partial(_gunicorn_verdict, 2 * QUEUE_TIMEOUT, admission.Verdict.ADMITTED),
+            "waited (mod_wsgi)": _waited_in_mod_wsgi,
+            "full (mod_wsgi)": functools.partial(_full_under_mod_wsgi, running.app.admission.controller)}
 
 
 def test_a_shed_request_is_a_503_in_the_protocols_form_before_any_database_work(test_databases, backend, tmp_path):
     with in_process_app(test_databases, backend, tmp_path, queue_timeout=QUEUE_TIMEOUT) as running:
         calls = _calls(running)
-        for verdict, made in VERDICTS.items():
+        verdicts = _verdicts(running)
+
+        @hypothesis_settings(max_examples=40, deadline=None)
+        @given(call=st.sampled_from(sorted(calls)), verdict=st.sampled_from(sorted(verdicts)))
+        def shed(call: str, verdict: str) -> None:
             jobs = running.tb.monitor_job_counts(("jobStatus",), {}, True)
-            for call, (verb, path, kwargs) in calls.items():
-                with made() as environ:
-                    reply = running.request(verb, path, extras=environ, **kwargs)
-                assert reply.status_code == 503, (verdict, call, reply.status_code, reply.text)
-                assert int(reply.headers["Retry-After"]) == running.app.services.settings.retry_after_seconds
-                if call.startswith("v1"):
-                    assert reply.json["success"] is False
-                    assert "server overloaded, retry later" in reply.json["message"]
-                else:
-                    assert reply.text.startswith("ERROR : server overloaded, retry later"), (call, reply.text)
+            verb, path, kwargs = calls[call]
+            with verdicts[verdict]() as environ:
+                reply = running.request(verb, path, extras=environ, **kwargs)
+            assert reply.status_code == 503, (verdict, call, reply.status_code, reply.text)
+            assert int(reply.headers["Retry-After"]) == running.app.services.settings.retry_after_seconds
+            _assert_protocol_form(path, reply.headers["Content-Type"], reply.content)
             assert running.tb.monitor_job_counts(("jobStatus",), {}, True) == jobs, "a shed submit stored jobs"
-            with made() as environ:
-                assert running.request("GET", "/server/panda/isAlive", extras=environ).status_code == 200
-            for call, (verb, path, kwargs) in calls.items():
-                assert running.request(verb, path, **kwargs).status_code != 503, call
+
+        shed()
+        for call, (verb, path, kwargs) in calls.items():
+            assert running.request(verb, path, **kwargs).status_code != 503, call
+
+
+def _assert_protocol_form(path: str, content_type: str, body: bytes) -> None:
+    if path.startswith("/api/"):
+        assert content_type.startswith("application/json"), content_type
+        reply = httpx.Response(503, content=body).json()
+        assert reply["success"] is False and "server overloaded, retry later" in reply["message"], reply
+    else:
+        assert body.startswith(b"ERROR : server overloaded, retry later"), (path, body)
+
+
+@pytest.mark.parametrize("v1", [False, True])
+def test_the_workers_own_shed_reply_is_a_whole_503_in_the_protocols_form(v1):
+    raw = admission.shed_reply(v1, 7)
+    head, body = raw.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    assert lines[0] == "HTTP/1.1 503 Service Unavailable"
+    assert headers["Retry-After"] == "7" and headers["Connection"] == "close"
+    assert int(headers["Content-Length"]) == len(body)
+    _assert_protocol_form("/api/v1/job/submit" if v1 else "/server/panda/getJob", headers["Content-Type"], body)
+
+
+def test_exempt_paths_are_never_shed_nor_counted(test_databases, backend, tmp_path):
+    with in_process_app(test_databases, backend, tmp_path, queue_timeout=QUEUE_TIMEOUT) as running:
+        controller = running.app.admission.controller
+        for verdict, made in _verdicts(running).items():
+            for path in EXEMPT:
+                with made() as environ:
+                    in_flight = controller.in_flight
+                    reply = running.request("GET", path, extras=environ)
+                    assert controller.in_flight == in_flight
+                assert reply.status_code == 200, (verdict, path, reply.status_code, reply.text[:200])
+        assert all(admission.exempt(path) for path in EXEMPT)
+        assert not any(admission.exempt(path) for path in ("/server/panda/getJob", "/api/v1/job/submit",
+                                                           "/monitor/jobs", "/cache/x", "/monitor/static"))
+
+
+@pytest.mark.parametrize("head, path", [
+    (b"GET /server/panda/isAlive HTTP/1.1\r\nHost: x\r\n\r\n", "/server/panda/isAlive"),
+    (b"POST /api/v1/job/submit?x=1 HTTP/1.1\r\n", "/api/v1/job/submit"),
+    (b"\x16\x03\x01\x02\x00", None),
+    (b"GET / HTTP/1.1", None),
+])
+def test_the_worker_reads_the_path_from_the_request_line(head, path):
+    assert admission.request_path(head) == path
 
 
 def _calls(running: InProcess) -> dict[str, tuple[str, str, dict[str, Any]]]:
@@ -95,39 +290,38 @@ def test_excess_load_gets_a_fast_503_under_pandasrv_serve(test_databases, backen
     with fresh_database(test_databases, backend, tmp_path) as db_url, \
             start_server(db_url, backend, tmp_path, workers=1, threads=THREADS, db_connections=CONNECTIONS,
                          access_log=False) as running:
-        _offer_twice_the_capacity(running.url, running.add_queue(), admission.admission_limit(THREADS, CONNECTIONS),
-                                  queue_timeout=None)
+        _offer_twice_the_capacity(running.url, running.add_queue())
 
 
 @pytest.mark.backends("postgresql")
 def test_excess_load_gets_a_fast_503_under_pandasrv_apache(test_databases, backend, tmp_path):
-    """mod_wsgi has no count to shed by: the app sheds by the age of mod_wsgi.queue_start (a short
-    queue_timeout here, so that a shed reply comes well before a served one; a connection per thread, so that
-    the only queue is mod_wsgi's)."""
+    """The same admission in the mod_wsgi daemon process (its own controller, with side threads of its own
+    for the shed and exempt requests), the same bounds."""
     with fresh_database(test_databases, backend, tmp_path) as db_url, \
             start_apache(db_url, tmp_path, extra=["--no-daemon", "--processes", "1", "--threads", str(THREADS)],
-                         db_connections=THREADS, queue_timeout=APACHE_QUEUE_TIMEOUT, access_log="false") as running:
+                         db_connections=CONNECTIONS, access_log="false") as running:
         tb = TaskBuffer(load_settings(db_url=db_url, db_bridge=False, db_connections=1))
         try:
             tb.add_queue(APACHE_QUEUE, APACHE_QUEUE, "online", {})
         finally:
             tb.close()
-        _offer_twice_the_capacity(running.url, APACHE_QUEUE, THREADS, queue_timeout=APACHE_QUEUE_TIMEOUT)
+        _offer_twice_the_capacity(running.url, APACHE_QUEUE)
 
 
-def _offer_twice_the_capacity(url: str, site: str, clients: int, queue_timeout: float | None) -> None:
-    """The unloaded latency (one client), the capacity (``clients`` closed-loop clients), then twice the
-    capacity open-loop for 8 s: the classes of the replies and their bounds. Shed by count (``queue_timeout``
-    None), a 503 comes before any wait, so faster than the successes, and a success waits a multiple of the
-    service time; shed by age, a 503 waited its limit, so no slower than the slowest successes, and a success
-    may wait up to ``queue_timeout`` more."""
+def _offer_twice_the_capacity(url: str, site: str) -> None:
+    """The unloaded latency (one client), the capacity (as many closed-loop clients as the process admits),
+    then twice the capacity open-loop for 8 s, while a prober asks for the exempt paths: the classes of the
+    replies and their bounds. Admission decides as a request arrives, so a 503 comes before any wait and is
+    faster than the successes."""
+    clients = admission.limits(THREADS, CONNECTIONS).cap
     with submitter(f"{url}/api/v1/job/submit", submit_body(site, 100)) as send:
         closed_loop(send, clients, 1.0)  # warm-up: every process has loaded the app
-        unloaded = closed_loop(send, 1, 2.0)
+        unloaded = closed_loop(send, 1, 3.0)
         measured = closed_loop(send, clients, 3.0)
         capacity = sum(r.status == 200 for r in measured) / 3.0
         assert capacity > 0, sorted({r.status for r in measured})
-        replies = open_loop(send, 2 * capacity, 8.0)
+        with _probing(url) as probes:
+            replies = open_loop(send, 2 * capacity, 8.0)
     assert {r.status for r in replies} <= {200, 503}, sorted({r.status for r in replies})
     shed = [r for r in replies if r.status == 503]
     served = [r for r in replies if r.status == 200]
@@ -135,29 +329,31 @@ def _offer_twice_the_capacity(url: str, site: str, clients: int, queue_timeout: 
     assert all(r.retry_after for r in shed)
     assert max(r.seconds for r in replies) < LONG_WAIT
     served_seconds = sorted(r.seconds for r in served)
-    bound = statistics.median(served_seconds) if queue_timeout is None else p(served_seconds, 0.99)
-    assert statistics.median(r.seconds for r in shed) < bound
+    assert statistics.median(r.seconds for r in shed) < statistics.median(served_seconds)
     served_p99 = p(served_seconds, 0.99)
     unloaded_p99 = p([r.seconds for r in unloaded if r.status == 200], 0.99)
     print(f"overload: capacity {capacity:.1f}/s, {len(served)} served, {len(shed)} shed, "
-          f"served p99 / unloaded p99 = {served_p99 / unloaded_p99:.1f}")
-    assert served_p99 < LATENCY_FACTOR * unloaded_p99 + SCHEDULING_SLACK + (queue_timeout or 0.0), \
-        (served_p99, unloaded_p99)
+          f"served p99 / unloaded p99 = {served_p99 / unloaded_p99:.1f}, exempt probes {collections.Counter(probes)}")
+    assert served_p99 <= LATENCY_FACTOR * unloaded_p99, (served_p99, unloaded_p99)
+    assert probes and set(probes) == {(path, 200) for path in EXEMPT}, collections.Counter(probes)
 
 
-def test_a_standing_queue_gets_a_tenth_of_queue_timeout_until_a_thread_is_idle_again():
-    now = [0.0]
-    queue = admission.StandingQueue(clock=lambda: now[0])
-    timeline = [  # (time, wait of the request picked up, limit it gets), queue_timeout 2 s
-        (0.0, 0.0, QUEUE_TIMEOUT),  # idle server
-        (0.1, 0.09, QUEUE_TIMEOUT),  # a burst
-        (0.5, 0.45, QUEUE_TIMEOUT),  # no thread idle for a quarter of queue_timeout yet
-        (0.6, 0.55, QUEUE_TIMEOUT / 10),  # the queue stands: a tenth
-        (3.0, 0.1, QUEUE_TIMEOUT / 10),
-        (3.1, 0.01, QUEUE_TIMEOUT),  # picked up at once: a thread was idle
-        (3.5, 0.3, QUEUE_TIMEOUT),
-        (3.7, 0.3, QUEUE_TIMEOUT / 10),
-    ]
-    for at, waited, limit in timeline:
-        now[0] = at
-        assert queue.limit(waited, QUEUE_TIMEOUT) == pytest.approx(limit), (at, waited)
+@contextlib.contextmanager
+def _probing(url: str) -> Iterator[list[tuple[str, int]]]:
+    """Asks for every exempt path in turn, each on a fresh connection, until the block ends."""
+    probes: list[tuple[str, int]] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        with httpx.Client(timeout=LONG_WAIT, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            while not stop.is_set():
+                for path in EXEMPT:
+                    probes.append((path, client.get(f"{url}{path}").status_code))
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    try:
+        yield probes
+    finally:
+        stop.set()
+        thread.join()
