@@ -32,6 +32,7 @@ from bench.loadgen import WrkRun, ensure_wrk, run_wrk
 from bench.stack import pandasrv_serve, refapp
 from bench.web_api import QUEUE, add_queue, submit_batch
 from pandasrv.submit import JobRequest, build_jobs, encode_jobs
+from pandasrv.taskbuffer.claim_request import ClaimRequest
 from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.wrapped_cursor import connect
 
@@ -180,7 +181,7 @@ def bulk_runs(db_url: str, url: str, options: RunOptions, seconds: float, tmp: P
     proxy = DBProxy(db_url)
     try:
         for index in range(1, CONNECTIONS + 1):
-            jobs = proxy.claim_jobs(QUEUE, BULK, labels=LABELS, node="bench")
+            jobs = proxy.claim_jobs(ClaimRequest(site=QUEUE, n=BULK, labels=LABELS, node="bench"))
             if len(jobs) != BULK:
                 raise RuntimeError(f"update_jobs_bulk: claimed {len(jobs)} jobs, not {BULK}")
             entries = [{"job_id": job.PandaID, "job_status": "running", "node": "bench"} for job in jobs]

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from databases import fresh_database  # noqa: E402
 
 from pandasrv.config import load_settings  # noqa: E402
+from pandasrv.taskbuffer.claim_request import ClaimRequest  # noqa: E402
 from pandasrv.taskbuffer.con_bridge import ConBridge  # noqa: E402
 from pandasrv.taskbuffer.db_proxy import DBProxy  # noqa: E402
 from pandasrv.taskbuffer.file_spec import FileSpec  # noqa: E402
@@ -70,7 +71,7 @@ def claimer(db_url: str, bridged: bool, start: Any, results: Any) -> None:
     proxy.ping()
     start.wait()
     claims, began = 0, time.perf_counter()
-    while proxy.claim_jobs(SITE, 1, node="bench"):
+    while proxy.claim_jobs(ClaimRequest(site=SITE, labels=("managed",), n=1, node="bench")):
         claims += 1
     results.put((claims, began, time.perf_counter()))
     proxy.close()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Any, Iterable, Protocol, Sequence
 
-from pandasrv.taskbuffer.db_proxy_mods.jobs_claim import DEFAULT_LABELS
+from pandasrv.taskbuffer.claim_request import ClaimRequest
 from pandasrv.taskbuffer.heartbeat_plan import HeartbeatRequest
 from pandasrv.taskbuffer.job_spec import JobSpec
 
@@ -35,10 +35,7 @@ class JobStore(Protocol):
     """Jobs: insert, claim (and claims given back), heartbeat, status, kill/reassign, the Adder's output reports."""
 
     def insert_jobs(self, jobs: list[JobSpec], status: str = "defined") -> list[JobSpec]: ...
-    def claim_jobs(self, site: str, n: int = 1, *, labels: Sequence[str] = DEFAULT_LABELS, memory: int = 0, disk: int = 0,
-        walltime: int = 0, resource_type: str | None = None, prod_user_name: str | None = None, task_id: int | None = None,
-        background: bool | None = None, node: str | None = None, computing_element: str | None = None,
-        scheduler_id: str | None = None) -> list[JobSpec]: ...
+    def claim_jobs(self, request: ClaimRequest) -> list[JobSpec]: ...
     def requeue_undelivered(self, claims: Sequence[tuple[int, int]], reason: str) -> list[int]: ...
     def requeue_unconfirmed(self, before: _dt.datetime, max_requeues: int, reason: str, limit: int = 1000,
         after: int = 0) -> tuple[list[int], int | None]: ...

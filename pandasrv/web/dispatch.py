@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pandasrv import metrics
-from pandasrv.logic.constants import MAX_IDS, MAX_JOBS_PER_CALL, SC_FAILED, SC_INVALID, SC_NO_JOBS, SC_SUCCESS
+from pandasrv.logic import getjob
+from pandasrv.logic.constants import MAX_IDS, SC_FAILED, SC_INVALID, SC_NO_JOBS, SC_SUCCESS
 from pandasrv.logic.heartbeat import FINAL_REPORTS, Heartbeat
-from pandasrv.logic.policy import label_set
+from pandasrv.taskbuffer.claim_request import ClaimRequest
 from pandasrv.taskbuffer.codes import KILL_COMMAND
 from pandasrv.taskbuffer.job_spec import JobSpec
 from pandasrv.taskbuffer.job_states import PILOT_STATES, IllegalTransition
@@ -52,41 +53,38 @@ class Acquired:
     message: str = ""
 
 
-def acquire(call: Call, site: str, n: int, *, label: str | None, memory: Any = None, disk: Any = None,
-            remaining_time: Any = None, node: str | None = None, computing_element: str | None = None,
-            prod_user_id: str | None = None, task_id: Any = None, background: Any = None,
-            resource_type: str | None = None, scheduler_id: str | None = None,
-            privileged: bool = True, harvester_id: str | None = None, worker_id: Any = None) -> Acquired:
-    """Claim up to ``n`` activated jobs of queue ``site`` for this caller (panda-protocol.md §2.2).
+def claim_owner(call: Call, prod_user_id: str | None, privileged: bool) -> str | None:
+    """Whose jobs only a getJob may receive: the named ``prodUserID`` (a DN is cut to its user name) when the
+    caller may fetch every job, else the caller's own."""
+    if not privileged:
+        return call.user
+    return clean_user_id(prod_user_id) if prod_user_id and prod_user_id.startswith("/") else prod_user_id
 
-    A pilot started by Harvester names its instance and worker: the claimed jobs are related to that
-    worker, so the worker's fate reaches them (and a kill of them reaches the worker)."""
-    queue = call.services.queue(site)
-    if queue is None:
-        return Acquired(SC_NO_JOBS, [], f"no queue named {site}")
-    if queue["status"] == "offline":
-        return Acquired(SC_NO_JOBS, [], f"queue {site} is offline")
-    if queue["status"] == "test" and label in ("user", "managed", "unified"):
-        label = "test"
-    if privileged:
-        owner = clean_user_id(prod_user_id) if prod_user_id and prod_user_id.startswith("/") else prod_user_id
-    else:
-        owner = call.user
-    jobs = call.tb.claim_jobs(
-        site, max(1, min(n, MAX_JOBS_PER_CALL)), labels=label_set(label), memory=max(0, to_int(memory) or 0),
-        disk=max(0, to_int(disk) or 0), walltime=max(0, to_int(remaining_time) or 0), resource_type=resource_type or None,
-        prod_user_name=owner or None, task_id=to_int(task_id), background=True if is_true(background) else None,
-        node=(node or None) and node[:128], computing_element=computing_element or None,
-        scheduler_id=scheduler_id or None)
+
+def acquire(call: Call, request: ClaimRequest, worker: tuple[str, int] | None = None) -> Acquired:
+    """Claim the activated jobs ``request`` asks for (panda-protocol.md §2.2) and describe them for the pilot.
+
+    A pilot started by Harvester names its instance and worker (``worker``): the claimed jobs are related to
+    that worker, so the worker's fate reaches them (and a kill of them reaches the worker)."""
+    queue = call.services.queue(request.site)
+    claim = getjob.for_queue(request, queue)
+    if isinstance(claim, str):
+        return Acquired(SC_NO_JOBS, [], claim)
+    assert queue is not None  # for_queue refuses a missing queue
+    jobs = call.tb.claim_jobs(claim)
     if not jobs:
         metrics.EMPTY_CLAIMS.inc()
         return Acquired(SC_NO_JOBS, [], "no jobs in PanDA")
-    worker = to_int(worker_id)
-    if harvester_id and worker is not None:
-        call.tb.relate_job_to_worker(harvester_id[:50], worker, [job.PandaID for job in jobs])
+    if worker is not None:
+        call.tb.relate_job_to_worker(worker[0], worker[1], [job.PandaID for job in jobs])
     metrics.JOBS_DISPATCHED.inc(len(jobs))
-    n_sent = call.services.recent_sent(site)
+    n_sent = call.services.recent_sent(claim.site)
     return Acquired(SC_SUCCESS, [job_description(job, queue, n_sent) for job in jobs])
+
+
+def harvester_worker(harvester_id: str | None, worker_id: int | None) -> tuple[str, int] | None:
+    """The Harvester worker a pilot names (instance, workerID), or None for a pilot Harvester did not start."""
+    return (harvester_id[:50], worker_id) if harvester_id and worker_id is not None else None
 
 
 def _value(value: Any) -> Any:

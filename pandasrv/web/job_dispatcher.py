@@ -11,10 +11,11 @@ from typing import Any
 
 from pandasrv.logic.constants import MAX_IDS, ROLE_DIALOG, SC_FAILED, SC_ROLE, SC_SUCCESS
 from pandasrv.logic.policy import fetch_scope
+from pandasrv.taskbuffer.claim_request import ClaimRequest
 from pandasrv.taskbuffer.codes import KILL_COMMAND
 from pandasrv.web.codecs import BadRequest, Protocol, Raw, loads_json
 from pandasrv.web.context import Call
-from pandasrv.web.dispatch import acquire, heartbeat, heartbeats, is_true, to_int
+from pandasrv.web.dispatch import acquire, claim_owner, harvester_worker, heartbeat, heartbeats, is_true, to_int
 from pandasrv.web.registry import LooseInt, endpoint
 
 
@@ -49,11 +50,12 @@ def getJob(call: Call, siteName: str, timeout: LooseInt = None, mem: LooseInt = 
         return _role_refused("")
     privileged = scope == "all"
     bulk = nJobs is not None
-    acquired = acquire(
-        call, siteName, nJobs or 1 if bulk else 1, label=prodSourceLabel or None, memory=mem,
-        disk=diskSpace, remaining_time=remaining_time, node=node, computing_element=computingElement,
-        prod_user_id=prodUserID, task_id=taskID, background=background, resource_type=resourceType,
-        scheduler_id=schedulerID, privileged=privileged, harvester_id=harvester_id, worker_id=worker_id)
+    request = ClaimRequest(
+        site=siteName, n=nJobs or 1 if bulk else 1, label=prodSourceLabel, memory=mem or 0, disk=diskSpace or 0,
+        walltime=remaining_time or 0, resource_type=resourceType, owner=claim_owner(call, prodUserID, privileged),
+        task_id=taskID, background=is_true(background), node=node, computing_element=computingElement,
+        scheduler_id=schedulerID)
+    acquired = acquire(call, request, harvester_worker(harvester_id, worker_id))
     if acquired.status != SC_SUCCESS:
         return Protocol({"StatusCode": acquired.status, "errorDialog": acquired.message})
     if bulk:

@@ -9,10 +9,11 @@ import json
 from typing import Any
 
 from pandasrv.logic.constants import SC_INVALID, SC_SUCCESS
+from pandasrv.taskbuffer.claim_request import ClaimRequest
 from pandasrv.taskbuffer.job_states import PILOT_STATES
 from pandasrv.web.codecs import fail, ok
 from pandasrv.web.context import Call
-from pandasrv.web.dispatch import acquire, heartbeat, heartbeats, ids_status
+from pandasrv.web.dispatch import acquire, claim_owner, harvester_worker, heartbeat, heartbeats, ids_status
 from pandasrv.web.registry import endpoint
 
 # v1 update_job parameter -> legacy updateJob name understood by dispatch.heartbeat_values
@@ -62,11 +63,12 @@ def acquire_jobs(call: Call, site_name: str, timeout: int = 60, memory: int | No
                  worker_id: int | None = None, scheduler_id: str | None = None, job_type: str | None = None,
                  via_topic: bool | None = None, remaining_time: int | None = None) -> dict[str, Any]:
     """Claim up to ``n_jobs`` activated jobs of ``site_name``; data is ``{"StatusCode": 0, "jobs": [...]}``."""
-    acquired = acquire(
-        call, site_name, n_jobs, label=prod_source_label, memory=memory, disk=disk_space,
-        remaining_time=remaining_time, node=node, computing_element=computing_element, prod_user_id=prod_user_id,
-        task_id=task_id, background=background, resource_type=resource_type,
-        scheduler_id=scheduler_id or harvester_id, harvester_id=harvester_id, worker_id=worker_id)
+    request = ClaimRequest(
+        site=site_name, n=n_jobs, label=prod_source_label, memory=memory or 0, disk=disk_space or 0,
+        walltime=remaining_time or 0, resource_type=resource_type, owner=claim_owner(call, prod_user_id, True),
+        task_id=task_id, background=bool(background), node=node, computing_element=computing_element,
+        scheduler_id=scheduler_id or harvester_id)
+    acquired = acquire(call, request, harvester_worker(harvester_id, worker_id))
     if not acquired.jobs:
         return fail("No jobs in PanDA", {"StatusCode": acquired.status, "errorDialog": acquired.message})
     return ok({"StatusCode": SC_SUCCESS, "jobs": acquired.jobs})
@@ -91,8 +93,17 @@ def update_job(call: Call, job_id: int, job_status: str, job_output_report: str 
                stdout: str = "", job_sub_status: str | None = None, core_count: int | None = None,
                timeout: int = 60, **metrics: Any) -> dict[str, Any]:
     """One heartbeat; ``max_rss``, ``tot_rchar`` and the other memory/IO metrics are accepted too."""
-    values = {k: v for k, v in locals().items() if k not in ("call", "metrics", "job_id", "job_status")}
-    return _update(call, job_id, job_status, {**metrics, **values})
+    reported = {
+        "job_output_report": job_output_report, "node": node, "cpu_consumption_time": cpu_consumption_time,
+        "cpu_consumption_unit": cpu_consumption_unit, "scheduler_id": scheduler_id, "pilot_id": pilot_id,
+        "pilot_log": pilot_log, "meta_data": meta_data, "cpu_conversion_factor": cpu_conversion_factor,
+        "trans_exit_code": trans_exit_code, "pilot_error_code": pilot_error_code, "pilot_error_diag": pilot_error_diag,
+        "exe_error_code": exe_error_code, "exe_error_diag": exe_error_diag, "pilot_timing": pilot_timing,
+        "start_time": start_time, "end_time": end_time, "n_events": n_events, "n_input_files": n_input_files,
+        "batch_id": batch_id, "attempt_nr": attempt_nr, "job_metrics": job_metrics, "stdout": stdout,
+        "job_sub_status": job_sub_status, "core_count": core_count,
+    }
+    return _update(call, job_id, job_status, {**metrics, **reported})
 
 
 @endpoint("pilot/update_jobs_bulk", role="production", http=("POST",))
@@ -126,8 +137,11 @@ def update_worker_node(call: Call, site: str, host_name: str, cpu_model: str | N
                        total_memory: int | None = None, total_local_disk: int | None = None,
                        timeout: int = 60) -> dict[str, Any]:
     """Record a worker node's CPU description (stored as a config value per site and host)."""
-    values = {k: v for k, v in locals().items() if k not in ("call", "site", "host_name", "timeout")}
-    return _record_node(call, "worker_node", site, host_name, values)
+    return _record_node(call, "worker_node", site, host_name, {
+        "cpu_model": cpu_model, "panda_queue": panda_queue, "n_logical_cpus": n_logical_cpus, "n_sockets": n_sockets,
+        "cores_per_socket": cores_per_socket, "threads_per_core": threads_per_core,
+        "cpu_architecture": cpu_architecture, "cpu_architecture_level": cpu_architecture_level,
+        "clock_speed": clock_speed, "total_memory": total_memory, "total_local_disk": total_local_disk})
 
 
 @endpoint("pilot/update_worker_node_gpu", role="production", http=("POST",))
@@ -137,8 +151,9 @@ def update_worker_node_gpu(call: Call, site: str, host_name: str, vendor: str | 
                            framework_version: str | None = None, driver_version: str | None = None,
                            timeout: int = 60) -> dict[str, Any]:
     """Record a worker node's GPU description (stored as a config value per site and host)."""
-    values = {k: v for k, v in locals().items() if k not in ("call", "site", "host_name", "timeout")}
-    return _record_node(call, "worker_node_gpu", site, host_name, values)
+    return _record_node(call, "worker_node_gpu", site, host_name, {
+        "vendor": vendor, "model": model, "count": count, "vram": vram, "architecture": architecture,
+        "framework": framework, "framework_version": framework_version, "driver_version": driver_version})
 
 
 @endpoint("pilot/update_worker_status", role="production", http=("POST",))

@@ -20,6 +20,7 @@ from pandasrv.config import load_settings
 from pandasrv.logic.claims import requeue_unconfirmed, unconfirmed_reason
 from pandasrv.logic.heartbeat import Heartbeat
 from pandasrv.taskbuffer import con_bridge
+from pandasrv.taskbuffer.claim_request import ClaimRequest
 from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.db_proxy_mods.jobs_requeue import REQUEUE_PREFIX
 from tests.daemon.helpers import wait_for
@@ -27,6 +28,9 @@ from tests.reliability.test_supervised_daemon import file_report
 from tests.taskbuffer.test_db_proxy import make_job as make_db_job
 from tests.web.conftest import RunningServer, fresh_database, selected_backends, start_server
 from tests.web.helpers import make_job, pilot_call, submit, wait_status
+
+MANAGED = ("managed",)
+TWO_FOR_WN = ClaimRequest(site="SITE", labels=MANAGED, n=2, node="wn")
 
 UNCONFIRMED = 2
 
@@ -107,7 +111,7 @@ def test_only_unconfirmed_claims_are_given_back_and_only_so_often(db_url):
         settings = load_settings(db_url=db_url, watcher={"unconfirmed": 60, "unconfirmed_requeues": 2})
         later = _dt.datetime.now(_dt.UTC).replace(tzinfo=None) + _dt.timedelta(seconds=120)
         for attempt in range(2):
-            claimed = sorted(job.PandaID for job in proxy.claim_jobs("SITE", 2, node="wn"))
+            claimed = sorted(job.PandaID for job in proxy.claim_jobs(TWO_FOR_WN))
             assert claimed == (sorted([lost, confirmed]) if attempt == 0 else [lost])
             if attempt == 0:
                 assert proxy.update_job(Heartbeat(confirmed, "starting", {}, attempt_nr=0))["result"] == "ok"
@@ -116,10 +120,10 @@ def test_only_unconfirmed_claims_are_given_back_and_only_so_often(db_url):
             assert proxy.get_job_status([lost, confirmed]) == {lost: ("activated", attempt + 1, None),
                                                                confirmed: ("starting", 0, None)}
             assert proxy.update_job(Heartbeat(lost, "running", {}, attempt_nr=attempt))["result"] == "badattemptnr"
-        assert [job.PandaID for job in proxy.claim_jobs("SITE", 2, node="wn")] == [lost]
+        assert [job.PandaID for job in proxy.claim_jobs(TWO_FOR_WN)] == [lost]
         assert requeue_unconfirmed(proxy, settings, now=later) == []  # given back twice: left to the sent timeout
         (behind,) = (job.PandaID for job in proxy.insert_jobs([make_db_job("behind")], "activated"))
-        assert [job.PandaID for job in proxy.claim_jobs("SITE", 2, node="wn")] == [behind]
+        assert [job.PandaID for job in proxy.claim_jobs(TWO_FOR_WN)] == [behind]
         assert requeue_unconfirmed(proxy, settings, now=later, batch_size=1) == [behind]  # not hidden by ``lost``
         reason = REQUEUE_PREFIX + unconfirmed_reason(60)
         assert _reasons(proxy, lost) == [("activated", None), ("sent", None), ("activated", reason), ("sent", None),
@@ -143,7 +147,7 @@ def test_a_claim_whose_reply_meets_a_broken_pipe_is_given_back_at_once(db_url):
         ok, _session = ours.recv()
         assert ok
         os.kill(child.pid, signal.SIGSTOP)  # so that the child cannot reply before the caller is gone
-        ours.send(("claim_jobs", ("SITE", 1), {"node": "wn-gone"}))
+        ours.send(("claim_jobs", (ClaimRequest(site="SITE", labels=MANAGED, node="wn-gone"),), {}))
         ours.close()  # the web worker is gone before the reply
         os.kill(child.pid, signal.SIGCONT)
         child.join(60)
@@ -151,6 +155,6 @@ def test_a_claim_whose_reply_meets_a_broken_pipe_is_given_back_at_once(db_url):
         assert proxy.get_job_status([panda_id]) == {panda_id: ("activated", 1, None)}
         reason = REQUEUE_PREFIX + con_bridge.UNDELIVERED_REASON.format(exc="BrokenPipeError")
         assert _reasons(proxy, panda_id)[-2:] == [("sent", None), ("activated", reason)]
-        assert [job.attemptNr for job in proxy.claim_jobs("SITE", 1, node="wn-next")] == [1]
+        assert [job.attemptNr for job in proxy.claim_jobs(ClaimRequest(site="SITE", labels=MANAGED, node="wn-next"))] == [1]
     finally:
         proxy.close()

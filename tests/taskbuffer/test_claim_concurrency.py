@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pandasrv.taskbuffer.claim_request import ClaimRequest
 from pandasrv.taskbuffer.db_proxy import DBProxy
 from tests.taskbuffer.test_db_proxy import make_job
 
@@ -23,7 +24,7 @@ def claim_until_empty(db_url: str, seed: int, start: Any, results: Any) -> None:
     proxy.ping()
     claimed: list[int] = []
     start.wait()
-    while jobs := proxy.claim_jobs("SITE", rng.randint(1, 5), node=f"claimer-{seed}"):
+    while jobs := proxy.claim_jobs(ClaimRequest(site="SITE", labels=("managed",), n=rng.randint(1, 5), node=f"claimer-{seed}")):
         claimed += [job.PandaID for job in jobs]
     proxy.close()
     results.put(claimed)

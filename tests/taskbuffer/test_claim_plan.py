@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from pandasrv.logic.policy import label_set
+from pandasrv.taskbuffer.claim_request import ClaimRequest
 from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.db_proxy_mods.jobs_claim import SKIP_LOCKED, candidate_sql, claim_filter
 from pandasrv.taskbuffer.wrapped_cursor import connect
@@ -25,10 +26,10 @@ def test_claim_select_uses_the_claim_index(db_url):
     for batch in range(30):
         jobs = [make_job(f"b{batch}-{i}", site="SITE7", priority=i % 50, n_outputs=0) for i in range(1000)]
         proxy.insert_jobs(jobs, status="activated")
-    proxy.claim_jobs("SITE7", 100)
+    proxy.claim_jobs(ClaimRequest(site="SITE7", labels=("managed",), n=100))
     proxy.close()
 
-    where, binds = claim_filter("SITE7", label_set(None), memory=2000, walltime=3600)
+    where, binds = claim_filter(ClaimRequest(site="SITE7", labels=label_set(None), memory=2000, walltime=3600))
     values = ", ".join(f"'{value}'" if isinstance(value, str) else str(value) for value in [*binds.values(), 1])
     conn = connect(db_url)
     try:

@@ -13,6 +13,7 @@ import pytest
 
 from pandasrv.config import load_settings
 from pandasrv.taskbuffer import errors
+from pandasrv.taskbuffer.claim_request import ClaimRequest
 from pandasrv.taskbuffer.con_bridge import ConBridge
 from pandasrv.taskbuffer.job_states import IllegalTransition
 from pandasrv.taskbuffer.proxy_pool import ProxyPool
@@ -60,7 +61,7 @@ def test_any_dbproxy_method_works_across_the_pipe(bridge):
     stored = bridge.insert_jobs([make_job("a"), make_job("b")], "activated")
     ids = [job.PandaID for job in stored]
     assert stored[0].Files[1].lfn == f"a.{ids[0]}.out0"
-    claimed = bridge.claim_jobs("SITE", 5, node="wn")
+    claimed = bridge.claim_jobs(ClaimRequest(site="SITE", labels=("managed",), n=5, node="wn"))
     assert sorted(job.PandaID for job in claimed) == ids
     assert bridge.get_job_status(ids) == {i: ("sent", 0, None) for i in ids}
     assert bridge.acquire_lease("c", "me", 60) is True

@@ -7,6 +7,7 @@ from typing import Any, Iterator
 import pytest
 
 from pandasrv.logic.heartbeat import Heartbeat
+from pandasrv.taskbuffer.claim_request import ClaimRequest
 from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.db_proxy_mods.base import transaction
 from pandasrv.taskbuffer.file_spec import FileSpec
@@ -42,7 +43,7 @@ def activated(proxy: DBProxy, *jobs: JobSpec) -> list[int]:
 def running(proxy: DBProxy, site: str = "SITE") -> int:
     """A job a pilot has claimed and reported running."""
     (panda_id,) = activated(proxy, make_job("run", site=site))
-    assert [job.PandaID for job in proxy.claim_jobs(site, node="wn")] == [panda_id]
+    assert [job.PandaID for job in proxy.claim_jobs(ClaimRequest(site=site, labels=("managed",), node="wn"))] == [panda_id]
     assert proxy.update_job(Heartbeat(panda_id, "running", {}))["result"] == "ok"
     return panda_id
 
@@ -87,7 +88,8 @@ def test_claim_hands_out_matching_jobs_best_first(proxy):
               make_job("user_job", label="user", priority=999))
     proxy.insert_jobs([make_job("not_activated", priority=999)])
 
-    first = proxy.claim_jobs("SITE", 2, node="wn1", computing_element="ce1", scheduler_id="harvester")
+    first = proxy.claim_jobs(ClaimRequest(site="SITE", labels=("managed",), n=2, node="wn1", computing_element="ce1",
+                                          scheduler_id="harvester"))
     assert [job.PandaID for job in first] == [high, same_a]
     job = first[0]
     assert (job.jobStatus, job.modificationHost, job.computingElement, job.schedulerID) == ("sent", "wn1", "ce1", "harvester")
@@ -95,10 +97,10 @@ def test_claim_hands_out_matching_jobs_best_first(proxy):
     assert job.jobExecutionID == 0
     assert job.jobParameters == "--name high" and [f.type for f in job.Files] == ["input", "output", "log"]
 
-    assert [job.PandaID for job in proxy.claim_jobs("SITE", 10)] == [same_b, low]
-    assert proxy.claim_jobs("SITE", 10) == []
+    assert [job.PandaID for job in proxy.claim_jobs(ClaimRequest(site="SITE", labels=("managed",), n=10))] == [same_b, low]
+    assert proxy.claim_jobs(ClaimRequest(site="SITE", labels=("managed",), n=10)) == []
     assert proxy.get_job_status([high, low]) == {high: ("sent", 0, None), low: ("sent", 0, None)}
-    assert [job.jobName for job in proxy.claim_jobs("SITE", 5, labels=("user", "panda"))] == ["user_job"]
+    assert [job.jobName for job in proxy.claim_jobs(ClaimRequest(site="SITE", n=5, labels=("user", "panda")))] == ["user_job"]
 
 
 def test_claim_filters(proxy):
@@ -119,7 +121,7 @@ def test_claim_filters(proxy):
     ))
 
     def names(**filters: Any) -> set[str]:
-        claimed = proxy.claim_jobs("SITE", 100, **filters)
+        claimed = proxy.claim_jobs(ClaimRequest(site="SITE", labels=("managed",), n=100, **filters))
         if claimed:  # put them back for the next filter
             proxy.set_job_status([job.PandaID for job in claimed], "activated")
         return {job.jobName for job in claimed}
@@ -129,7 +131,7 @@ def test_claim_filters(proxy):
     assert names(disk=1000) == set(ids) - {"big_disk"}
     assert names(walltime=3600) == set(ids) - {"long"}
     assert names(resource_type="MCORE") == {"mcore"}
-    assert names(prod_user_name="bob") == {"bob"}
+    assert names(owner="bob") == {"bob"}
     assert names(task_id=7) == {"task7"}
     assert names(memory=2000, disk=1000, walltime=3600, resource_type="MCORE") == {"mcore"}
 
@@ -137,7 +139,7 @@ def test_claim_filters(proxy):
 # --- heartbeat --------------------------------------------------------------------------------------
 def test_heartbeat_running_then_final(proxy):
     (panda_id,) = activated(proxy, make_job())
-    proxy.claim_jobs("SITE")
+    proxy.claim_jobs(ClaimRequest(site="SITE", labels=("managed",)))
     reply = proxy.update_job(Heartbeat(panda_id, "starting", {"pilotID": "pilot-1"}, attempt_nr=0))
     assert reply == {"found": True, "result": "ok", "status": "starting", "command": None, "debug": False}
     assert proxy.update_job(Heartbeat(panda_id, "running", {"cpuConsumptionTime": 12}))["status"] == "running"
@@ -176,7 +178,7 @@ def test_heartbeat_guards(proxy):
 
 def test_heartbeat_returns_commands(proxy):
     (panda_id,) = activated(proxy, make_job(specialHandling="dm"))
-    proxy.claim_jobs("SITE")
+    proxy.claim_jobs(ClaimRequest(site="SITE", labels=("managed",)))
     assert proxy.update_job(Heartbeat(panda_id, "running", {}))["debug"] is True
     assert proxy.kill_jobs([panda_id], user="alice", is_production=False) == [True]
     reply = proxy.update_job(Heartbeat(panda_id, "running", {}))
@@ -195,7 +197,7 @@ def test_set_job_status_moves_between_stage_tables(proxy):
     a, b = (job.PandaID for job in proxy.insert_jobs([make_job("a"), make_job("b")]))
     assert sorted(proxy.set_job_status([a, b], "activated", {"computingSite": "NEW"})) == [a, b]
     assert proxy.peek_jobs([a], archived=False)[0].computingSite == "NEW"
-    assert [job.PandaID for job in proxy.claim_jobs("NEW", 1)] == [a]
+    assert [job.PandaID for job in proxy.claim_jobs(ClaimRequest(site="NEW", labels=("managed",), n=1))] == [a]
 
     assert proxy.set_job_status([a, b], "cancelled", {"taskBufferErrorDiag": "stop"}, expected=["activated"]) == [b]
     job_b = proxy.peek_jobs([b])[0]

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from pandasrv.logic.heartbeat import Heartbeat
 from pandasrv.taskbuffer import job_states
+from pandasrv.taskbuffer.claim_request import ClaimRequest
 from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.db_proxy_mods.base import transaction
 from pandasrv.taskbuffer.db_proxy_mods.jobs_update import column_values
@@ -78,7 +79,7 @@ def state_of(proxy: DBProxy, panda_id: int) -> tuple[Any, ...]:
 
 def test_a_repeated_heartbeat_is_one_statement(proxy: DBProxy, monkeypatch: pytest.MonkeyPatch) -> None:
     (panda_id,) = activated(proxy, make_job())
-    proxy.claim_jobs("SITE")
+    proxy.claim_jobs(ClaimRequest(site="SITE", labels=("managed",)))
     assert proxy.update_job(Heartbeat(panda_id, "running", {}, attempt_nr=0))["status"] == "running"
     before = state_of(proxy, panda_id)
     with recorded(monkeypatch) as statements:
@@ -96,7 +97,7 @@ def test_a_repeated_heartbeat_is_one_statement(proxy: DBProxy, monkeypatch: pyte
 @pytest.mark.parametrize("kind", ["command", "debug", "texts", "stale", "state change"])
 def test_anything_else_takes_the_locked_path(proxy: DBProxy, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
     (panda_id,) = activated(proxy, make_job(specialHandling="ddm:rucio,dm" if kind == "debug" else None))
-    proxy.claim_jobs("SITE")
+    proxy.claim_jobs(ClaimRequest(site="SITE", labels=("managed",)))
     proxy.update_job(Heartbeat(panda_id, "running", {}))
     if kind == "command":
         assert proxy.kill_jobs([panda_id], user="alice", is_production=False) == [True]
@@ -112,7 +113,7 @@ def test_anything_else_takes_the_locked_path(proxy: DBProxy, monkeypatch: pytest
 
 def test_a_batch_is_one_transaction(proxy: DBProxy, monkeypatch: pytest.MonkeyPatch) -> None:
     ids = activated(proxy, *(make_job(f"j{i}") for i in range(4)))
-    proxy.claim_jobs("SITE", 4)
+    proxy.claim_jobs(ClaimRequest(site="SITE", labels=("managed",), n=4))
     begins: list[bool] = []
     connection = type(proxy._connection())
     begin = connection.begin

@@ -9,6 +9,7 @@ import pytest
 from pandasrv.config import load_settings
 from pandasrv.logic.heartbeat import Heartbeat
 from pandasrv.taskbuffer import errors
+from pandasrv.taskbuffer.claim_request import ClaimRequest
 from pandasrv.taskbuffer.con_bridge import ConBridge
 from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.proxy_pool import ProxyPool
@@ -104,7 +105,7 @@ def test_task_buffer_calls_go_through_the_pool(db_url, bridge):
     job = make_job()
     (stored,) = task_buffer.insert_jobs([job], status="activated")
     assert stored.PandaID == 1 and stored.Files[1].lfn == "job.1.out0" and stored.jobName == job.jobName
-    assert [j.PandaID for j in task_buffer.claim_jobs("SITE", 1, node="wn")] == [1]
+    assert [j.PandaID for j in task_buffer.claim_jobs(ClaimRequest(site="SITE", labels=("managed",), n=1, node="wn"))] == [1]
     assert task_buffer.update_job(Heartbeat(1, "running", {}, attempt_nr=0))["result"] == "ok"
     assert task_buffer.set_job_status([1], "holding") == [1]
     assert task_buffer.get_job_status([1]) == {1: ("holding", 0, None)}

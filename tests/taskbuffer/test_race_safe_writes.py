@@ -15,6 +15,7 @@ import pytest
 
 from pandasrv.clock import utcnow
 from pandasrv.logic.heartbeat import Heartbeat
+from pandasrv.taskbuffer.claim_request import ClaimRequest
 from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.wrapped_cursor import connect
 from tests.taskbuffer.test_db_proxy import make_job
@@ -96,7 +97,7 @@ def test_update_site_starts_races(db_url):
         ids = [job.PandaID for job in proxy.insert_jobs([make_job(f"j{site}{n}", site=site) for n in range(i + 1)],
                                                         status="activated")]
         for panda_id in ids:
-            assert proxy.claim_jobs(site, node="wn")
+            assert proxy.claim_jobs(ClaimRequest(site=site, labels=("managed",), node="wn"))
             assert proxy.update_job(Heartbeat(panda_id, "running", {"startTime": utcnow()}))["result"] == "ok"
 
     def call(p: DBProxy, round_: int, session: int) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pandasrv.config import load_settings
+from pandasrv.taskbuffer.claim_request import ClaimRequest
 from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.proxy_pool import ProxyPool
 from pandasrv.taskbuffer.wrapped_cursor import connect
@@ -36,7 +37,7 @@ def test_next_call_through_the_pool_succeeds(db_url, backend, bridge):
             first = proxy.session_id()
         drop_session(db_url, backend, first)
         with pool.get() as proxy:  # a write: retried because the server rolled back
-            assert [job.jobName for job in proxy.claim_jobs("SITE", 1)] == ["a"]
+            assert [job.jobName for job in proxy.claim_jobs(ClaimRequest(site="SITE", labels=("managed",), n=1))] == ["a"]
             second = proxy.session_id()
         assert second != first
         drop_session(db_url, backend, second)

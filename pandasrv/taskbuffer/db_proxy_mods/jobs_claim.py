@@ -9,14 +9,13 @@ follows the claim index ``jobs_active (computingSite, jobStatus, currentPriority
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import datetime as _dt
+from typing import Any
 
 from pandasrv.clock import utcnow
+from pandasrv.taskbuffer.claim_request import ClaimRequest
 from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction
 from pandasrv.taskbuffer.job_spec import TABLE_ATTRIBUTES, JobSpec
-
-# The claim's own default; which labels a getJob request receives is pandasrv.logic.policy.label_set.
-DEFAULT_LABELS: tuple[str, ...] = ("managed",)
 
 _ORDER = "ORDER BY currentPriority DESC, PandaID"
 SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
@@ -25,45 +24,41 @@ _LOG_COLUMNS = "PandaID, modificationTime, jobStatus, prodSourceLabel, cloud, co
 _POSITION = {name: i for i, name in enumerate(TABLE_ATTRIBUTES)}
 
 
-def claim_filter(
-    site: str,
-    labels: Sequence[str],
-    *,
-    memory: int = 0,
-    disk: int = 0,
-    walltime: int = 0,
-    resource_type: str | None = None,
-    prod_user_name: str | None = None,
-    task_id: int | None = None,
-    background: bool | None = None,
-) -> tuple[str, dict[str, Any]]:
-    """The WHERE clause selecting claimable jobs, and its binds."""
-    clauses = ["computingSite = :site", "jobStatus = 'activated'"]
-    binds: dict[str, Any] = {"site": site}
-    in_labels, label_binds = BaseProxy._in("label", labels)
-    clauses.append(f"prodSourceLabel IN {in_labels}")
-    binds.update(label_binds)
-    if memory and memory > 0:
-        clauses.append("(minRamCount <= :mem OR minRamCount = 0)")
-        binds["mem"] = int(memory)
-    if disk and disk > 0:
-        clauses.append("(maxDiskCount <= :disk OR maxDiskCount = 0)")
-        binds["disk"] = int(disk)
-    if walltime and walltime > 0:
-        clauses.append("(maxWalltime IS NULL OR maxWalltime <= :walltime)")
-        binds["walltime"] = int(walltime)
-    if resource_type:
-        clauses.append("resource_type = :rtype")
-        binds["rtype"] = resource_type
-    if prod_user_name:
-        clauses.append("prodUserName = :puser")
-        binds["puser"] = prod_user_name
-    if task_id:
-        clauses.append("jediTaskID = :task")
-        binds["task"] = int(task_id)
-    if background:
+# The optional filters of a claim, in statement order: (ClaimRequest field, condition, bind); a zero or
+# None field leaves its condition out.
+_FILTERS = (
+    ("memory", "(minRamCount <= :mem OR minRamCount = 0)", "mem"),
+    ("disk", "(maxDiskCount <= :disk OR maxDiskCount = 0)", "disk"),
+    ("walltime", "(maxWalltime IS NULL OR maxWalltime <= :walltime)", "walltime"),
+    ("resource_type", "resource_type = :rtype", "rtype"),
+    ("owner", "prodUserName = :puser", "puser"),
+    ("task_id", "jediTaskID = :task", "task"),
+)
+
+
+def claim_filter(request: ClaimRequest) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause selecting the jobs ``request`` may claim, and its binds."""
+    in_labels, binds = BaseProxy._in("label", request.labels)
+    clauses = ["computingSite = :site", "jobStatus = 'activated'", f"prodSourceLabel IN {in_labels}"]
+    binds = {"site": request.site, **binds}
+    for name, condition, bind in _FILTERS:
+        value = getattr(request, name)
+        if value:
+            clauses.append(condition)
+            binds[bind] = value
+    if request.background:
         clauses.append("jobExecutionID = 1")
     return " AND ".join(clauses), binds
+
+
+def claim_sets(request: ClaimRequest, now: _dt.datetime) -> dict[str, Any]:
+    """The columns a claim writes: sent, the times, and what the pilot told about itself."""
+    sets = {
+        "jobStatus": "sent", "modificationTime": now, "startTime": now, "stateChangeTime": now,
+        "modificationHost": request.node, "computingElement": request.computing_element,
+        "schedulerID": request.scheduler_id, "jobExecutionID": None if request.background else 0,
+    }
+    return {name: value for name, value in sets.items() if value is not None}
 
 
 def candidate_sql(where: str, lock: str = "", columns: str = "PandaID") -> str:
@@ -73,38 +68,14 @@ def candidate_sql(where: str, lock: str = "", columns: str = "PandaID") -> str:
 
 class JobsClaimMixin(BaseProxy):
     @transaction
-    def claim_jobs(
-        self,
-        site: str,
-        n: int = 1,
-        *,
-        labels: Sequence[str] = DEFAULT_LABELS,
-        memory: int = 0,
-        disk: int = 0,
-        walltime: int = 0,
-        resource_type: str | None = None,
-        prod_user_name: str | None = None,
-        task_id: int | None = None,
-        background: bool | None = None,
-        node: str | None = None,
-        computing_element: str | None = None,
-        scheduler_id: str | None = None,
-    ) -> list[JobSpec]:
-        """activated -> sent for up to ``n`` jobs, best first; each job is returned to one caller only."""
-        if n <= 0 or not labels:
+    def claim_jobs(self, request: ClaimRequest) -> list[JobSpec]:
+        """activated -> sent for up to ``request.n`` jobs, best first; each job is returned to one caller only."""
+        if request.n <= 0 or not request.labels:
             return []
         now = utcnow()
-        where, binds = claim_filter(
-            site, labels, memory=memory, disk=disk, walltime=walltime, resource_type=resource_type,
-            prod_user_name=prod_user_name, task_id=task_id, background=background,
-        )
-        binds["n"] = int(n)
-        sets = {
-            "jobStatus": "sent", "modificationTime": now, "startTime": now, "stateChangeTime": now,
-            "modificationHost": node, "computingElement": computing_element, "schedulerID": scheduler_id,
-            "jobExecutionID": None if background else 0,
-        }
-        sets = {name: value for name, value in sets.items() if value is not None}
+        where, binds = claim_filter(request)
+        binds["n"] = int(request.n)
+        sets = claim_sets(request, now)
         backend = self._conn.backend
         if backend == "postgresql":
             jobs = self._claim_postgresql(where, binds, sets)
