@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Callable
 
+from pandasrv.clock import SYSTEM_CLOCK, Clock
 from pandasrv.config import Settings
-from pandasrv.daemon.clock import SYSTEM_CLOCK, Clock
 from pandasrv.daemon.schedule import load_schedule
 from pandasrv.daemon.worker import worker_main
 from pandasrv.supervisor import Supervisor, command

@@ -29,8 +29,8 @@ from multiprocessing.connection import Connection
 from types import ModuleType
 
 from pandasrv import metrics
+from pandasrv.clock import SYSTEM_CLOCK, Clock
 from pandasrv.config import Settings
-from pandasrv.daemon.clock import SYSTEM_CLOCK, Clock
 from pandasrv.daemon.lease import Lease
 from pandasrv.daemon.schedule import Script
 from pandasrv.taskbuffer import errors

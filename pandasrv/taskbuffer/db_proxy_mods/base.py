@@ -14,7 +14,7 @@ import operator
 import os
 import random
 import time
-from typing import Any, Callable, Iterable, Sequence, TypeVar, overload
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar, overload
 
 from pandasrv.taskbuffer import errors
 from pandasrv.taskbuffer.file_spec import FILE_ATTRIBUTES, FileSpec
@@ -249,6 +249,12 @@ class BaseProxy:
         """``(:p0,:p1,...)`` and its binds, for ``WHERE col IN ...`` over a bounded list."""
         binds = {f"{prefix}{i}": value for i, value in enumerate(values)}
         return "(" + ",".join(f":{name}" for name in binds) + ")", binds
+
+    @staticmethod
+    def _set_clause(sets: Mapping[str, Any], prefix: str = "v_") -> tuple[str, dict[str, Any]]:
+        """``a = :v_a, b = :v_b`` and its binds, for ``UPDATE ... SET`` of caller-checked column names."""
+        return (", ".join(f"{name} = :{prefix}{name}" for name in sets),
+                {f"{prefix}{name}": value for name, value in sets.items()})
 
     def _insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
         """Bulk INSERT. Many rows on PostgreSQL: COPY (several times faster than any INSERT for wide

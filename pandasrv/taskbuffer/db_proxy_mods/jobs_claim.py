@@ -84,7 +84,7 @@ class JobsClaimMixin(BaseProxy):
         if backend == "mysql":
             rows = self._claim_select_then_update(where, binds, sets)
         else:
-            set_sql, set_binds = _assignments(sets)
+            set_sql, set_binds = self._set_clause(sets, "set_")
             sql = f"UPDATE jobs_active SET {set_sql} WHERE PandaID IN ({candidate_sql(where)}) RETURNING {_RETURNED}"
             rows = self._fetchall(sql, {**binds, **set_binds})
         jobs = {row[0]: self._job_from_row(TABLE_ATTRIBUTES, row) for row in rows}
@@ -105,7 +105,7 @@ class JobsClaimMixin(BaseProxy):
         The candidates are an ``ARRAY(...)`` sub-select, which runs exactly once: a plain
         ``IN (SELECT ... LIMIT n)`` may be re-run by the planner and then claim more than ``n`` jobs.
         """
-        set_sql, set_binds = _assignments(sets)
+        set_sql, set_binds = self._set_clause(sets, "set_")
         sql = (
             f"WITH claimed AS (UPDATE jobs_active SET {set_sql} "
             f"WHERE PandaID = ANY(ARRAY({candidate_sql(where, SKIP_LOCKED)})) RETURNING {_RETURNED}), "
@@ -126,14 +126,10 @@ class JobsClaimMixin(BaseProxy):
         if not rows:
             return []
         in_ids, id_binds = self._in("id", [row[0] for row in rows])
-        set_sql, set_binds = _assignments(sets)
+        set_sql, set_binds = self._set_clause(sets, "set_")
         self._execute(f"UPDATE jobs_active SET {set_sql} WHERE PandaID IN {in_ids}", {**set_binds, **id_binds})
         changed = {_POSITION[name]: value for name, value in sets.items()}
         return [tuple(changed.get(i, value) for i, value in enumerate(row)) for row in rows]
-
-
-def _assignments(sets: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    return ", ".join(f"{name} = :set_{name}" for name in sets), {f"set_{name}": value for name, value in sets.items()}
 
 
 def _best_first(jobs: dict[int, JobSpec]) -> list[JobSpec]:

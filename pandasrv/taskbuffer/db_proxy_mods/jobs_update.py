@@ -80,13 +80,11 @@ class JobsUpdateMixin(OutputReportsMixin):
     def _repeat_heartbeat(self, panda_id: int, repeat: RepeatUpdate, values: dict[str, Any]) -> bool:
         """The one statement of a repeated heartbeat: its guard is the whole check (same status, same
         attempt, no command pending, not in debug mode), so no read and no lock is needed."""
-        sets = {**values, **repeat.sets}
-        binds = {f"v_{name}": value for name, value in sets.items()}
+        assignments, binds = self._set_clause({**values, **repeat.sets})
         guard = "PandaID = :id AND jobStatus = :status"
         if repeat.attempt_nr is not None:
             guard += " AND attemptNr = :attempt"
             binds["attempt"] = repeat.attempt_nr
-        assignments = ", ".join(f"{name} = :v_{name}" for name in sets)
         sql = f"UPDATE jobs_active SET {assignments} WHERE {guard} AND {_NO_COMMAND} AND {_NOT_DEBUG}"
         return self._execute(sql, {**binds, "id": panda_id, "status": repeat.status}).rowcount > 0
 
@@ -108,8 +106,7 @@ class JobsUpdateMixin(OutputReportsMixin):
         if isinstance(decided, HeartbeatReply):
             return decided.as_dict()
         sets = {**values, **decided.sets}
-        assignments = ", ".join(f"{name} = :v_{name}" for name in sets)
-        binds = {f"v_{name}": value for name, value in sets.items()}
+        assignments, binds = self._set_clause(sets)
         self._execute(
             f"UPDATE jobs_active SET {assignments} WHERE PandaID = :id AND attemptNr = :attempt",
             {**binds, "id": panda_id, "attempt": job.attempt},
@@ -197,12 +194,11 @@ class JobsUpdateMixin(OutputReportsMixin):
         self._refresh_statistics(target, moved)
         assignments = {**sets, "jobStatus": new_status, "modificationTime": now}
         changed = [row for row in locked if row["jobStatus"] != new_status]
-        set_sql = ", ".join(f"{name} = :v_{name}" for name in assignments)
+        set_sql, binds = self._set_clause(assignments)
         if changed:
             set_sql += ", stateChangeTime = :now"
         if new_status in job_states.FINAL_STATES and "endTime" not in sets:
             set_sql += ", endTime = COALESCE(endTime, :now)"
-        binds = {f"v_{name}": value for name, value in assignments.items()}
         if ":now" in set_sql:
             binds["now"] = now
         ids = [row["PandaID"] for row in locked]
