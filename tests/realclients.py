@@ -17,11 +17,12 @@ import subprocess
 import sys
 import tarfile
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.waiting import wait_for
 
 PILOT_VERSION = "3.7.0.36"
 # a payload script the generic pilot takes from $HARVESTER_WORKDIR (it copies every ``jobO.*.tar.gz`` there)
@@ -219,14 +220,13 @@ def wait_activated(db_url: str, panda_ids: list[int], timeout: float = 30) -> No
     """Wait for the server's Setupper (it runs after the submit reply) to make the jobs claimable."""
     proxy = db_proxy(db_url)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = proxy.get_job_status(panda_ids)
-            if all(found.get(pid, ("",))[0] == "activated" for pid in panda_ids):
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"jobs not activated after {timeout} s: {found}")
-            time.sleep(0.1)
+        found: dict[int, Any] = {}
+
+        def activated() -> bool:
+            found.update(proxy.get_job_status(panda_ids))
+            return all(found.get(pid, ("",))[0] == "activated" for pid in panda_ids)
+
+        assert wait_for(activated, timeout), f"jobs not activated after {timeout} s: {found}"
     finally:
         proxy.close()
 

@@ -6,12 +6,12 @@ import logging
 import os
 import subprocess
 import sys
-import time
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pandasrv.supervisor import RestartPolicy, Supervisor, command, describe_exit, poll
+from tests.waiting import wait_for
 
 lifetimes = st.lists(st.floats(min_value=0.0, max_value=200.0), min_size=1, max_size=40)
 
@@ -64,9 +64,7 @@ def test_supervisor_restarts_a_dying_child_and_stops_the_live_one(caplog):
     sleeper = supervisor.add("sleeper", command([sys.executable, "-c", "import time; time.sleep(60)"]))
     with caplog.at_level(logging.WARNING, logger="pandasrv.supervisor"):
         supervisor.start()
-        deadline = time.monotonic() + 30
-        while supervisor.restarts("crasher") < 4 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: supervisor.restarts("crasher") >= 4, 30, step=0.05)
         supervisor.stop()
     assert supervisor.restarts("crasher") >= 4
     assert supervisor.restarts("sleeper") == 0 and supervisor.process("sleeper") is sleeper

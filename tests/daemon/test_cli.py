@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from tests.daemon.helpers import REPO, alive, records, wait_for
+from tests.daemon.helpers import REPO, alive, records
+from tests.waiting import wait_for
 
 
 @pytest.mark.backends("sqlite")

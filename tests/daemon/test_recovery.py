@@ -17,7 +17,8 @@ from pandasrv.daemon.master import RETRY_FIRST, RETRY_MAX, DaemonMaster
 from pandasrv.daemon.schedule import load_schedule
 from pandasrv.daemon.worker import ScriptRunner
 from pandasrv.taskbuffer.task_buffer import TaskBuffer
-from tests.daemon.helpers import alive, daemon_settings, probe, wait_for
+from tests.daemon.helpers import alive, daemon_settings, probe
+from tests.waiting import wait_for
 
 OUTAGE = 5.0  # seconds: longer than a worker whose master is gone used to try to give back its locks (3 s)
 FAILURES = {"ConnectionLost": "retry", "DBTimeout": "retry", "PoolTimeout": "retry", "LockTimeout": "retry",

@@ -10,8 +10,9 @@ from pandasrv.config import load_settings
 from pandasrv.daemon.master import TICK
 from pandasrv.daemon.schedule import load_schedule
 from pandasrv.daemon.worker import ScriptRunner
-from tests.daemon.helpers import alive, daemon_settings, probe, records, wait_for
+from tests.daemon.helpers import alive, daemon_settings, probe, records
 from tests.daemon.simulated import HANG, START, RecordingStore, SimulatedClock, SimulatedMaster, scripts_settings
+from tests.waiting import wait_for
 
 
 def test_schedule_defaults_and_disabled_scripts():

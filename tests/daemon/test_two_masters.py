@@ -8,7 +8,8 @@ import signal
 
 import pytest
 
-from tests.daemon.helpers import alive, daemon_settings, probe, records, wait_for
+from tests.daemon.helpers import alive, daemon_settings, probe, records
+from tests.waiting import wait_for
 
 PERIOD = 1  # seconds: the shortest a period can be (whole seconds); the waits below are counted in runs
 EPS = 0.05

@@ -14,8 +14,9 @@ from pandasrv.dataservice.activator import run_activator
 from pandasrv.dataservice.closer import run_closer
 from pandasrv.dataservice.setupper import recover_defined, run_setupper
 from pandasrv.logic.handover import start_setupper, stop_setupper
-from tests.daemon.helpers import live_children, wait_for
+from tests.daemon.helpers import live_children
 from tests.dataservice.helpers import job, make_job, status_of, store, task_buffer
+from tests.waiting import wait_for
 from tests.web.gated_setupper import GATE_DIR_VARIABLE, GATED_VO, PLUGIN
 
 

@@ -35,6 +35,7 @@ from pandasrv.taskbuffer.task_buffer import TaskBuffer
 from pandasrv.taskbuffer.wrapped_cursor import connect
 from tests.deploy import pki
 from tests.deploy.conftest import REPO, RunningApache, require, start_apache
+from tests.waiting import wait_for
 from tests.web.conftest import free_port
 
 BALANCER = "127.0.0.1"
@@ -200,11 +201,9 @@ def download(url: str, context: ssl.SSLContext, name: str) -> httpx.Response:
 
 
 def wait(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} after {timeout} s")
-        time.sleep(0.1)
+    """``wait_for`` for set-up steps, where a failure is an error of the environment, not an assertion."""
+    if not wait_for(condition, timeout):
+        raise RuntimeError(f"{what} after {timeout} s")
 
 
 @contextlib.contextmanager

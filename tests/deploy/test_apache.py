@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,6 +21,7 @@ from pandasrv.deploy.apache import Layout, frozen_settings, render_config
 from pandasrv.deploy.rootfs import blocked_ancestor, namespace_script
 from pandasrv.web import admission
 from tests.deploy.conftest import REPO, RunningApache, apache_pids, start_apache
+from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +105,7 @@ def test_two_instances_never_collide_and_sigterm_leaves_nothing(pg_url: str, apa
             assert httpx.get(f"{url}/server/panda/isAlive").text == "alive=yes"
         assert apache_pids(other.run_dir)
         assert other.stop() == 0
-        deadline = time.monotonic() + 10
-        while apache_pids(other.run_dir) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert apache_pids(other.run_dir) == []
+        assert wait_for(lambda: apache_pids(other.run_dir) == [], 10), apache_pids(other.run_dir)
     assert httpx.get(f"{apache.url}/server/panda/isAlive").text == "alive=yes"
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import base64
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.deploy.conftest import start_apache
+from tests.waiting import wait_for
 
 PROXY = "-----BEGIN CERTIFICATE-----\napache proxy\n-----END CERTIFICATE-----\n"
 
@@ -41,8 +41,6 @@ def test_proxy_and_secrets_through_apache(pg_url: str, tmp_path: Path) -> None:
         httpx.get(f"{apache.url}/server/panda/get_access_token", timeout=30,
                   params={"client_name": "pilot_server", "token_key": "do-not-log-me"})
         access = apache.run_dir / "logs" / "access.log"
-        deadline = time.monotonic() + 30  # Apache writes the line after the reply has gone out
-        while "get_access_token" not in access.read_text() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for(lambda: "get_access_token" in access.read_text(), 30)  # written after the reply has gone out
         assert "GET /server/panda/get_access_token HTTP/1.1" in access.read_text()
         assert "do-not-log-me" not in access.read_text()

@@ -22,9 +22,10 @@ import httpx
 import pytest
 
 from tests.conftest import fresh_database
-from tests.daemon.helpers import records, wait_for
+from tests.daemon.helpers import records
 from tests.deploy.cluster import Cluster, download, put_file, run_pilots, start_cluster, stop_balancer
 from tests.deploy.conftest import record_figures
+from tests.waiting import wait_for
 
 PILOTS, CALLS = 6, 8
 pytestmark = pytest.mark.backends("postgresql", "mysql")

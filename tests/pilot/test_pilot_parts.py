@@ -10,7 +10,7 @@ from pathlib import Path
 from pandasrv.pilot.payload import Payload, prepare_command
 from pandasrv.pilot.protocol import encode_body, parse_reply, status_code
 from pandasrv.pilot.stageout import MissingOutput, Storage, adler32, stage_out
-from tests.daemon.helpers import wait_for
+from tests.waiting import wait_for
 
 JOB = {"PandaID": 4242, "outFiles": "a.root,b.txt,job.log.tgz", "logFile": "job.log.tgz",
        "logGUID": "0c3e2f1a-8d4a-4e0b-9a55-1b2c3d4e5f60", "ddmEndPointOut": "DISK_A,DISK_B,DISK_LOG"}

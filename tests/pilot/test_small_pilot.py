@@ -19,8 +19,8 @@ import httpx
 from pandasrv.pilot.runner import Pilot, PilotOptions
 from pandasrv.pilot.stageout import adler32
 from pandasrv.submit import JobRequest, submit_jobs
-from tests.daemon.helpers import wait_for
 from tests.realclients import output_reports, peek_job, run_adder, served_calls, wait_activated
+from tests.waiting import wait_for
 
 WRITER = """#!/bin/sh
 echo "payload args: $*"
@@ -121,10 +121,8 @@ def test_server_kill_stops_the_payload(server, fresh_queue, tmp_path):
     result = {}
     runner = threading.Thread(target=lambda: result.update(outcome=pilot.run_job(job)))
     runner.start()
-    deadline = time.monotonic() + 30
-    while peek_job(server.db_url, panda_id).jobStatus != "running" or not child_pid.exists():
-        assert time.monotonic() < deadline, "the pilot never reported running"
-        time.sleep(0.2)
+    assert wait_for(lambda: peek_job(server.db_url, panda_id).jobStatus == "running" and child_pid.exists(), 30,
+                    step=0.2), "the pilot never reported running"
     pid = int(child_pid.read_text())
     assert alive(pid)
 

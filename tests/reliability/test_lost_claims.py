@@ -23,9 +23,9 @@ from pandasrv.taskbuffer import con_bridge
 from pandasrv.taskbuffer.claim_request import ClaimRequest
 from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.db_proxy_mods.jobs_requeue import REQUEUE_PREFIX
-from tests.daemon.helpers import wait_for
 from tests.reliability.test_supervised_daemon import file_report
 from tests.taskbuffer.test_db_proxy import make_job as make_db_job
+from tests.waiting import wait_for
 from tests.web.conftest import RunningServer, fresh_database, selected_backends, start_server
 from tests.web.helpers import make_job, pilot_call, submit, wait_status
 

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 import psutil
 import psycopg
 
-from tests.daemon.helpers import wait_for
 from tests.reliability.test_supervised_daemon import _report_finished
+from tests.waiting import wait_for
 from tests.web.conftest import fresh_database, start_server
 from tests.web.helpers import make_job, submit, wait_status
 

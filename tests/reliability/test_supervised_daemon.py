@@ -17,8 +17,9 @@ import pytest
 
 from pandasrv.config import load_settings
 from pandasrv.taskbuffer.task_buffer import TaskBuffer
-from tests.daemon.helpers import live_children, wait_for
+from tests.daemon.helpers import live_children
 from tests.deploy.conftest import start_apache
+from tests.waiting import wait_for
 from tests.web.conftest import fresh_database, start_server
 from tests.web.helpers import make_job, pilot_call, submit, wait_status
 

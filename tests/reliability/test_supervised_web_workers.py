@@ -8,7 +8,8 @@ import signal
 
 import httpx
 
-from tests.daemon.helpers import live_children, wait_for
+from tests.daemon.helpers import live_children
+from tests.waiting import wait_for
 from tests.web.conftest import fresh_database, start_server
 
 

@@ -19,6 +19,7 @@ from pandasrv.taskbuffer.job_states import IllegalTransition
 from pandasrv.taskbuffer.proxy_pool import ProxyPool
 from pandasrv.taskbuffer.wrapped_cursor import connect
 from tests.taskbuffer.test_db_proxy import make_job
+from tests.waiting import wait_for
 
 TIMEOUT = 1.5
 
@@ -90,10 +91,7 @@ def test_a_call_past_db_timeout_kills_the_child_and_its_session(bridge, db_url, 
         bridge.sleep(30)
     assert time.monotonic() - started < TIMEOUT + 2
     assert not process_exists(pid)
-    deadline = time.monotonic() + 10
-    while session_exists(db_url, backend, session) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not session_exists(db_url, backend, session)
+    assert wait_for(lambda: not session_exists(db_url, backend, session), 10, step=0.2)
     assert bridge.get_job_status([1]) == {}  # a fresh child serves the next call
     assert bridge.pid not in (None, pid)
 

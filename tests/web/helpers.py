@@ -15,6 +15,7 @@ from falcon import testing
 
 from pandasrv.taskbuffer.file_spec import FileSpec
 from pandasrv.taskbuffer.job_spec import JobSpec
+from tests.waiting import wait_for
 
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 LOOPBACK = "127.0.0.1"
@@ -49,14 +50,13 @@ def submit(url: str, jobs: list[JobSpec], headers: dict[str, str] | None = None)
 
 def wait_status(tb: Any, ids: list[int], status: str, timeout: float = 30) -> None:
     """Poll until every job has ``status`` (the Setupper runs asynchronously after the reply)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = tb.get_job_status(ids)
-        if all(found.get(i, ("",))[0] == status for i in ids):
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"jobs not {status} after {timeout} s: {found}")
-        time.sleep(0.1)
+    found: dict[int, Any] = {}
+
+    def reached() -> bool:
+        found.update(tb.get_job_status(ids))
+        return all(found.get(i, ("",))[0] == status for i in ids)
+
+    assert wait_for(reached, timeout), f"jobs not {status} after {timeout} s: {found}"
 
 
 def submit_activated(server: Any, site: str, n: int = 1, **values: Any) -> list[int]:

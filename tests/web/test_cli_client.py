@@ -25,13 +25,20 @@ def nowhere() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
-BAD_URLS = [nowhere(), "127.0.0.1:25080", "http://no-such-host.invalid", f"https://127.0.0.1:{free_port()}"]
+# Built per test from a free port: a port in a parametrize id would differ between pytest-xdist's workers.
+BAD_URLS = {
+    "http-nothing-listening": nowhere,
+    "no-scheme": lambda: "127.0.0.1:25080",
+    "unknown-host": lambda: "http://no-such-host.invalid",
+    "https-nothing-listening": lambda: f"https://127.0.0.1:{free_port()}",
+}
 
 
-@pytest.mark.parametrize("url", BAD_URLS)
+@pytest.mark.parametrize("url_kind", BAD_URLS)
 @pytest.mark.parametrize("command", [["submit", "--site", "Q", "--trf", "run.sh"], ["status", "1"],
                                      ["jobs", "list"], ["jobs", "show", "1"]])
-def test_a_server_that_cannot_be_reached_is_one_line_and_exit_1(command: list[str], url: str) -> None:
+def test_a_server_that_cannot_be_reached_is_one_line_and_exit_1(command: list[str], url_kind: str) -> None:
+    url = BAD_URLS[url_kind]()
     result = pandasrv(command[0], "--url", url, *command[1:]) if command[0] != "jobs" else \
         pandasrv(command[0], command[1], "--url", url, *command[2:])
     assert result.exit_code == 1

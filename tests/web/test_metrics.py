@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pandasrv.daemon.lease import to_epoch
 from pandasrv.taskbuffer.owners import LEASE_PREFIX
 from tests.conftest import fresh_database, selected_backends
-from tests.daemon.helpers import wait_for as wait_until
+from tests.waiting import wait_for
 from tests.web.conftest import RunningServer, start_server
 from tests.web.helpers import pilot_call, submit_activated
 
@@ -43,7 +43,7 @@ def metered(request: pytest.FixtureRequest, test_databases: Any,
         try:
             assert tb.acquire_lease(LEASE_PREFIX + SCRIPT, "elsewhere-1-0000", 0.5)
             # once the other machine's lease has expired, the daemon takes it over
-            assert wait_until(lambda: to_epoch(tb.get_lease_expiry(LEASE_PREFIX + SCRIPT)) < time.time(), 30)
+            assert wait_for(lambda: to_epoch(tb.get_lease_expiry(LEASE_PREFIX + SCRIPT)) < time.time(), 30)
         finally:
             tb.close()
         with start_server(db_url, backend, workdir, {"PANDASRV_DAEMON": json.dumps(DAEMON)}, daemon=True) as running:
@@ -62,14 +62,17 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-def wait_for(url: str, check: Any, timeout: float = 60) -> dict:
-    """Scrape until ``check`` holds (daemon runs and the cached job counts arrive asynchronously)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        samples = scrape(url)
-        if check(samples) or time.monotonic() > deadline:
-            return samples
-        time.sleep(0.5)
+def scrape_until(url: str, check: Any, timeout: float = 60) -> dict:
+    """Scrape until ``check`` holds (daemon runs and the cached job counts arrive asynchronously); the last
+    scrape, for the assertions that follow to say what was missing."""
+    last: list[dict] = []
+
+    def holds() -> bool:
+        last.append(scrape(url))
+        return bool(check(last[-1]))
+
+    wait_for(holds, timeout, step=0.5)
+    return last[-1]
 
 
 def test_scraped_counts_equal_the_sequence(metered: RunningServer) -> None:
@@ -88,7 +91,7 @@ def test_scraped_counts_equal_the_sequence(metered: RunningServer) -> None:
     for panda_id in running:
         assert int(pilot_call(metered.url, "updateJob", {"jobId": panda_id, "state": "running"})["StatusCode"]) == 0
 
-    samples = wait_for(metered.url, lambda s: value(s, "pandasrv_daemon_script_runs_total", script=SCRIPT,
+    samples = scrape_until(metered.url, lambda s: value(s, "pandasrv_daemon_script_runs_total", script=SCRIPT,
                                                     result="error") >= 1
                        and value(s, "pandasrv_jobs", state="running", queue=queue) == len(running))
     assert value(samples, "pandasrv_jobs_dispatched_total") == N_CLAIMED

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import psutil
 
+from tests.waiting import wait_for
 from tests.web.conftest import fresh_database, start_server
-
-
-def _wait_for(predicate, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def _children(pid: int, marker: str) -> list[psutil.Process]:
@@ -34,8 +24,8 @@ def test_serve_runs_workers_and_daemon_master(test_databases, tmp_path, backend=
     with fresh_database(test_databases, backend, tmp_path) as db_url, \
             start_server(db_url, backend, tmp_path, daemon=True, workers=2, threads=3) as running:
         pid = running.process.pid
-        assert _wait_for(lambda: len(_children(pid, "pandasrv.cli serve")) == 2)  # the W gunicorn workers
+        assert wait_for(lambda: len(_children(pid, "pandasrv.cli serve")) == 2, 30)  # the W gunicorn workers
         (master,) = _children(pid, "pandasrv.daemon.master")
         assert httpx.get(f"{running.url}/api/v1/system/is_alive").json()["success"]
-    assert _wait_for(lambda: not master.is_running() or master.status() == psutil.STATUS_ZOMBIE)
+    assert wait_for(lambda: not master.is_running() or master.status() == psutil.STATUS_ZOMBIE, 30)
     assert "daemon master started" in running.log()
