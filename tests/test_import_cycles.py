@@ -1,71 +1,26 @@
-"""No import loops in the package: the module graph of ``pandasrv/``, read with ``ast``, has no cycle.
-
-What counts as an edge ``a -> b``: every ``import`` and ``from ... import`` statement in ``a`` that names a
-module of the package, wherever it stands — at the top, inside a function (an import moved into a function
-to dodge a cycle is still the cycle), and under ``if TYPE_CHECKING:``. Type-only imports count because the
-layering is about what a module depends on, and an annotation is a dependency: a loop that only the type
-checker sees still ties the two modules into one unit that cannot be read, tested or moved apart.
-
-``from pkg import name`` is an edge to the module ``pkg.name`` when that is a module, else to ``pkg``
-itself. The implicit import of the parent packages (importing ``a.b.c`` runs ``a/b/__init__.py``) is not an
-edge: a package that re-exports its submodules would otherwise be a loop with each of them. Imports by
-string (``importlib.import_module``) are not seen; the package uses them only to load plugins and drivers.
-"""
+"""No import loops in the package: the module graph of ``pandasrv/`` (``tests/imports.py`` says what counts as
+an edge) has no cycle. Type-only imports count because the layering is about what a module depends on: a loop
+that only the type checker sees still ties the two modules into one unit that cannot be read, tested or moved
+apart."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pandasrv
+from tests.imports import module_name, package_imports
 
 PACKAGE_DIR = Path(pandasrv.__file__).parent
 
 
-def _module_name(path: Path, root: Path) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
-    """The absolute name a ``from`` statement imports from (relative imports resolved)."""
-    if node.level == 0:
-        return node.module or ""
-    base = module.split(".")
-    base = base[: len(base) - node.level + (1 if is_package else 0)]
-    return ".".join(base + ([node.module] if node.module else []))
-
-
-def _owner(name: str, modules: set[str]) -> str | None:
-    """The package module that ``name`` (a dotted import target) lands in, if any."""
-    while name:
-        if name in modules:
-            return name
-        name = name.rpartition(".")[0]
-    return None
-
-
 def import_graph(package_dir: Path = PACKAGE_DIR) -> dict[str, set[str]]:
-    """Module name -> the package modules it imports (see the module docstring for what counts)."""
-    files = {_module_name(path, package_dir.parent): path for path in sorted(package_dir.rglob("*.py"))}
-    modules = set(files)
-    graph: dict[str, set[str]] = {name: set() for name in files}
-    for name, path in files.items():
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        is_package = path.name == "__init__.py"
-        for node in ast.walk(tree):
-            targets: list[str] = []
-            if isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                source = _resolve(name, is_package, node)
-                targets = [f"{source}.{alias.name}" for alias in node.names]
-            for target in targets:
-                owner = _owner(target, modules)
-                if owner is not None and owner != name:
-                    graph[name].add(owner)
+    """Module name -> the package modules it imports. The implicit import of the parent packages (importing
+    ``a.b.c`` runs ``a/b/__init__.py``) is not an edge: a package that re-exports its submodules would
+    otherwise be a loop with each of them."""
+    graph: dict[str, set[str]] = {module_name(path, package_dir): set() for path in package_dir.rglob("*.py")}
+    for imported in package_imports(package_dir):
+        if imported.target in graph and imported.target != imported.module:
+            graph[imported.module].add(imported.target)
     return graph
 
 

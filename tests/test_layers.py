@@ -1,15 +1,13 @@
-"""The package's layers call only downwards: every import of every module, read with ``ast``, is checked
-against the layer table below (docs/internals.md draws it).
-
-Function-level and ``TYPE_CHECKING`` imports count like any other: a lazy import is still a dependency.
-"""
+"""The package's layers call only downwards: every import of every module (``tests/imports.py`` says what
+counts) is checked against the layer table below (docs/internals.md draws it)."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
+
+from tests.imports import module_name, package_imports
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pandasrv"
 
@@ -39,40 +37,14 @@ def layer_of(module: str) -> str:
     return parts[1] if len(parts) > 1 else parts[0]
 
 
-def module_name(path: Path, root: Path) -> str:
-    parts = list(path.relative_to(root.parent).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imported_modules(path: Path, root: Path) -> list[tuple[int, str]]:
-    """(line, absolute module) of every ``pandasrv`` import in the file, relative ones resolved."""
-    tree = ast.parse(path.read_text(), str(path))
-    name = module_name(path, root)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                name = ".".join(base + ([node.module] if node.module else []))
-            else:
-                name = node.module or ""
-            found.append((node.lineno, name))
-    return [(line, name) for line, name in found if name == "pandasrv" or name.startswith("pandasrv.")]
-
-
 def violations(root: Path = PACKAGE) -> list[str]:
     found = []
-    for path in sorted(root.rglob("*.py")):
-        layer = layer_of(module_name(path, root))
-        for line, target in imported_modules(path, root):
-            other = layer_of(target)
-            if other == layer or other in FOUNDATION:
-                continue
-            if layer in FOUNDATION or other not in ALLOWED.get(layer, frozenset()):
-                found.append(f"{path.relative_to(root.parent)}:{line}: {layer} imports {target}")
+    for imported in package_imports(root):
+        layer, other = layer_of(imported.module), layer_of(imported.target)
+        if other == layer or other in FOUNDATION:
+            continue
+        if layer in FOUNDATION or other not in ALLOWED.get(layer, frozenset()):
+            found.append(f"{imported.path.relative_to(root.parent)}:{imported.line}: {layer} imports {imported.target}")
     return found
 
 
@@ -103,4 +75,4 @@ def test_relative_imports_are_resolved(tmp_path):
     root = tmp_path / "pandasrv"
     (root / "taskbuffer").mkdir(parents=True)
     (root / "taskbuffer" / "mod.py").write_text("from ..web import app\nfrom . import store\n")
-    assert violations(root) == ["pandasrv/taskbuffer/mod.py:1: taskbuffer imports pandasrv.web"]
+    assert violations(root) == ["pandasrv/taskbuffer/mod.py:1: taskbuffer imports pandasrv.web.app"]
