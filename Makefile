@@ -20,8 +20,11 @@ run: $(STAMP)
 	$(BIN)/pandasrv queue add LOCAL --if-missing
 	$(BIN)/pandasrv serve --host 127.0.0.1 --port 25080
 
+# Two pytest-xdist workers (the machine's 2 cores; each test file on one worker, so a module's server starts
+# once); tests marked ``solo`` get the machine to themselves (tests/conftest.py). TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The fuzzers with 25x the cases CI runs (schemathesis on the OpenAPI document, hypothesis on /server/panda).
 fuzz: $(STAMP)

@@ -20,10 +20,12 @@ machine).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import secrets
 import shutil
+import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
@@ -54,6 +56,58 @@ def selected_backends() -> tuple[str, ...]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "backends(*names): run the test only on these database backends")
+    workerinput = getattr(config, "workerinput", None)  # set in pytest-xdist's workers only
+    if workerinput is not None:
+        config.stash[MACHINE] = MachineShare(Path(tempfile.gettempdir()) / f"pandasrv-tests-{workerinput['testrunuid']}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if MACHINE in config.stash:
+        config.stash[MACHINE].close()
+
+
+# --- the machine, shared by pytest-xdist's workers ---------------------------------------------------------
+class MachineShare:
+    """A readers-writer lock over the test run, held around each test's setup, call and teardown: ordinary tests
+    share the machine, a test marked ``solo`` (a deadline or a latency bound that another test's load would
+    break) waits for the running ones and holds the others off. flock on two files: the turnstile, taken by
+    everyone on the way in and held by a solo test until it has the machine, keeps a stream of ordinary tests
+    from starving it."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(exist_ok=True)
+        self.directory = directory
+        self.turnstile = open(directory / "turnstile", "a+")
+        self.machine = open(directory / "machine", "a+")
+
+    @contextlib.contextmanager
+    def held(self, solo: bool) -> Iterator[None]:
+        fcntl.flock(self.turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self.machine, fcntl.LOCK_EX if solo else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(self.turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.machine, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.turnstile.close()
+        self.machine.close()
+        shutil.rmtree(self.directory, ignore_errors=True)  # the other worker keeps its open files
+
+
+MACHINE = pytest.StashKey[MachineShare]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    share = item.config.stash.get(MACHINE, None)
+    if share is None:
+        return (yield)
+    with share.held(item.get_closest_marker("solo") is not None):
+        return (yield)
 
 
 # --- no test may cause a 500 ----------------------------------------------------------------------------

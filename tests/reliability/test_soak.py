@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench.soak import Options, healthy, run_soak
 from tests.conftest import fresh_database
+
+pytestmark = pytest.mark.solo  # the pilots' deadline
 
 
 def test_fault_soak(test_databases, tmp_path, backend="postgresql"):

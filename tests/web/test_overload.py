@@ -40,6 +40,8 @@ from tests.deploy.conftest import start_apache
 from tests.web.conftest import fresh_database, start_server
 from tests.web.inproc import InProcess, in_process_app
 
+pytestmark = pytest.mark.solo  # the latency bound compares two windows of one run: no other test in between
+
 THREADS, CONNECTIONS = 2, 1
 QUEUE_TIMEOUT = 2.0
 APACHE_QUEUE = "OVERLOAD_APACHE"
