@@ -51,13 +51,14 @@ class _Helper:
     policy = RestartPolicy(name="setupper helper")
     pending: deque[bytes] = deque()
     dropped = 0  # batches pushed out of ``pending`` that the current helper will still confirm
+    unconfirmed = 0  # len(pending) + dropped when confirmations were last read
 
     @classmethod
     def send(cls, settings: Settings, panda_ids: list[int]) -> None:
         line = (json.dumps(panda_ids) + "\n").encode()
         with cls.lock:
             if cls.owner_pid != os.getpid():  # after a fork (gunicorn workers) the parent's helper is not ours
-                cls.process, cls.owner_pid, cls.pending, cls.dropped = None, os.getpid(), deque(), 0
+                cls.process, cls.owner_pid, cls.pending, cls.dropped, cls.unconfirmed = None, os.getpid(), deque(), 0, 0
                 cls.policy = RestartPolicy(name="setupper helper")
             if len(cls.pending) >= PENDING_BATCHES:
                 cls.pending.popleft()
@@ -83,6 +84,16 @@ class _Helper:
             cls.process = None
             cls.pending = deque([cls.pending[-1]])  # only the new batch is for the new settings
             return False
+        cls._read_confirmations(process)
+        dead, code = poll(process)
+        if dead:
+            cls._died(code)
+            return False
+        return True
+
+    @classmethod
+    def _read_confirmations(cls, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
         try:
             while confirmed := os.read(process.stdout.fileno(), 65536):
                 for _ in range(confirmed.count(b"\n")):
@@ -92,11 +103,22 @@ class _Helper:
                         cls.pending.popleft()
         except BlockingIOError:
             pass
-        dead, code = poll(process)
-        if dead:
-            cls._died(code)
-            return False
-        return True
+        cls.unconfirmed = len(cls.pending) + cls.dropped
+
+    @classmethod
+    def backlog(cls) -> int:
+        """Batches this process's live helper has been given and not yet confirmed. Never waits: while a
+        sender holds the lock (it may be blocked on a full pipe) the count it last saw is the answer."""
+        if not cls.lock.acquire(blocking=False):
+            return cls.unconfirmed
+        try:
+            process = cls.process
+            if process is None or cls.owner_pid != os.getpid():
+                return 0
+            cls._read_confirmations(process)
+            return cls.unconfirmed
+        finally:
+            cls.lock.release()
 
     @classmethod
     def _write(cls, lines: list[bytes]) -> bool:
@@ -160,3 +182,10 @@ def start_setupper(settings: Settings, panda_ids: Sequence[int]) -> None:
     """Hand ``panda_ids`` to this process's Setupper helper and return without waiting for it."""
     if panda_ids:
         _Helper.send(settings, [int(i) for i in panda_ids])
+
+
+def setup_backlog() -> int:
+    """Batches handed to this process's Setupper helper that it has not set up yet (0 without a live helper).
+    The hand-over blocks once the helper's pipe is full, so admission sheds submits before that
+    (``pandasrv.web.admission``)."""
+    return _Helper.backlog()

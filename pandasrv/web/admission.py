@@ -28,13 +28,16 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable
 
+from pandasrv.logic.handover import setup_backlog
 from pandasrv.web.codecs import JSON_TYPE, fail, to_json
 from pandasrv.web.outage import Overloaded, reason
-from pandasrv.web.registry import REGISTRY
+from pandasrv.web.registry import LEGACY, REGISTRY, Method
 
 # paths that are never shed besides the API methods that need no database (isAlive, system/is_alive, ...)
 EXEMPT_PATHS = frozenset({"/metrics", "/favicon.ico"})
 EXEMPT_PREFIXES = ("/monitor/static/",)
+# the API methods that hand their jobs to the Setupper helper (pandasrv.logic.handover.start_setupper)
+SETUP_METHODS = frozenset({(LEGACY, "submitJobs"), (LEGACY, "reassignJobs"), ("job", "submit"), ("job", "reassign")})
 
 
 class Verdict(Enum):
@@ -79,18 +82,33 @@ def waited(environ: dict[str, Any]) -> float | None:
     return None
 
 
+def _method(path: str) -> Method | None:
+    parts = path.split("/")
+    if len(parts) == 4 and parts[1:3] == ["server", "panda"]:
+        return REGISTRY.find(LEGACY, parts[3])
+    if len(parts) == 5 and parts[1:3] == ["api", "v1"]:
+        return REGISTRY.find(parts[3], parts[4])
+    return None
+
+
 def exempt(path: str) -> bool:
     """Whether a request for ``path`` is never shed: a health check, /metrics, a static monitor file."""
     if path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES):
         return True
-    parts = path.split("/")
-    if len(parts) == 4 and parts[1:3] == ["server", "panda"]:
-        method = REGISTRY.find("panda", parts[3])
-    elif len(parts) == 5 and parts[1:3] == ["api", "v1"]:
-        method = REGISTRY.find(parts[3], parts[4])
-    else:
-        return False
+    method = _method(path)
     return method is not None and not method.db
+
+
+def setup_backlogged(path: str, limits: Limits) -> bool:
+    """Whether ``path`` hands jobs to this process's Setupper helper while the helper already has ``cap``
+    batches it has not set up. The hand-over is one pipe write that blocks once the helper falls behind
+    (it reads each submitted job back and updates it: under sustained overload it, not the web side, sets
+    the pace), so an admitted submit would wait there for seconds, unseen by the ``Controller``; shed
+    before any work, it is a fast 503 instead, and the helper stays at most ``cap`` batches behind."""
+    method = _method(path)
+    if method is None or (method.module, method.name) not in SETUP_METHODS:
+        return False
+    return setup_backlog() >= limits.cap
 
 
 def request_path(head: bytes | bytearray) -> str | None:

@@ -16,7 +16,7 @@ from pandasrv import metrics
 from pandasrv.config import Settings, load_settings
 from pandasrv.taskbuffer.errors import DBError
 from pandasrv.web import creds_api, harvester_api, job_dispatcher, legacy_creds, legacy_user_if, pilot_api, queues, user_if, utils  # noqa: F401  (registers)
-from pandasrv.web.admission import Controller, Verdict, exempt, limits, recorded, shed_body, waited
+from pandasrv.web.admission import Controller, Verdict, exempt, limits, recorded, setup_backlogged, shed_body, waited
 from pandasrv.web.auth import ANONYMOUS, Authenticator, AuthError, check_loopback
 from pandasrv.web.codecs import JSON_TYPE, BadRequest, decode_params, encode_legacy, encode_v1, fail, read_body, to_json
 from pandasrv.web.context import Call, Services
@@ -225,8 +225,11 @@ class Admission:
             return
         verdict = recorded()
         if verdict is None and req.env.get("mod_wsgi.process_group"):
-            req.context.admission_counted = self.controller.admit()
-            verdict = None if req.context.admission_counted else Verdict.SHED
+            if setup_backlogged(req.path, self.controller.limits):
+                verdict = Verdict.SHED
+            else:
+                req.context.admission_counted = self.controller.admit()
+                verdict = None if req.context.admission_counted else Verdict.SHED
         shed = "too many requests in flight" if verdict is Verdict.SHED else None
         age = waited(req.env)
         if shed is None and age is not None and age > self.settings.queue_timeout:

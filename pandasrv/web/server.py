@@ -22,7 +22,7 @@ from pandasrv.config import Settings
 from pandasrv.supervisor import RestartPolicy, Supervisor
 from pandasrv.web import admission
 from pandasrv.web.app import create_app
-from pandasrv.web.worker import BufferingWorker
+from pandasrv.web.worker import BufferingWorker, whole
 
 log = logging.getLogger("pandasrv.web.server")
 
@@ -56,12 +56,14 @@ def _worker_exit(server: Any, worker: Any) -> None:
 class ShedWorker(BufferingWorker):
     """The buffering gthread worker (pandasrv.web.worker: a request reaches a thread only once it has arrived)
     with admission (pandasrv.web.admission): the worker's ``Controller`` decides for each request as it has
-    arrived, on the worker's main loop. An admitted one goes to the T threads, counted and timed until its
+    arrived, on the worker's main loop (a submit also by its Setupper helper's backlog,
+    ``admission.setup_backlogged``). An admitted one goes to the T threads, counted and timed until its
     reply. A shed one is answered on the main loop at once, with a reply made in advance (503, ``Retry-After``,
-    the protocol's form), and its connection closed: no thread, no parsing, no draining of its body, so that
-    shedding costs the worker almost nothing of what it needs to serve at capacity. An exempt one (a health
-    check, /metrics, a static file) is served uncounted by the side lane's threads, and so is, under TLS, a
-    request the worker could not read before its thread (the app sheds it there)."""
+    the protocol's form), and its connection closed: no thread, no parsing of its body, so that shedding
+    costs the worker almost nothing of what it needs to serve at capacity. An exempt one (a health check,
+    /metrics, a static file) is served uncounted by the side lane's threads, and so is a shed request the
+    worker has not read whole (under TLS, or a body beyond the buffered size): the app sheds it there and
+    gunicorn drains its body, so that neither a reset loses the 503 nor the body is read as a request."""
 
     SIDE_THREADS = admission.SIDE_THREADS
 
@@ -80,12 +82,13 @@ class ShedWorker(BufferingWorker):
 
     def enqueue_req(self, conn: Any) -> None:
         conn.pandasrv_queued_at = time.monotonic()
-        path = admission.request_path(getattr(conn, "received", None) or b"")
+        received = getattr(conn, "received", None) or b""
+        path = admission.request_path(received)
         if path is not None and admission.exempt(path):
             conn.pandasrv_verdict = None
-        elif self.admission.admit():
+        elif (path is None or not admission.setup_backlogged(path, self.admission.limits)) and self.admission.admit():
             conn.pandasrv_verdict = admission.Verdict.ADMITTED
-        elif path is not None:
+        elif path is not None and whole(received):
             self._shed(conn, path)
             return
         else:
@@ -95,7 +98,7 @@ class ShedWorker(BufferingWorker):
         future.add_done_callback(lambda done: self.method_queue.defer(self._finished, conn, done))
 
     def _shed(self, conn: Any, path: str) -> None:
-        """The whole request has arrived (the buffering read), so closing after the reply loses nothing."""
+        """The whole request has arrived (``whole``), so closing after the reply loses nothing."""
         try:
             conn.sock.send(self.shed_replies[path.startswith("/api/")])
         except OSError:

@@ -32,21 +32,37 @@ _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,12})[ \t]*\r\n", 
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding:", re.IGNORECASE)
 
 
+def _announced(data: bytes | bytearray) -> tuple[int, int | None] | None:
+    """Where the body starts and the length its head announces (None: chunked), None without a whole head."""
+    end = data.find(HEAD_END)
+    if end < 0:
+        return None
+    head = data[:end + 2]
+    if _CHUNKED.search(head):
+        return end + len(HEAD_END), None
+    found = _CONTENT_LENGTH.search(head)
+    return end + len(HEAD_END), int(found.group(1)) if found else 0
+
+
 def complete(data: bytes | bytearray) -> bool:
     """Whether ``data`` holds a whole request head and the small body it announces (or is past buffering).
     Bytes that cannot start an HTTP/1 request line (a TLS ClientHello sent to this plain-http port, binary
     noise) go to the parser at once, which answers them, instead of waiting for a head that never comes."""
     if data[:1] and not data[:1].isalpha():
         return True
-    end = data.find(HEAD_END)
-    if end < 0:
+    announced = _announced(data)
+    if announced is None:
         return len(data) > MAX_HEAD_BYTES
-    head = data[:end + 2]
-    if _CHUNKED.search(head):
-        return True
-    found = _CONTENT_LENGTH.search(head)
-    length = int(found.group(1)) if found else 0
-    return length > BUFFERED_BODY_BYTES or len(data) - (end + len(HEAD_END)) >= length
+    start, length = announced
+    return length is None or length > BUFFERED_BODY_BYTES or len(data) - start >= length
+
+
+def whole(data: bytes | bytearray) -> bool:
+    """Whether ``data`` is a request with all of its (Content-Length) body: closing its connection after the
+    reply then leaves no unread byte behind, which would turn the close into a reset that can cost the
+    client the reply itself."""
+    announced = _announced(data)
+    return announced is not None and announced[1] is not None and len(data) - announced[0] >= announced[1]
 
 
 class BufferingWorker(ThreadWorker):

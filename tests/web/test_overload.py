@@ -6,6 +6,8 @@
 - Every shed reply is a 503 with Retry-After in the protocol's form, before any database work, whoever shed
   it (the gunicorn worker, the app's own controller under mod_wsgi, the age bound); exempt paths (health
   checks, /metrics, static monitor files) are never shed.
+- Submits are shed while the worker's Setupper helper is ``cap`` batches behind (held at a gate), and a shed
+  request on a keep-alive connection leaves no byte of its body to be read as the next request.
 - Real servers at about twice their measured capacity, offered open-loop: every reply is a success or a 503
   with Retry-After, nothing waits anywhere near a client's time-out, exempt paths are answered 200 throughout,
   and the p99 of the successes stays within ``LATENCY_FACTOR`` times the unloaded p99 measured just before
@@ -20,6 +22,7 @@ import collections
 import contextlib
 import functools
 import heapq
+import socket
 import statistics
 import threading
 import time
@@ -36,8 +39,11 @@ from bench.overload import LONG_WAIT, closed_loop, open_loop, p, submit_body, su
 from pandasrv.config import load_settings
 from pandasrv.taskbuffer.task_buffer import TaskBuffer
 from pandasrv.web import admission
+from pandasrv.web.worker import BUFFERED_BODY_BYTES
 from tests.deploy.conftest import start_apache
 from tests.web.conftest import fresh_database, start_server
+from tests.web.gated_setupper import GATED_VO
+from tests.web.helpers import make_job, submit, wait_status
 from tests.web.inproc import InProcess, in_process_app
 
 pytestmark = pytest.mark.solo  # the latency bound compares two windows of one run: no other test in between
@@ -287,6 +293,69 @@ def _calls(running: InProcess) -> dict[str, tuple[str, str, dict[str, Any]]]:
         "cache file": ("GET", "/cache/nothing.tgz", {}),
         "monitor page": ("GET", "/monitor/jobs", {}),
     }
+
+
+def test_submits_are_shed_while_the_setupper_helper_is_behind_and_a_shed_request_leaves_nothing_behind(
+        test_databases, backend, tmp_path):
+    """The Setupper helper of the one worker holds ``cap`` batches at its gate: the next submits (v1 and
+    legacy, a body the worker buffers and one beyond that) are each a 503 with Retry-After, stored nothing,
+    and on a keep-alive connection the request sent behind the shed one is answered as itself (the shed body
+    is never parsed as a request: once it was "Request Line is too large"), or the connection is closed.
+    Once the gates open, submits are served again; other requests were never refused."""
+    with fresh_database(test_databases, backend, tmp_path) as db_url, \
+            start_server(db_url, backend, tmp_path, workers=1, threads=THREADS, db_connections=CONNECTIONS,
+                         access_log=False) as running:
+        site = running.add_queue()
+        held = [make_job(site, f"held-{i}", VO=GATED_VO) for i in range(admission.limits(THREADS, CONNECTIONS).cap)]
+        ids = [submit(running.url, [job])[0] for job in held]  # each reply comes at once; its batch waits
+        host, port = running.url.removeprefix("http://").split(":")
+        for path, content_type in (("/api/v1/job/submit", "application/json"),
+                                   ("/server/panda/submitJobs", "application/x-www-form-urlencoded")):
+            for size in (64 * 1024, BUFFERED_BODY_BYTES + 64 * 1024):
+                first, rest = _shed_then_next((host, int(port)), path, content_type, size)
+                status, headers, body = first
+                assert status == 503, (path, size, status, body[:200])
+                assert int(headers["retry-after"]) == running.settings.retry_after_seconds
+                _assert_protocol_form(path, headers["content-type"], body)
+                assert rest in (b"", b"alive=yes"), (path, size, rest[:200])
+        assert running.tb.monitor_job_counts(("computingSite",), {"queue": site}) == [(site, len(held))]
+        assert httpx.post(f"{running.url}/server/panda/getJob", data={"siteName": site},
+                          timeout=LONG_WAIT).status_code == 200
+        for job in held:
+            (running.gates / job.jobName).touch()
+        wait_status(running.tb, ids, "activated")
+        submit(running.url, [make_job(site, "after")])
+
+
+def _shed_then_next(address: tuple[str, int], path: str, content_type: str,
+                    size: int) -> tuple[tuple[int, dict[str, str], bytes], bytes]:
+    """POSTs ``size`` bytes of body to ``path`` and an isAlive right behind it on the same connection: the
+    first reply (status, headers, body) and the body of the second, b"" if the server closed instead."""
+    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {size}\r\n"
+            f"\r\n").encode()
+    probe = b"GET /server/panda/isAlive HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(address, timeout=LONG_WAIT) as sock:
+        sock.sendall(head + b"x" * size + probe)
+        reader = sock.makefile("rb")
+        first = _read_response(reader)
+        try:
+            second = _read_response(reader) if first[1].get("connection") != "close" else None
+        except ConnectionError:
+            second = None
+    return first, b"" if second is None else second[2]
+
+
+def _read_response(reader: Any) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response with a Content-Length from a socket's file: status, headers (lower-case), body."""
+    status_line = reader.readline()
+    if not status_line:
+        raise ConnectionError("closed")
+    headers = {}
+    while (line := reader.readline().rstrip(b"\r\n")):
+        name, value = line.decode("latin-1").split(":", 1)
+        headers[name.strip().lower()] = value.strip()
+    body = reader.read(int(headers.get("content-length", 0)))
+    return int(status_line.split()[1]), headers, body
 
 
 @pytest.mark.backends("postgresql")
