@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/overload.py --backend postgresql --workers 2 --seconds 30
 
+The ``overload`` section of ``make bench`` (``section``) runs the same phases, shorter in quick mode.
+
 Starts ``pandasrv serve --no-daemon`` (or ``--front apache``: ``pandasrv apache --no-daemon``; W workers x T
 threads) on a fresh database, warms it up (every process loads the app and opens its connections), then:
 1. unloaded: one client, one submit of ``--jobs`` jobs at a time, for a few seconds: the unloaded p99;
@@ -32,13 +34,30 @@ from typing import Callable, Iterator
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import apache_vs_serve, web_api  # noqa: E402
+from bench.databases import fresh_database  # noqa: E402
+from bench.figures import Figure, RunOptions, Section  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT_TIMEOUT = 60.0
 LONG_WAIT = 20.0
 SHED_PAUSE = 0.1
-WARM_UP_SECONDS = 3.0
-UNLOADED_SECONDS = 10.0
-CAPACITY_SECONDS = 8.0
+
+
+
+@dataclass(frozen=True)
+class Phases:
+    """Seconds of each phase: warm-up (every process loads the app), unloaded, capacity, overload."""
+
+    warm_up: float = 3.0
+    unloaded: float = 10.0
+    capacity: float = 8.0
+    overload: float = 30.0
+
+
+QUICK = Phases(warm_up=2.0, unloaded=5.0, capacity=6.0, overload=10.0)
 
 
 @dataclass
@@ -127,9 +146,6 @@ def summary(replies: list[Reply]) -> dict[str, float]:
 @contextmanager
 def front(kind: str, db_url: str, workers: int, threads: int, extra: dict[str, str]) -> Iterator[str]:
     """``pandasrv serve --no-daemon`` or ``pandasrv apache --no-daemon`` (W x T) on a free port: its URL."""
-    import apache_vs_serve
-    import web_api
-
     settings = {f"PANDASRV_{key.upper()}": value for key, value in extra.items()}
     if kind == "apache":
         os.environ.update(settings)
@@ -158,6 +174,79 @@ def submit_body(site: str, jobs: int) -> bytes:
                                              jobs))).encode()
 
 
+@dataclass
+class Run:
+    """One measurement: the unloaded and overload summaries, the capacity and the rate offered."""
+
+    unloaded: dict[str, float]
+    capacity: float
+    offered: float
+    overload: dict[str, float]
+    seconds: float
+
+    @property
+    def goodput(self) -> float:
+        return self.overload["ok"] / self.seconds
+
+
+def measure(backend: str, kind: str = "serve", workers: int = 2, threads: int = 4, jobs: int = 100,
+            clients: int = 8, factor: float = 2.0, phases: Phases | None = None,
+            extra: dict[str, str] | None = None) -> Run:
+    """The phases of the module docstring on a fresh database."""
+    from pandasrv.taskbuffer.db_proxy import DBProxy
+
+    phases = phases or Phases()
+    body = submit_body("OVERLOAD", jobs)
+    with fresh_database(backend, prefix="overload_shed") as db_url:
+        proxy = DBProxy(db_url)
+        proxy.connect()
+        proxy.add_queue("OVERLOAD", "OVERLOAD", "online", {})
+        proxy.close()
+        with front(kind, db_url, workers, threads, extra or {}) as url, \
+                submitter(f"{url}/api/v1/job/submit", body) as send:
+            closed_loop(send, workers * threads, phases.warm_up)
+            unloaded = summary(closed_loop(send, 1, phases.unloaded))
+            measured = closed_loop(send, clients, phases.capacity)
+            capacity = sum(r.status == 200 for r in measured) / phases.capacity
+            offered = factor * capacity
+            overload = summary(open_loop(send, offered, phases.overload))
+    return Run(unloaded, capacity, offered, overload, phases.overload)
+
+
+def section(options: RunOptions) -> Section:
+    """``make bench``'s overload figures: ``pandasrv serve`` W = 2 x T = 4 at twice its capacity, once (a
+    run is already a distribution of hundreds of replies; quick mode runs 10 s of overload, about 40 s in
+    all, full mode ``options.repeats`` runs of 30 s)."""
+    phases = QUICK if options.quick else Phases()
+    load = os.getloadavg()[0]
+    runs = [measure(options.backend, phases=phases) for _ in range(1 if options.quick else options.repeats)]
+    replies = f"{sum(r.overload['requests'] for r in runs)} replies"
+    return Section(
+        title="Overload: twice the capacity, open loop",
+        figures=[
+            Figure(name="goodput at 2 × capacity", unit="submits/s", samples=[r.goodput for r in runs],
+                   reference="capacity (closed loop, same run)", reference_samples=[r.capacity for r in runs],
+                   target=0.8, note=f"successes per second while offered twice the capacity; {replies}"),
+            Figure(name="successes' p99 at 2 × capacity", unit="s", samples=[r.overload["ok_p99"] for r in runs],
+                   reference="unloaded p99 (one client, same run)",
+                   reference_samples=[r.unloaded["ok_p99"] for r in runs], target=5.0, higher_is_better=False,
+                   note="the issue's \"a few times the unloaded p99\""),
+            Figure(name="503 p99 at 2 × capacity", unit="s", samples=[r.overload["shed_p99"] for r in runs],
+                   target=1.0, higher_is_better=False,
+                   note=f"{sum(r.overload['shed_503'] for r in runs)} 503s, "
+                        f"{sum(r.overload['shed_with_retry_after'] for r in runs)} with Retry-After"),
+            Figure(name="replies that waited > 20 s", unit="replies",
+                   samples=[float(r.overload["waited_over_20s"]) for r in runs], target=0, higher_is_better=False,
+                   note=f"{sum(r.overload['timed_out'] + r.overload['other_errors'] for r in runs)} time-outs "
+                        "or other errors"),
+        ],
+        notes=[f"pandasrv serve --no-daemon, W = 2 × T = 4, {options.backend}, submits of 100 jobs each on a fresh "
+               f"connection; phases {phases.warm_up:g} s warm-up, {phases.unloaded:g} s unloaded, "
+               f"{phases.capacity:g} s capacity (8 closed-loop clients), {phases.overload:g} s open loop at "
+               f"2 × capacity; load average {load:.1f} at start (2 cores); bench/overload.py"],
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", default="postgresql")
@@ -171,36 +260,18 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a pandasrv setting for the server, e.g. queue_timeout=5")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT / "bench"))
-    from databases import fresh_database
-
-    from pandasrv.taskbuffer.db_proxy import DBProxy
-
     extra = dict(item.split("=", 1) for item in args.set)
-    body = submit_body("OVERLOAD", args.jobs)
-    with fresh_database(args.backend, prefix="overload_shed") as db_url:
-        proxy = DBProxy(db_url)
-        proxy.connect()
-        proxy.add_queue("OVERLOAD", "OVERLOAD", "online", {})
-        proxy.close()
-        with front(args.front, db_url, args.workers, args.threads, extra) as url, \
-                submitter(f"{url}/api/v1/job/submit", body) as send:
-            closed_loop(send, args.workers * args.threads, WARM_UP_SECONDS)  # every process loads the app
-            unloaded = summary(closed_loop(send, 1, UNLOADED_SECONDS))
-            measured = closed_loop(send, args.clients, CAPACITY_SECONDS)
-            capacity = sum(r.status == 200 for r in measured) / CAPACITY_SECONDS
-            offered = args.factor * capacity
-            overload = summary(open_loop(send, offered, args.seconds))
+    run = measure(args.backend, args.front, args.workers, args.threads, args.jobs, args.clients, args.factor,
+                  Phases(overload=args.seconds), extra)
     print(f"front={args.front} backend={args.backend} workers={args.workers} threads={args.threads} jobs/submit={args.jobs} "
           f"settings={extra or 'defaults'}")
-    print(f"unloaded: p50 {unloaded['ok_p50']:.3f} s, p99 {unloaded['ok_p99']:.3f} s; "
-          f"capacity {capacity:.1f} submits/s ({args.clients} closed-loop clients)")
-    print(f"offered {offered:.1f}/s open-loop for {args.seconds:g} s:")
-    for key, value in overload.items():
+    print(f"unloaded: p50 {run.unloaded['ok_p50']:.3f} s, p99 {run.unloaded['ok_p99']:.3f} s; "
+          f"capacity {run.capacity:.1f} submits/s ({args.clients} closed-loop clients)")
+    print(f"offered {run.offered:.1f}/s open-loop for {args.seconds:g} s:")
+    for key, value in run.overload.items():
         print(f"  {key}: {value:.3f}" if isinstance(value, float) else f"  {key}: {value}")
-    goodput = overload["ok"] / args.seconds
-    print(f"  goodput (ok per second): {goodput:.1f} of capacity {capacity:.1f} = {goodput / capacity:.2f}")
-    print(f"  ok_p99 / unloaded p99: {overload['ok_p99'] / unloaded['ok_p99']:.1f}")
+    print(f"  goodput (ok per second): {run.goodput:.1f} of capacity {run.capacity:.1f} = {run.goodput / run.capacity:.2f}")
+    print(f"  ok_p99 / unloaded p99: {run.overload['ok_p99'] / run.unloaded['ok_p99']:.1f}")
 
 
 if __name__ == "__main__":

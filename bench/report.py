@@ -37,7 +37,7 @@ from bench.plots import write_plots  # noqa: E402
 
 # The sections of `make bench`, in the order they run. A module named here that is not there is a failed
 # section in the report (so a section that was removed or not merged yet cannot pass unnoticed).
-SECTIONS: tuple[str, ...] = ("bench.api_rates", "bench.capacity", "bench.history")
+SECTIONS: tuple[str, ...] = ("bench.api_rates", "bench.capacity", "bench.history", "bench.overload")
 PACKAGES = ("pandasrv", "falcon", "gunicorn", "psycopg", "psycopg-binary", "PyMySQL", "SQLAlchemy", "pydantic",
             "httpx")
 QUICK_REPEATS, FULL_REPEATS = 3, 5
