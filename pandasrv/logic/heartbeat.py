@@ -45,6 +45,9 @@ class Heartbeat:
     metadata: str | None = None
     pilot_log: str | None = None
     stdout: str | None = None
+    # The caller last saw the job in another state (a hint: ``dispatch.StatusHints``): a transition, whose
+    # guarded one-statement update would only miss, so it goes to the locked row at once.
+    changes_state: bool = False
 
     def __post_init__(self) -> None:
         if self.status not in job_states.PILOT_STATES:
@@ -61,8 +64,8 @@ class Heartbeat:
 
     def repeat(self, now: _dt.datetime) -> RepeatUpdate | None:
         """The one-statement update when the job is already in the reported state, or None when this
-        heartbeat must always be decided on the locked row (final reports, pilot texts to store)."""
-        if self.status not in REPEATABLE or self.metadata or self.pilot_log or self.stdout:
+        heartbeat must always be decided on the locked row (final reports, pilot texts to store, a transition)."""
+        if self.status not in REPEATABLE or self.changes_state or self.metadata or self.pilot_log or self.stdout:
             return None
         return RepeatUpdate(status=self.status, attempt_nr=self.attempt_nr,
                             sets={"modificationTime": now, **_diag(self.status, now)},

@@ -49,6 +49,34 @@ class _TimedCache:
         return value
 
 
+class StatusHints:
+    """The status this process last gave or saw for recent jobs (a claim's ``sent``, a heartbeat's state).
+
+    A heartbeat reporting another state is a transition, which the store's guarded one-statement update would
+    miss (one wasted round trip) before it takes the locked path: such heartbeats go to the locked path at
+    once. Only a hint: another process may have moved the job since, and the store's checks decide anyway.
+    The oldest entries are dropped beyond ``size``, so the memory stays bounded."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self._status: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def saw(self, panda_id: int, status: str | None) -> None:
+        """Record the job's status now (None: forget it, e.g. a job that ended)."""
+        with self._lock:
+            self._status.pop(panda_id, None)
+            if status is not None:
+                self._status[panda_id] = status
+                if len(self._status) > self.size:
+                    del self._status[next(iter(self._status))]
+
+    def changes_state(self, panda_id: int, status: str) -> bool:
+        """True when the job was last seen here in a state other than ``status``."""
+        last = self._status.get(panda_id)
+        return last is not None and last != status
+
+
 class Services:
     """Per-process shared objects: the TaskBuffer and short-lived caches of rarely changing rows."""
 
@@ -58,6 +86,7 @@ class Services:
         self._pid: int | None = None
         self._task_buffer: Store | None = None
         self._cache = _TimedCache(settings.meta_cache_seconds)
+        self.status_hints = StatusHints()
         self.credentials = Credentials(settings.creds)
         self.secrets = Secrets(settings.creds)
 

@@ -22,7 +22,7 @@ from pandasrv.taskbuffer.job_spec import JobSpec
 from pandasrv.taskbuffer.job_states import PILOT_STATES, IllegalTransition
 from pandasrv.web.auth import clean_user_id
 from pandasrv.web.codecs import BadRequest
-from pandasrv.web.context import Call
+from pandasrv.web.context import Call, StatusHints
 from pandasrv.web.registry import INT64_MAX, INT64_MIN
 
 NULL = "NULL"
@@ -78,6 +78,8 @@ def acquire(call: Call, request: ClaimRequest, worker: tuple[str, int] | None = 
     if worker is not None:
         call.tb.relate_job_to_worker(worker[0], worker[1], [job.PandaID for job in jobs])
     metrics.JOBS_DISPATCHED.inc(len(jobs))
+    for job in jobs:
+        call.services.status_hints.saw(job.PandaID, job.jobStatus)
     n_sent = call.services.recent_sent(claim.site)
     return Acquired(SC_SUCCESS, [job_description(job, queue, n_sent) for job in jobs])
 
@@ -250,8 +252,10 @@ def heartbeat_values(params: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def heartbeat_request(job_id: Any, state: str, params: dict[str, Any]) -> Heartbeat | dict[str, Any]:
-    """The Heartbeat of one updateJob (legacy parameter names), or the reply when there is nothing to apply."""
+def heartbeat_request(job_id: Any, state: str, params: dict[str, Any],
+                      hints: StatusHints | None = None) -> Heartbeat | dict[str, Any]:
+    """The Heartbeat of one updateJob (legacy parameter names), or the reply when there is nothing to apply;
+    ``hints`` mark a heartbeat to a job last seen in another state as a transition."""
     panda_id = to_int(job_id)
     if panda_id is None:
         return {"StatusCode": SC_INVALID, "errorDialog": f"invalid jobId {job_id!r}"}
@@ -260,11 +264,13 @@ def heartbeat_request(job_id: Any, state: str, params: dict[str, Any]) -> Heartb
     return Heartbeat(
         panda_id, state, heartbeat_values(params), attempt_nr=to_int(params.get("attemptNr")),
         report=str(params.get("xml") or "") if state in FINAL_REPORTS else None, metadata=_text(params.get("metaData")),
-        pilot_log=_text(params.get("pilotLog")), stdout=_text(params.get("stdout")))
+        pilot_log=_text(params.get("pilotLog")), stdout=_text(params.get("stdout")),
+        changes_state=hints is not None and hints.changes_state(panda_id, state))
 
 
-def heartbeat_reply(request: Heartbeat, result: dict[str, Any]) -> dict[str, Any]:
+def heartbeat_reply(request: Heartbeat, result: dict[str, Any], hints: StatusHints) -> dict[str, Any]:
     """``{"StatusCode", "command"}`` from the store's answer (plus ``errorDialog`` when refused)."""
+    hints.saw(request.panda_id, result.get("status") if result["result"] == "ok" else None)
     if result["result"] == "illegal":  # e.g. a pilot still running a job that was reassigned (activated again)
         return {"StatusCode": SC_FAILED, "errorDialog": f"job {request.panda_id}: {result['error']}", "command": KILL_COMMAND}
     metrics.HEARTBEATS.labels(request.status).inc()
@@ -274,23 +280,26 @@ def heartbeat_reply(request: Heartbeat, result: dict[str, Any]) -> dict[str, Any
 
 def heartbeat(call: Call, job_id: Any, state: str, params: dict[str, Any]) -> dict[str, Any]:
     """Apply one heartbeat; returns ``{"StatusCode", "command"}`` (plus ``errorDialog`` when refused)."""
-    request = heartbeat_request(job_id, state, params)
+    hints = call.services.status_hints
+    request = heartbeat_request(job_id, state, params, hints)
     if isinstance(request, dict):
         return request
     try:
         result = call.tb.update_job(request)
     except IllegalTransition as exc:
         result = {"result": "illegal", "error": str(exc)}
-    return heartbeat_reply(request, result)
+    return heartbeat_reply(request, result, hints)
 
 
 def heartbeats(call: Call, items: list[tuple[Any, str, dict[str, Any]]]) -> list[dict[str, Any]]:
     """Apply several heartbeats (``(job_id, state, params)`` each) in one store call and one transaction;
     the replies are those ``heartbeat`` gives, in the same order."""
-    requests = [heartbeat_request(*item) for item in items]
+    hints = call.services.status_hints
+    requests = [heartbeat_request(*item, hints) for item in items]
     batch = [request for request in requests if isinstance(request, Heartbeat)]
     results = iter(call.tb.update_jobs(batch) if batch else [])
-    return [request if isinstance(request, dict) else heartbeat_reply(request, next(results)) for request in requests]
+    return [request if isinstance(request, dict) else heartbeat_reply(request, next(results), hints)
+            for request in requests]
 
 
 def _text(value: Any) -> str | None:

@@ -303,6 +303,14 @@ class BaseProxy:
             setattr(job, name, value)
         return job
 
+    @staticmethod
+    def _file_from_row(row: Sequence[Any]) -> FileSpec:
+        """A FileSpec from the values of FILE_ATTRIBUTES, in that order."""
+        spec = FileSpec()
+        for name, value in zip(FILE_ATTRIBUTES, row):
+            setattr(spec, name, value)
+        return spec
+
     def _attach_details(self, jobs: dict[int, JobSpec], *, files: bool = True, params: bool = True,
                         metadata: bool = False) -> None:
         """Fill Files, jobParameters and metadata as asked, with one query each, not one per job."""
@@ -313,9 +321,7 @@ class BaseProxy:
             cols = ",".join(FILE_ATTRIBUTES)
             sql = f"SELECT {cols} FROM files WHERE PandaID IN {in_ids} ORDER BY PandaID, row_ID"
             for row in self._fetchall(sql, binds):
-                spec = FileSpec()
-                for name, value in zip(FILE_ATTRIBUTES, row):
-                    setattr(spec, name, value)
+                spec = self._file_from_row(row)
                 jobs[spec.PandaID].Files.append(spec)
         if params:
             sql = f"SELECT PandaID, jobParameters FROM job_params WHERE PandaID IN {in_ids}"
