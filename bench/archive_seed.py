@@ -32,27 +32,27 @@ def seed_archive(db_url: str, template: JobSpec, n: int, modified: _dt.datetime)
     modified at ``modified``; returns their PandaIDs. The database must have no other writer meanwhile."""
     proxy = DBProxy(db_url)
     try:
-        (stored,) = proxy.insert_jobs([template])
+        (panda_id,) = proxy.insert_jobs([template])  # a DBProxy in process: the template's files get row_IDs
         for status in LIFE:
-            proxy.set_job_status([stored.PandaID], status)
+            proxy.set_job_status([panda_id], status)
     finally:
         proxy.close()
-    files = sorted(spec.row_ID for spec in stored.Files)
+    files = sorted(spec.row_ID for spec in template.Files)
     conn = connect(db_url)
     try:
         for start in range(0, n, CHUNK):
             size = min(CHUNK, n - start)
             conn.begin()
-            _clone(conn, stored.PandaID, files, start, size, modified)
+            _clone(conn, panda_id, files, start, size, modified)
             conn.commit()
         conn.begin()
-        _move_sequence(conn, "pandaid_seq", stored.PandaID + n)
+        _move_sequence(conn, "pandaid_seq", panda_id + n)
         if files:
             _move_sequence(conn, "file_row_id_seq", files[-1] + n * len(files))
         conn.commit()
     finally:
         conn.close()
-    return range(stored.PandaID + 1, stored.PandaID + n + 1)
+    return range(panda_id + 1, panda_id + n + 1)
 
 
 def _clone(conn: WrappedConnection, template: int, files: list[int], start: int, size: int,

@@ -60,8 +60,7 @@ def new_job(i: int) -> JobSpec:
 def fill(tb: TaskBuffer, n: int, steps: tuple[str, ...], offset: int) -> list[int]:
     ids: list[int] = []
     for start in range(0, n, CHUNK):
-        jobs = tb.insert_jobs([new_job(offset + start + k) for k in range(min(CHUNK, n - start))])
-        part = [job.PandaID for job in jobs]
+        part = tb.insert_jobs([new_job(offset + start + k) for k in range(min(CHUNK, n - start))])
         for step in steps:
             tb.set_job_status(part, step, {"startTime": _dt.datetime.now(_dt.UTC).replace(tzinfo=None)}
                               if step == "running" else None)
@@ -87,7 +86,7 @@ def timed(label: str, fn: Callable[[], Any], results: dict[str, float]) -> Any:
 def setupper_handover(settings: Any, tb: TaskBuffer, results: dict[str, float]) -> None:
     calls, ends = [], []
     for _ in range(5):
-        ids = [job.PandaID for job in tb.insert_jobs([new_job(0) for _ in range(100)])]
+        ids = tb.insert_jobs([new_job(0) for _ in range(100)])
         start = time.perf_counter()
         start_setupper(settings, ids)
         calls.append(time.perf_counter() - start)

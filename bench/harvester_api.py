@@ -78,7 +78,7 @@ def sent_jobs(db_url: str, n: int) -> list[int]:
     proxy.connect()
     try:
         jobs = build_jobs(JobRequest(site=QUEUE, transformation="/bin/true", label="managed"), n)
-        ids = [job.PandaID for job in proxy.insert_jobs(jobs, "defined")]
+        ids = proxy.insert_jobs(jobs, "defined")
     finally:
         proxy.close()
     activate_all(db_url, ids)

@@ -71,9 +71,8 @@ def in_process(requests: int) -> None:
             clients[metrics] = falcon.testing.TestClient(app)
         tb = app.services.task_buffer
         tb.add_queue(web_api.QUEUE, web_api.QUEUE, "online", {})
-        (job,) = tb.insert_jobs(build_jobs(JobRequest(site=web_api.QUEUE, transformation="/bin/true"), 1),
-                                status="running")
-        panda_id = job.PandaID
+        (panda_id,) = tb.insert_jobs(build_jobs(JobRequest(site=web_api.QUEUE, transformation="/bin/true"), 1),
+                                     status="running")
         calls = {"getJob": {"siteName": web_api.QUEUE, "prodSourceLabel": "user", "node": "bench"},
                  "updateJob running": {"jobId": str(panda_id), "state": "running", "attemptNr": 0}}
         expected = {"getJob": 20, "updateJob running": 0}  # no activated job; the heartbeat applied

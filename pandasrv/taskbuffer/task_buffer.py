@@ -47,7 +47,7 @@ class TaskBuffer:
     ping = pooled(lambda store: store.ping)
 
     # --- jobs: submit, claim, heartbeat, status, kill/reassign ------------------------------------------
-    # insert_jobs: through a ConBridge the returned jobs are copies; use the return value, not the arguments.
+    # insert_jobs returns the PandaIDs; through a ConBridge the child's copies get them, not the arguments.
     insert_jobs = pooled(lambda store: store.insert_jobs)
     claim_jobs = pooled(lambda store: store.claim_jobs)
     requeue_undelivered = pooled(lambda store: store.requeue_undelivered)

@@ -85,10 +85,11 @@ def submit_jobs(call: Call, jobs: list[JobSpec]) -> list[list[Any]]:
         for job in user_jobs:
             job.jobDefinitionID = job.jobDefinitionID or definition_id
             job.jobsetID = job.jobsetID or jobset_id
-    stored = call.tb.insert_jobs(jobs, "defined")
-    start_setupper(call.settings, [job.PandaID for job in stored])
-    return [[job.PandaID, job.jobDefinitionID,
-             {"jobsetID": job.jobsetID} if job.prodSourceLabel in policy.ANALYSIS_LABELS else job.jobName] for job in stored]
+    panda_ids = call.tb.insert_jobs(jobs, "defined")
+    start_setupper(call.settings, panda_ids)
+    return [[panda_id, job.jobDefinitionID,
+             {"jobsetID": job.jobsetID} if job.prodSourceLabel in policy.ANALYSIS_LABELS else job.jobName]
+            for job, panda_id in zip(jobs, panda_ids)]
 
 
 def restrict_user_fields(job: JobSpec, identity: Identity) -> None:

@@ -47,8 +47,7 @@ def make_job(*, site: str = "SITE_A", label: str = "managed", inputs: int = 0, o
 
 def store(tb: TaskBuffer, status: str, n: int = 1, **kwargs: Any) -> list[int]:
     """n new jobs brought to ``status``; returns their PandaIDs."""
-    jobs = tb.insert_jobs([make_job(**kwargs) for _ in range(n)])
-    ids = [job.PandaID for job in jobs]
+    ids = tb.insert_jobs([make_job(**kwargs) for _ in range(n)])
     for step in PATHS[status]:
         if step in PILOT_STEPS:  # as a pilot would, so that startTime, endTime... are set
             assert all(tb.update_job(Heartbeat(i, step, {}))["result"] == "ok" for i in ids)

@@ -71,7 +71,7 @@ def test_a_killed_helper_is_restarted_and_what_it_had_not_set_up_is_not_lost(db_
             for i in range(3):  # the third death in a row is the alarm
                 spec = make_job()
                 spec.jobName, spec.VO = f"held{i}", GATED_VO
-                held += [j.PandaID for j in tb.insert_jobs([spec])]
+                held += tb.insert_jobs([spec])
                 deadline = time.monotonic() + 30
                 while not helpers():  # after the first death the restart waits out a backoff
                     assert time.monotonic() < deadline

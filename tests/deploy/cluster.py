@@ -106,7 +106,7 @@ class Cluster:
             job.add_file(FileSpec(lfn=f"two-nodes-{i}.log.tgz", type="log", dataset="user.test.log",
                                   destinationDBlock="user.test.log", destinationSE=QUEUE))
             jobs.append(job)
-        return [job.PandaID for job in self.tb.insert_jobs(jobs, "activated")]
+        return self.tb.insert_jobs(jobs, "activated")
 
     def claims(self, panda_ids: list[int]) -> dict[int, int]:
         """How often the database logged each job as handed out (``sent`` rows of job_status_log)."""

@@ -107,7 +107,7 @@ def _reasons(proxy: DBProxy, panda_id: int) -> list[tuple[str, str | None]]:
 def test_only_unconfirmed_claims_are_given_back_and_only_so_often(db_url):
     proxy = DBProxy(db_url)
     try:
-        lost, confirmed = (job.PandaID for job in proxy.insert_jobs([make_db_job("lost"), make_db_job("ok")], "activated"))
+        lost, confirmed = proxy.insert_jobs([make_db_job("lost"), make_db_job("ok")], "activated")
         settings = load_settings(db_url=db_url, watcher={"unconfirmed": 60, "unconfirmed_requeues": 2})
         later = _dt.datetime.now(_dt.UTC).replace(tzinfo=None) + _dt.timedelta(seconds=120)
         for attempt in range(2):
@@ -122,7 +122,7 @@ def test_only_unconfirmed_claims_are_given_back_and_only_so_often(db_url):
             assert proxy.update_job(Heartbeat(lost, "running", {}, attempt_nr=attempt))["result"] == "badattemptnr"
         assert [job.PandaID for job in proxy.claim_jobs(TWO_FOR_WN)] == [lost]
         assert requeue_unconfirmed(proxy, settings, now=later) == []  # given back twice: left to the sent timeout
-        (behind,) = (job.PandaID for job in proxy.insert_jobs([make_db_job("behind")], "activated"))
+        (behind,) = proxy.insert_jobs([make_db_job("behind")], "activated")
         assert [job.PandaID for job in proxy.claim_jobs(TWO_FOR_WN)] == [behind]
         assert requeue_unconfirmed(proxy, settings, now=later, batch_size=1) == [behind]  # not hidden by ``lost``
         reason = REQUEUE_PREFIX + unconfirmed_reason(60)
@@ -138,7 +138,7 @@ def test_a_claim_whose_reply_meets_a_broken_pipe_is_given_back_at_once(db_url):
     the reply; the child's send fails with a broken pipe, and it gives the claim back without waiting."""
     proxy = DBProxy(db_url)
     try:
-        (panda_id,) = (job.PandaID for job in proxy.insert_jobs([make_db_job("pipe")], "activated"))
+        (panda_id,) = proxy.insert_jobs([make_db_job("pipe")], "activated")
         context = multiprocessing.get_context("forkserver")
         ours, theirs = context.Pipe()
         child = context.Process(target=con_bridge._serve, args=(theirs, db_url, None), daemon=True)

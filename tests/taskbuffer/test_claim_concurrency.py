@@ -34,7 +34,7 @@ def claim_until_empty(db_url: str, seed: int, start: Any, results: Any) -> None:
 def test_every_job_is_claimed_exactly_once(db_url):
     proxy = DBProxy(db_url)
     jobs = [make_job(f"j{i}", priority=i % 17) for i in range(N_JOBS)]
-    expected = {job.PandaID for job in proxy.insert_jobs(jobs, status="activated")}
+    expected = set(proxy.insert_jobs(jobs, status="activated"))
 
     context = multiprocessing.get_context("forkserver")
     start, queue = context.Event(), context.Queue()

@@ -59,9 +59,8 @@ def session_exists(db_url: str, backend: str, session: int) -> bool:
 
 
 def test_any_dbproxy_method_works_across_the_pipe(bridge):
-    stored = bridge.insert_jobs([make_job("a"), make_job("b")], "activated")
-    ids = [job.PandaID for job in stored]
-    assert stored[0].Files[1].lfn == f"a.{ids[0]}.out0"
+    ids = bridge.insert_jobs([make_job("a"), make_job("b")], "activated")
+    assert bridge.peek_jobs(ids[:1])[0].Files[1].lfn == f"a.{ids[0]}.out0"
     claimed = bridge.claim_jobs(ClaimRequest(site="SITE", labels=("managed",), n=5, node="wn"))
     assert sorted(job.PandaID for job in claimed) == ids
     assert bridge.get_job_status(ids) == {i: ("sent", 0, None) for i in ids}
@@ -72,15 +71,15 @@ def test_any_dbproxy_method_works_across_the_pipe(bridge):
 
 
 def test_exceptions_arrive_as_the_same_types(bridge):
-    (job,) = bridge.insert_jobs([make_job()])
+    (panda_id,) = bridge.insert_jobs([make_job()])
     with pytest.raises(IllegalTransition) as raised:
-        bridge.set_job_status([job.PandaID], "running")
+        bridge.set_job_status([panda_id], "running")
     assert (raised.value.old, raised.value.new) == ("defined", "running")
     with pytest.raises(ValueError, match="not settable"):
-        bridge.set_job_status([job.PandaID], "activated", {"bogus": 1})
+        bridge.set_job_status([panda_id], "activated", {"bogus": 1})
     with pytest.raises(errors.DBError):
         bridge.insert_output_report(None, 0, "managed", "finished", "{}")
-    assert bridge.get_job_status([job.PandaID])[job.PandaID][0] == "defined"  # the child is still fine
+    assert bridge.get_job_status([panda_id])[panda_id][0] == "defined"  # the child is still fine
 
 
 def test_a_call_past_db_timeout_kills_the_child_and_its_session(bridge, db_url, backend):
@@ -111,7 +110,7 @@ def test_the_pool_keeps_serving_while_a_call_hangs(settings):
     hanging.start()
     try:
         with pool.get() as proxy:
-            assert proxy.insert_jobs([make_job()])[0].PandaID > 0
+            assert proxy.insert_jobs([make_job()])[0] > 0
         hanging.join(TIMEOUT + 10)
         assert len(outcome) == 1
         for _ in range(settings.db_connections):

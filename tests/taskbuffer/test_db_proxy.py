@@ -37,7 +37,7 @@ def proxy(db_url: str) -> Iterator[DBProxy]:
 
 
 def activated(proxy: DBProxy, *jobs: JobSpec) -> list[int]:
-    return [job.PandaID for job in proxy.insert_jobs(list(jobs), status="activated")]
+    return proxy.insert_jobs(list(jobs), status="activated")
 
 
 def running(proxy: DBProxy, site: str = "SITE") -> int:
@@ -51,13 +51,12 @@ def running(proxy: DBProxy, site: str = "SITE") -> int:
 # --- insert / peek --------------------------------------------------------------------------------
 def test_insert_then_peek_roundtrip(proxy):
     jobs = [make_job(f"j{i}", n_outputs=2) for i in range(3)]
-    stored = proxy.insert_jobs(jobs)
-    ids = [job.PandaID for job in stored]
-    assert len(set(ids)) == 3 and ids == sorted(ids)
+    ids = proxy.insert_jobs(jobs)
+    assert len(set(ids)) == 3 and ids == sorted(ids) == [job.PandaID for job in jobs]
 
     peeked = proxy.peek_jobs(ids + [10**12])
     assert peeked[-1] is None
-    for original, job in zip(stored, peeked):
+    for original, job in zip(jobs, peeked):
         assert job.PandaID == original.PandaID
         assert job.jobStatus == "defined"
         assert job.creationTime == job.modificationTime == job.stateChangeTime is not None
@@ -194,7 +193,7 @@ def test_heartbeat_refuses_an_illegal_transition(proxy):
 
 # --- the generic transition --------------------------------------------------------------------------
 def test_set_job_status_moves_between_stage_tables(proxy):
-    a, b = (job.PandaID for job in proxy.insert_jobs([make_job("a"), make_job("b")]))
+    a, b = proxy.insert_jobs([make_job("a"), make_job("b")])
     assert sorted(proxy.set_job_status([a, b], "activated", {"computingSite": "NEW"})) == [a, b]
     assert proxy.peek_jobs([a], archived=False)[0].computingSite == "NEW"
     assert [job.PandaID for job in proxy.claim_jobs(ClaimRequest(site="NEW", labels=("managed",), n=1))] == [a]
@@ -208,7 +207,7 @@ def test_set_job_status_moves_between_stage_tables(proxy):
 
 
 def test_set_job_status_refuses_illegal_transitions_and_writes_nothing(proxy):
-    ok, final = (job.PandaID for job in proxy.insert_jobs([make_job("ok"), make_job("final")]))
+    ok, final = proxy.insert_jobs([make_job("ok"), make_job("final")])
     proxy.set_job_status([final], "failed")
     before = proxy.get_job_status([ok, final])
     with pytest.raises(IllegalTransition):
@@ -226,7 +225,7 @@ def test_set_job_status_refuses_illegal_transitions_and_writes_nothing(proxy):
 # --- kill and reassign -----------------------------------------------------------------------------
 def test_kill_jobs(proxy):
     running_id = running(proxy)
-    waiting_id, other_id = (job.PandaID for job in proxy.insert_jobs([make_job("w"), make_job("o", prodUserName="bob")]))
+    waiting_id, other_id = proxy.insert_jobs([make_job("w"), make_job("o", prodUserName="bob")])
     ids = [running_id, waiting_id, other_id, 10**12]
 
     assert proxy.kill_jobs(ids, user="alice", is_production=False) == [True, True, False, False]
@@ -289,7 +288,7 @@ def test_leases(proxy):
 
 # --- transactions ---------------------------------------------------------------------------------------
 def test_a_failed_call_leaves_nothing_behind(proxy):
-    ids = [job.PandaID for job in proxy.insert_jobs([make_job("x"), make_job("y")])]
+    ids = proxy.insert_jobs([make_job("x"), make_job("y")])
     proxy.set_job_status(ids[:1], "failed")
     with pytest.raises(IllegalTransition):
         proxy.set_job_status(ids, "activated")  # y would move first, x refuses: all rolled back

@@ -90,7 +90,7 @@ def test_bridged_pool_and_close(db_url):
     pool = ProxyPool(settings_for(db_url, db_bridge=True, db_connections=1))
     with pool.get() as proxy:
         assert isinstance(proxy, ConBridge)
-        assert proxy.insert_jobs([make_job()])[0].PandaID == 1
+        assert proxy.insert_jobs([make_job()]) == [1]
         pid = proxy.pid
     pool.close()
     assert proxy.pid is None and pid is not None
@@ -103,8 +103,9 @@ def test_bridged_pool_and_close(db_url):
 def test_task_buffer_calls_go_through_the_pool(db_url, bridge):
     task_buffer = TaskBuffer(settings_for(db_url, db_bridge=bridge))
     job = make_job()
-    (stored,) = task_buffer.insert_jobs([job], status="activated")
-    assert stored.PandaID == 1 and stored.Files[1].lfn == "job.1.out0" and stored.jobName == job.jobName
+    assert task_buffer.insert_jobs([job], status="activated") == [1]
+    (stored,) = task_buffer.peek_jobs([1])
+    assert stored.Files[1].lfn == "job.1.out0" and stored.jobName == job.jobName
     assert [j.PandaID for j in task_buffer.claim_jobs(ClaimRequest(site="SITE", labels=("managed",), n=1, node="wn"))] == [1]
     assert task_buffer.update_job(Heartbeat(1, "running", {}, attempt_nr=0))["result"] == "ok"
     assert task_buffer.set_job_status([1], "holding") == [1]

@@ -94,8 +94,7 @@ def test_update_site_starts_races(db_url):
     since = utcnow() - _dt.timedelta(hours=1)
     sites = [f"QUEUE_{i}" for i in range(ROUNDS)]
     for i, site in enumerate(sites):
-        ids = [job.PandaID for job in proxy.insert_jobs([make_job(f"j{site}{n}", site=site) for n in range(i + 1)],
-                                                        status="activated")]
+        ids = proxy.insert_jobs([make_job(f"j{site}{n}", site=site) for n in range(i + 1)], status="activated")
         for panda_id in ids:
             assert proxy.claim_jobs(ClaimRequest(site=site, labels=("managed",), node="wn"))
             assert proxy.update_job(Heartbeat(panda_id, "running", {"startTime": utcnow()}))["result"] == "ok"

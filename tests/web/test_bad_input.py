@@ -297,13 +297,13 @@ def test_reviewed_bad_input_is_refused_cleanly(app, case):
 @pytest.mark.parametrize("form", ["legacy", "v1"])
 def test_heartbeat_for_a_job_never_sent_is_refused_in_band(app, form):
     """A pilot still running a job that was reassigned (activated again) gets a refusal and tobekilled."""
-    (job,) = app.tb.insert_jobs([make_job(app.queue, "never-sent")], "activated")
+    (panda_id,) = app.tb.insert_jobs([make_job(app.queue, "never-sent")], "activated")
     if form == "legacy":
-        result = app.request("POST", "/server/panda/updateJob", **_form(jobId=job.PandaID, state="running"))
+        result = app.request("POST", "/server/panda/updateJob", **_form(jobId=panda_id, state="running"))
         assert result.status_code == 200 and parse_qs(result.text)["StatusCode"] == ["30"], result.text
         assert parse_qs(result.text)["command"] == ["tobekilled"]
     else:
-        result = app.request("POST", "/api/v1/pilot/update_job", **_json({"job_id": job.PandaID, "job_status": "running"}))
+        result = app.request("POST", "/api/v1/pilot/update_job", **_json({"job_id": panda_id, "job_status": "running"}))
         assert result.status_code == 200 and result.json["success"] is False, result.text
         assert "illegal job status transition activated -> running" in result.json["message"]
-    assert app.tb.get_job_status([job.PandaID])[job.PandaID][0] == "activated"
+    assert app.tb.get_job_status([panda_id])[panda_id][0] == "activated"

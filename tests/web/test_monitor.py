@@ -55,7 +55,7 @@ def jobs(tb: TaskBuffer) -> dict[str, list[int]]:
     for i, (state, site, user, label, n) in enumerate(plan):
         extra = {"pilotErrorCode": 1305, "pilotErrorDiag": "payload failed <b>hard</b>"} if state == "failed" else {}
         batch = [make_job(f"j{i}_{k}", site, user, label, **extra) for k in range(n)]
-        made.setdefault(state, []).extend(job.PandaID for job in tb.insert_jobs(batch, status=state))
+        made.setdefault(state, []).extend(tb.insert_jobs(batch, status=state))
     return made
 
 
@@ -159,13 +159,13 @@ def test_html_pages_link_to_each_other(db_url, jobs):
 
 
 def test_hostile_job_fields_are_escaped(db_url, tb):
-    (job,) = tb.insert_jobs([make_job(HOSTILE, HOSTILE[:100], HOSTILE[:60])], status="activated")
+    (panda_id,) = tb.insert_jobs([make_job(HOSTILE, HOSTILE[:100], HOSTILE[:60])], status="activated")
     c = client(db_url)
-    for path in ("/monitor/jobs", f"/monitor/jobs/{job.PandaID}", "/monitor/", "/monitor/queues", "/monitor/users"):
+    for path in ("/monitor/jobs", f"/monitor/jobs/{panda_id}", "/monitor/", "/monitor/queues", "/monitor/users"):
         text = c.simulate_get(path).text
         assert "<script>alert" not in text and "<img src=x" not in text, path
-    assert escape(HOSTILE) in c.simulate_get(f"/monitor/jobs/{job.PandaID}").text
-    assert get_json(c, f"/monitor/jobs/{job.PandaID}")["attributes"]["jobName"] == HOSTILE
+    assert escape(HOSTILE) in c.simulate_get(f"/monitor/jobs/{panda_id}").text
+    assert get_json(c, f"/monitor/jobs/{panda_id}")["attributes"]["jobName"] == HOSTILE
 
 
 @pytest.mark.parametrize(("path", "params", "status", "message"), [
@@ -237,8 +237,8 @@ def test_access_with_certificates(db_url, jobs):
 
 @pytest.mark.backends("sqlite")
 def test_own_jobs_only(db_url, tb):
-    mine = tb.insert_jobs([make_job("mine", "Q", "Alice Smith")], status="activated")[0].PandaID
-    other = tb.insert_jobs([make_job("other", "Q", "bob")], status="activated")[0].PandaID
+    mine = tb.insert_jobs([make_job("mine", "Q", "Alice Smith")], status="activated")[0]
+    other = tb.insert_jobs([make_job("other", "Q", "bob")], status="activated")[0]
     c = client(db_url, auth="x509", monitor={"own_jobs_only": True})
     signed_in = {"SSL_CLIENT_S_DN": USER_DN}
     assert [j["PandaID"] for j in get_json(c, "/monitor/jobs", extras=signed_in)["jobs"]] == [mine]

@@ -14,16 +14,17 @@ KEPT_FILE_STATUSES = frozenset({"ready", "cached"})
 
 class JobsInsertMixin(BaseProxy):
     @transaction
-    def insert_jobs(self, jobs: list[JobSpec], status: str = "defined") -> list[JobSpec]:
-        """Store new jobs in the stage table of ``status``; PandaIDs and row_IDs are assigned in place.
+    def insert_jobs(self, jobs: list[JobSpec], status: str = "defined") -> list[int]:
+        """Store new jobs in the stage table of ``status``; returns their PandaIDs, in order.
 
-        Returns the same JobSpec objects (callers across the ConBridge pipe only see the result).
+        PandaIDs, row_IDs and the stamped lfns are also set on the JobSpecs given, which a caller across
+        the ConBridge pipe never sees: only the IDs go back (1,000 JobSpecs back were ~40 ms of pickling).
         """
         table = job_states.table_of(status)
         if not jobs:
             return []
         now = utcnow()
-        panda_ids = self._conn.next_ids("pandaid_seq", len(jobs))
+        panda_ids: list[int] = self._conn.next_ids("pandaid_seq", len(jobs))
         n_files = sum(len(job.Files) for job in jobs)
         row_ids = iter(self._conn.next_ids("file_row_id_seq", n_files) if n_files else ())
         job_rows, file_rows, param_rows, meta_rows = [], [], [], []
@@ -49,4 +50,4 @@ class JobsInsertMixin(BaseProxy):
         self._insert_rows("job_params", ("PandaID", "jobParameters"), param_rows)
         self._insert_rows("job_metadata", ("PandaID", "metaData"), meta_rows)
         self._log_status(job_rows, now)
-        return jobs
+        return panda_ids
