@@ -35,6 +35,7 @@ from pandasrv.taskbuffer import errors
 from pandasrv.taskbuffer.db_proxy import DBProxy
 from pandasrv.taskbuffer.file_spec import FILE_ATTRIBUTES, FileSpec
 from pandasrv.taskbuffer.job_spec import ATTRIBUTES, JobSpec
+from pandasrv.taskbuffer.spec import set_slots
 from pandasrv.taskbuffer.store import Store
 
 if TYPE_CHECKING:
@@ -84,8 +85,7 @@ _file_values = operator.attrgetter(*FILE_ATTRIBUTES)
 
 def _rebuild(cls: type[S], names: tuple[str, ...], values: tuple[Any, ...]) -> S:
     spec = object.__new__(cls)
-    for name, value in zip(names, values):
-        object.__setattr__(spec, name, value)
+    set_slots(spec, names, values)
     return spec
 
 

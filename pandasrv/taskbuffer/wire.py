@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 NULL = "NULL"
+TEXT_KINDS = frozenset(("str", "text"))  # the column kinds whose Python type is str
 STATE_DATETIME_KEY = "_datetime_object"
 REPLY_DATETIME_KEY = "__datetime__"
 
