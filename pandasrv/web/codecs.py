@@ -98,27 +98,35 @@ def check_decoded(value: Any, limit: int, what: str = "request") -> Any:
     Expanded means every shared reference counted again, as ``str()`` or the database would see it: a
     pickle can reuse one list a million times in a few bytes. Text counts its length, every other item
     ITEM_BYTES, so nothing decoded is bigger than a body of ``limit`` bytes written out in full could be.
-    Walked level by level, so the cost stays linear in what is accepted.
+    Walked level by level, so the cost stays linear in what is accepted: a level is charged as a whole
+    before its items are looked at, and the limit is checked whenever the next level grows (a shared list
+    expanded again), so no level ever holds more than ``limit / ITEM_BYTES`` items. Text only adds to the
+    count, checked once the level is done (a submission's level is mostly short strings).
     """
     level, depth, size = [value], 0, 0
     while level:
         if depth > MAX_DEPTH:
             raise BadRequest(f"{what} is nested more than {MAX_DEPTH} levels deep")
+        size += ITEM_BYTES * len(level)
         below: list[Any] = []
         for item in level:
             kind = type(item)
             if kind is str or kind is bytes:
                 size += len(item)
-            elif kind in _SEQUENCES:
+                continue
+            if kind in _SEQUENCES:
                 below.extend(item)
             elif kind is dict:
                 below.extend(item)
                 below.extend(item.values())
             elif not isinstance(item, _ATOMS) and hasattr(kind, "__getstate__") and kind.__module__.startswith("pandasrv"):
                 below.append(item.__getstate__())  # JobSpec / FileSpec
-            size += ITEM_BYTES
+            else:
+                continue
             if size + len(below) * ITEM_BYTES > limit:
-                raise BadRequest(f"{what} is too large once decoded: more than max_body_bytes {limit} bytes", 413)
+                break
+        if size + len(below) * ITEM_BYTES > limit:
+            raise BadRequest(f"{what} is too large once decoded: more than max_body_bytes {limit} bytes", 413)
         level, depth = below, depth + 1
     return value
 
