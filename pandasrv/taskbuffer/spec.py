@@ -16,11 +16,21 @@ them before any hook of this class can run.
 
 from __future__ import annotations
 
+import operator
 from collections import deque
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping, Self
 
-from pandasrv.taskbuffer.wire import NULL, TEXT_KINDS, coerce, decode_state_value, decode_value, from_wire_null, to_wire_null
+from pandasrv.taskbuffer.wire import (
+    INT64,
+    NULL,
+    TEXT_KINDS,
+    coerce,
+    decode_state_value,
+    decode_value,
+    from_wire_null,
+    to_wire_null,
+)
 
 Column = tuple[str, str, int]
 # How row() writes one column: (name, kind, holds text, the stored form of unset, the size a string is cut to).
@@ -45,6 +55,7 @@ class Spec:
     _zero_when_unset: ClassVar[frozenset[str]]
     _stored: ClassVar[tuple[str, ...]]
     _row_plan: ClassVar[tuple[RowStep, ...]]
+    _row_values: ClassVar[operator.attrgetter[Any]]
     _text: ClassVar[tuple[bool, ...]]
     _kind_list: ClassVar[tuple[str, ...]]
     _aliases: ClassVar[Mapping[str, str]]
@@ -71,6 +82,7 @@ class Spec:
         cls._zero_when_unset = zero_when_unset
         cls._stored = cls._names if stored is None else stored
         cls._row_plan = cls._plan(cls._stored)
+        cls._row_values = operator.attrgetter(*cls._stored)
         cls._text = tuple(kind in TEXT_KINDS for _, kind, _ in columns)
         cls._kind_list = tuple(kind for _, kind, _ in columns)
         cls._aliases = aliases or {}
@@ -111,11 +123,12 @@ class Spec:
         become 0, strings are cut to their column's size.
 
         Submissions write ~125 values per job, nearly all unset or already text (decoded by from_state), so
-        those two cases are handled inline; every other value goes through ``coerce`` (tests/taskbuffer/
+        those two cases (and in-range ints) are handled inline; every other value goes through ``coerce`` (tests/taskbuffer/
         test_spec_row.py checks the shortcut against coerce for generated values)."""
+        plan = self._row_plan if columns is None else self._plan(columns)
+        values = self._row_values(self) if columns is None else [getattr(self, step[0]) for step in plan]
         out: dict[str, Any] = {}
-        for name, kind, text, unset, limit in self._row_plan if columns is None else self._plan(columns):
-            value = getattr(self, name)
+        for (name, kind, text, unset, limit), value in zip(plan, values):
             if value is None:
                 value = unset
             elif text and type(value) is str:
@@ -123,6 +136,8 @@ class Spec:
                     value = unset
                 elif limit and len(value) > limit:
                     value = value[:limit]
+            elif kind == "int" and type(value) is int and INT64[0] <= value <= INT64[1]:
+                pass
             else:
                 value = coerce(kind, from_wire_null(value))
                 if value is None:

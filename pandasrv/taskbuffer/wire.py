@@ -62,7 +62,7 @@ def json_object_hook(obj: dict[str, Any]) -> Any:
     return decode_state_value(obj) if len(obj) == 1 else obj
 
 
-_INT64 = (-(2**63), 2**63 - 1)
+INT64 = (-(2**63), 2**63 - 1)
 
 
 def coerce(kind: str, value: Any) -> Any:
@@ -84,7 +84,7 @@ def coerce(kind: str, value: Any) -> Any:
             if not math.isfinite(real):
                 raise ValueError(f"{text[:40]!r} is not a finite number")
             number = int(real)
-        if not _INT64[0] <= number <= _INT64[1]:
+        if not INT64[0] <= number <= INT64[1]:
             raise ValueError(f"{number} does not fit a 64-bit column")
         return number
     if kind == "float":
