@@ -2,14 +2,17 @@
 
     .venv/bin/python bench/profile_submit.py [--bridge] [--profile]
 
-The Setupper hand-over is left out (it is a separate process). Prints the time per call, the median rate
-and, with ``--profile``, cProfile's 45 most expensive functions by cumulative time.
+The Setupper hand-over is left out (it is a separate process). Prints the time per call, the median rate,
+the CPU time per call of this process and of its descendants (the ConBridge children: CPU time is what a
+loaded, shared machine distorts least) and, with ``--profile``, cProfile's 45 most expensive functions by
+cumulative time.
 """
 
 from __future__ import annotations
 
 import cProfile
 import json
+import os
 import pstats
 import statistics
 import sys
@@ -19,6 +22,31 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from databases import fresh_database  # noqa: E402
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def descendants_cpu() -> float:
+    """CPU seconds (user + system) used so far by the live descendants of this process, from /proc."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / _TICK
+    mine, found = {os.getpid()}, True
+    while found:
+        found = False
+        for pid, parent in parents.items():
+            if parent in mine and pid not in mine:
+                mine.add(pid)
+                found = True
+    return sum(cpu[pid] for pid in mine - {os.getpid()})
 
 
 def main() -> None:
@@ -46,16 +74,20 @@ def main() -> None:
 
         post(bodies[0])
         profile = cProfile.Profile()
-        times = []
+        times, own, children = [], [], []
         for body in bodies[1:]:
-            started = time.perf_counter()
+            started, cpu, child_cpu = time.perf_counter(), time.process_time(), descendants_cpu()
             if profiled:
                 profile.enable()
             post(body)
             if profiled:
                 profile.disable()
             times.append(time.perf_counter() - started)
+            own.append(time.process_time() - cpu)
+            children.append(descendants_cpu() - child_cpu)
         print("ms per call", [round(t * 1000) for t in times], "median jobs/s", round(1000 / statistics.median(times)))
+        print("CPU ms per call: this process", round(statistics.median(own) * 1000),
+              "descendants", round(statistics.median(children) * 1000), "load", Path("/proc/loadavg").read_text().split()[0])
         if profiled:
             pstats.Stats(profile).sort_stats("cumulative").print_stats(45)
         app.services.close()
