@@ -65,9 +65,13 @@ def claim_sets(request: ClaimRequest, now: _dt.datetime) -> dict[str, Any]:
     return {name: value for name, value in sets.items() if value is not None}
 
 
-def candidate_sql(where: str, lock: str = "", columns: str = "PandaID") -> str:
-    """The inner select of the claim: the best ``:n`` claimable jobs, along the claim index."""
-    return f"SELECT {columns} FROM jobs_active WHERE {where} {_ORDER} LIMIT :n{lock}"
+def candidate_sql(where: str, n: int, lock: str = "", columns: str = "PandaID") -> str:
+    """The inner select of the claim: the best ``n`` claimable jobs, along the claim index.
+
+    ``n`` is written into the statement, not bound: with ``LIMIT $n`` PostgreSQL's generic plan assumes that a
+    tenth of the queue is fetched, so it keeps planning the statement on every call (custom plans, ≈ 0.4 ms of
+    its CPU per getJob); with a literal the prepared generic plan wins. Each ``n`` is its own statement."""
+    return f"SELECT {columns} FROM jobs_active WHERE {where} {_ORDER} LIMIT {int(n)}{lock}"
 
 
 class JobsClaimMixin(BaseProxy):
@@ -84,13 +88,12 @@ class JobsClaimMixin(BaseProxy):
         """MariaDB and SQLite: claim, read the files and parameters, log the change; one transaction."""
         now = utcnow()
         where, binds = claim_filter(request)
-        binds["n"] = int(request.n)
         sets = claim_sets(request, now)
         if self._conn.backend == "mysql":
-            rows = self._claim_select_then_update(where, binds, sets)
+            rows = self._claim_select_then_update(where, request.n, binds, sets)
         else:
             set_sql, set_binds = self._set_clause(sets, "set_")
-            sql = f"UPDATE jobs_active SET {set_sql} WHERE PandaID IN ({candidate_sql(where)}) RETURNING {_RETURNED}"
+            sql = f"UPDATE jobs_active SET {set_sql} WHERE PandaID IN ({candidate_sql(where, request.n)}) RETURNING {_RETURNED}"
             rows = self._fetchall(sql, {**binds, **set_binds})
         jobs = {row[0]: self._job_from_row(TABLE_ATTRIBUTES, row) for row in rows}
         self._attach_details(jobs)
@@ -118,11 +121,10 @@ class JobsClaimMixin(BaseProxy):
         recover_claims gives them back; a job is still handed to one caller only.
         """
         where, binds = claim_filter(request)
-        binds["n"] = int(request.n)
         set_sql, set_binds = self._set_clause(claim_sets(request, utcnow()), "set_")
         sql = (
             f"WITH claimed AS (UPDATE jobs_active SET {set_sql} "
-            f"WHERE PandaID = ANY(ARRAY({candidate_sql(where, SKIP_LOCKED)})) RETURNING {_RETURNED}), "
+            f"WHERE PandaID = ANY(ARRAY({candidate_sql(where, request.n, SKIP_LOCKED)})) RETURNING {_RETURNED}), "
             f"logged AS (INSERT INTO job_status_log ({_LOG_COLUMNS}) SELECT {_LOG_COLUMNS} FROM claimed) "
             f"SELECT c.*, p.jobParameters, (SELECT json_agg(json_build_array({_FILE_VALUES}) ORDER BY f.row_ID) "
             "FROM files f WHERE f.PandaID = c.PandaID) "
@@ -136,10 +138,10 @@ class JobsClaimMixin(BaseProxy):
             jobs[job.PandaID] = job
         return _best_first(jobs)
 
-    def _claim_select_then_update(self, where: str, binds: dict[str, Any], sets: dict[str, Any]) -> list[tuple[Any, ...]]:
+    def _claim_select_then_update(self, where: str, n: int, binds: dict[str, Any], sets: dict[str, Any]) -> list[tuple[Any, ...]]:
         """MariaDB has no UPDATE ... RETURNING: lock the full rows, update them by id, and return the
         locked rows with the new values applied (no read-back needed)."""
-        rows = self._fetchall(candidate_sql(where, SKIP_LOCKED, _RETURNED), binds)
+        rows = self._fetchall(candidate_sql(where, n, SKIP_LOCKED, _RETURNED), binds)
         if not rows:
             return []
         in_ids, id_binds = self._in("id", [row[0] for row in rows])
