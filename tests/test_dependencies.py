@@ -12,7 +12,7 @@ from tests.web.conftest import REPO
 
 # distribution name -> module name, where they differ
 MODULE_NAMES = {"panda-client": "pandaclient", "PyJWT": "jwt", "PyMySQL": "pymysql", "types-PyMySQL": None,
-                "pytest-timeout": "pytest_timeout", "mod_wsgi": "mod_wsgi"}
+                "pytest-timeout": "pytest_timeout", "pytest-xdist": "xdist", "mod_wsgi": "mod_wsgi"}
 
 IMPORT_ALL = """
 import importlib, importlib.abc, pkgutil, sys
