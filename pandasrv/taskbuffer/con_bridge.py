@@ -122,9 +122,15 @@ def _serve(conn: Connection, db_url: str, statement_timeout: float | None) -> No
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     proxy = DBProxy(db_url, statement_timeout=statement_timeout)
     try:
-        conn.send((True, proxy.session_id()))
+        hello: tuple[bool, Any] = (True, proxy.session_id())
     except Exception as exc:
-        conn.send((False, _portable(exc)))
+        hello = (False, _portable(exc))
+    try:
+        conn.send(hello)
+    except OSError:  # the web worker was killed while its child started: nobody is waiting for it
+        hello = (False, None)
+    if not hello[0]:
+        proxy.close()
         return
     while True:
         try:

@@ -1,8 +1,10 @@
-"""The fault soak (``bench/soak.py``) at CI size on PostgreSQL: jobs through 16 retrying pilot emulators while
-web workers and the daemon master get ``kill -9`` every few seconds and the database's sessions are killed
+"""The fault soak (``bench/soak.py``) of issue 12 on PostgreSQL: 5,000 jobs through 16 retrying pilot emulators
+while web workers and the daemon master get ``kill -9`` every few seconds and the database's sessions are killed
 once. Nothing may be handed out twice, lost or left stuck, and no pilot may see a reply it cannot use.
 
-The full size (5,000 jobs) is run by hand: ``.venv/bin/python bench/soak.py`` (figures in bench/README.md).
+It runs beside the other tests (about a minute on a quiet machine, 1.5-2 on a loaded one): the pilots' deadline
+bounds a run that has stopped making progress, not its speed. By hand, with the figures printed:
+``.venv/bin/python bench/soak.py --jobs 5000 --kill-every 3`` (bench/README.md).
 """
 
 from __future__ import annotations
@@ -14,16 +16,16 @@ import pytest
 from bench.soak import Options, healthy, run_soak
 from tests.conftest import fresh_database
 
-pytestmark = pytest.mark.solo  # the pilots' deadline
 
-
+@pytest.mark.timeout(600)
 def test_fault_soak(test_databases, tmp_path, backend="postgresql"):
-    options = Options(jobs=2000, pilots=16, workers=4, threads=4, kill_every=3.0, db_kill_at=0.4, db_outage=1.0,
-                      unconfirmed=10, settle=60.0, deadline=150.0, workdir=tmp_path)
+    options = Options(jobs=5000, pilots=16, workers=4, threads=4, kill_every=3.0, db_kill_at=0.4, db_outage=1.0,
+                      unconfirmed=10, settle=60.0, deadline=360.0, workdir=tmp_path)
     with fresh_database(test_databases, backend, tmp_path, prefix="pandasrv_soak") as db_url:
         result = run_soak(db_url, options)
     print(json.dumps(result, indent=2))
     assert healthy(result), json.dumps(result, indent=2)
+    assert result["tracebacks in the server log"] == 0, result["server log"]  # a fault is one line, not a traceback
     assert result["final states"] == {"finished": options.jobs}, result
     kills = result["kills"]
     assert kills.get("web worker", 0) >= 1 and kills.get("daemon master", 0) >= 1, kills

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import threading
 import time
@@ -14,7 +15,7 @@ import pytest
 from pandasrv.config import load_settings
 from pandasrv.taskbuffer import errors
 from pandasrv.taskbuffer.claim_request import ClaimRequest
-from pandasrv.taskbuffer.con_bridge import ConBridge
+from pandasrv.taskbuffer.con_bridge import ConBridge, _serve
 from pandasrv.taskbuffer.job_states import IllegalTransition
 from pandasrv.taskbuffer.proxy_pool import ProxyPool
 from pandasrv.taskbuffer.wrapped_cursor import connect
@@ -202,6 +203,15 @@ def test_a_child_that_keeps_dying_is_restarted_with_backoff_and_reported_once(br
 
 
 @pytest.mark.backends("sqlite")
+def test_a_child_whose_parent_is_gone_before_it_is_ready_ends_quietly(db_url, capfd):
+    """A web worker killed while its ConBridge child starts: the child's hello finds a closed pipe and the child
+    ends without a word (it used to die on the BrokenPipeError, a traceback in the server log per kill)."""
+    parent_end, child_end = multiprocessing.Pipe()
+    parent_end.close()
+    _serve(child_end, db_url, None)
+    assert capfd.readouterr().err == ""
+
+
 def test_close_stops_the_child(bridge):
     assert bridge.ping()
     pid = bridge.pid
