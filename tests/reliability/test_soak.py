@@ -2,8 +2,9 @@
 while web workers and the daemon master get ``kill -9`` every few seconds and the database's sessions are killed
 once. Nothing may be handed out twice, lost or left stuck, and no pilot may see a reply it cannot use.
 
-It runs beside the other tests (about a minute on a quiet machine, 1.5-2 on a loaded one): the pilots' deadline
-bounds a run that has stopped making progress, not its speed. By hand, with the figures printed:
+It runs alone (``solo``: about a minute on a quiet machine; beside other tests at a load of 20, jobs given back
+late missed the pilots' deadline, which bounds a run that has stopped making progress). By hand, with the
+figures printed:
 ``.venv/bin/python bench/soak.py --jobs 5000 --kill-every 3`` (bench/README.md).
 """
 
@@ -17,6 +18,7 @@ from bench.soak import Options, healthy, run_soak
 from tests.conftest import fresh_database
 
 
+@pytest.mark.solo
 @pytest.mark.timeout(600)
 def test_fault_soak(test_databases, tmp_path, backend="postgresql"):
     options = Options(jobs=5000, pilots=16, workers=4, threads=4, kill_every=3.0, db_kill_at=0.4, db_outage=1.0,
