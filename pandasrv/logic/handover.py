@@ -14,6 +14,7 @@ picked up by the ``dataset_manager`` script.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ HELPER_MODULE = "pandasrv.dataservice.setupper"
 # Batches handed to the helper and not yet confirmed, kept to give to its successor if it dies; beyond
 # this many the oldest are left to ``recover_defined``.
 PENDING_BATCHES = 1000
+PIPE_BYTES = 65536  # a pipe's capacity where the system does not say (Linux: F_GETPIPE_SZ, 64 KiB by default)
 
 
 class _Helper:
@@ -51,7 +53,8 @@ class _Helper:
     policy = RestartPolicy(name="setupper helper")
     pending: deque[bytes] = deque()
     dropped = 0  # batches pushed out of ``pending`` that the current helper will still confirm
-    unconfirmed = 0  # len(pending) + dropped when confirmations were last read
+    unconfirmed = 0  # bytes of ``pending`` when confirmations were last read
+    capacity = PIPE_BYTES  # of the current helper's pipe
 
     @classmethod
     def send(cls, settings: Settings, panda_ids: list[int]) -> None:
@@ -103,20 +106,20 @@ class _Helper:
                         cls.pending.popleft()
         except BlockingIOError:
             pass
-        cls.unconfirmed = len(cls.pending) + cls.dropped
+        cls.unconfirmed = sum(map(len, cls.pending))
 
     @classmethod
-    def backlog(cls) -> int:
-        """Batches this process's live helper has been given and not yet confirmed. Never waits: while a
-        sender holds the lock (it may be blocked on a full pipe) the count it last saw is the answer."""
+    def behind(cls) -> bool:
+        """Whether the live helper has half its pipe's capacity given and not confirmed. Never waits: while
+        a sender holds the lock (it may be blocked on a full pipe) the count it last saw is the answer."""
         if not cls.lock.acquire(blocking=False):
-            return cls.unconfirmed
+            return 2 * cls.unconfirmed >= cls.capacity
         try:
             process = cls.process
             if process is None or cls.owner_pid != os.getpid():
-                return 0
+                return False
             cls._read_confirmations(process)
-            return cls.unconfirmed
+            return 2 * cls.unconfirmed >= cls.capacity
         finally:
             cls.lock.release()
 
@@ -155,9 +158,9 @@ class _Helper:
             cls.policy.on_death(None)
             log.error("could not start the setupper helper (%s); %d batches wait for it", exc, len(cls.pending))
             return
-        assert process.stdout is not None
+        assert process.stdout is not None and process.stdin is not None
         os.set_blocking(process.stdout.fileno(), False)
-        cls.process, cls.dropped = process, 0
+        cls.process, cls.dropped, cls.capacity = process, 0, _pipe_bytes(process.stdin.fileno())
         cls._write([(cls.settings_json + "\n").encode(), *cls.pending])
 
 
@@ -184,8 +187,15 @@ def start_setupper(settings: Settings, panda_ids: Sequence[int]) -> None:
         _Helper.send(settings, [int(i) for i in panda_ids])
 
 
-def setup_backlog() -> int:
-    """Batches handed to this process's Setupper helper that it has not set up yet (0 without a live helper).
-    The hand-over blocks once the helper's pipe is full, so admission sheds submits before that
-    (``pandasrv.web.admission``)."""
-    return _Helper.backlog()
+def helper_behind() -> bool:
+    """Whether this process's Setupper helper has been handed half its pipe's capacity of PandaIDs that it
+    has not set up yet (False without a live helper). The hand-over blocks once that pipe is full, and the
+    helper, which reads every job back and updates it, can fall that far behind under sustained submits;
+    admission sheds submits from here on (``pandasrv.web.admission``), the other half of the pipe taking
+    the batches of the submits already admitted."""
+    return _Helper.behind()
+
+
+def _pipe_bytes(fd: int) -> int:
+    getter = getattr(fcntl, "F_GETPIPE_SZ", None)  # Linux
+    return PIPE_BYTES if getter is None else fcntl.fcntl(fd, getter)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable
 
-from pandasrv.logic.handover import setup_backlog
+from pandasrv.logic import handover
 from pandasrv.web.codecs import JSON_TYPE, fail, to_json
 from pandasrv.web.outage import Overloaded, reason
 from pandasrv.web.registry import LEGACY, REGISTRY, Method
@@ -99,16 +99,14 @@ def exempt(path: str) -> bool:
     return method is not None and not method.db
 
 
-def setup_backlogged(path: str, limits: Limits) -> bool:
-    """Whether ``path`` hands jobs to this process's Setupper helper while the helper already has ``cap``
-    batches it has not set up. The hand-over is one pipe write that blocks once the helper falls behind
-    (it reads each submitted job back and updates it: under sustained overload it, not the web side, sets
-    the pace), so an admitted submit would wait there for seconds, unseen by the ``Controller``; shed
-    before any work, it is a fast 503 instead, and the helper stays at most ``cap`` batches behind."""
+def setup_backlogged(path: str) -> bool:
+    """Whether ``path`` hands jobs to this process's Setupper helper while the helper is far behind
+    (``handover.helper_behind``: half its pipe given and not set up). The hand-over is one pipe write that
+    blocks once the pipe is full (under sustained submits the helper, not the web side, sets the pace), so
+    an admitted submit would wait there for seconds, unseen by the ``Controller``; shed before any work, it
+    is a fast 503 instead."""
     method = _method(path)
-    if method is None or (method.module, method.name) not in SETUP_METHODS:
-        return False
-    return setup_backlog() >= limits.cap
+    return method is not None and (method.module, method.name) in SETUP_METHODS and handover.helper_behind()
 
 
 def request_path(head: bytes | bytearray) -> str | None:

@@ -225,7 +225,7 @@ class Admission:
             return
         verdict = recorded()
         if verdict is None and req.env.get("mod_wsgi.process_group"):
-            if setup_backlogged(req.path, self.controller.limits):
+            if setup_backlogged(req.path):
                 verdict = Verdict.SHED
             else:
                 req.context.admission_counted = self.controller.admit()

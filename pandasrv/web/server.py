@@ -86,7 +86,7 @@ class ShedWorker(BufferingWorker):
         path = admission.request_path(received)
         if path is not None and admission.exempt(path):
             conn.pandasrv_verdict = None
-        elif (path is None or not admission.setup_backlogged(path, self.admission.limits)) and self.admission.admit():
+        elif (path is None or not admission.setup_backlogged(path)) and self.admission.admit():
             conn.pandasrv_verdict = admission.Verdict.ADMITTED
         elif path is not None and whole(received):
             self._shed(conn, path)

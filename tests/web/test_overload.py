@@ -6,7 +6,7 @@
 - Every shed reply is a 503 with Retry-After in the protocol's form, before any database work, whoever shed
   it (the gunicorn worker, the app's own controller under mod_wsgi, the age bound); exempt paths (health
   checks, /metrics, static monitor files) are never shed.
-- Submits are shed while the worker's Setupper helper is ``cap`` batches behind (held at a gate), and a shed
+- Submits are shed while the worker's Setupper helper is half a pipe behind (held at a gate), and a shed
   request on a keep-alive connection leaves no byte of its body to be read as the next request.
 - Real servers at about twice their measured capacity, offered open-loop: every reply is a success or a 503
   with Retry-After, nothing waits anywhere near a client's time-out, exempt paths are answered 200 throughout,
@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import fcntl
 import functools
 import heapq
+import json
+import os
 import socket
 import statistics
 import threading
@@ -37,13 +40,15 @@ from hypothesis import strategies as st
 
 from bench.overload import LONG_WAIT, closed_loop, open_loop, p, submit_body, submitter
 from pandasrv.config import load_settings
+from pandasrv.logic import handover
 from pandasrv.taskbuffer.task_buffer import TaskBuffer
 from pandasrv.web import admission
 from pandasrv.web.worker import BUFFERED_BODY_BYTES
 from tests.deploy.conftest import start_apache
+from tests.waiting import wait_for
 from tests.web.conftest import fresh_database, start_server
 from tests.web.gated_setupper import GATED_VO
-from tests.web.helpers import make_job, submit, wait_status
+from tests.web.helpers import make_job, submit
 from tests.web.inproc import InProcess, in_process_app
 
 pytestmark = pytest.mark.solo  # the latency bound compares two windows of one run: no other test in between
@@ -51,6 +56,7 @@ pytestmark = pytest.mark.solo  # the latency bound compares two windows of one r
 THREADS, CONNECTIONS = 2, 1
 QUEUE_TIMEOUT = 2.0
 APACHE_QUEUE = "OVERLOAD_APACHE"
+HELD_BATCH = 2000  # jobs per submit held at the Setupper's gate: a few fill half a pipe with their PandaIDs
 # The "few" of the issue: the successes' p99 under twice the capacity against the unloaded p99 of the same run.
 # A property of the design, not a speed target: admission keeps at most about floor + target / A requests in a
 # process, each answered within a few service times (docs/deploy.md "Overload"); without it (plain gunicorn)
@@ -297,17 +303,24 @@ def _calls(running: InProcess) -> dict[str, tuple[str, str, dict[str, Any]]]:
 
 def test_submits_are_shed_while_the_setupper_helper_is_behind_and_a_shed_request_leaves_nothing_behind(
         test_databases, backend, tmp_path):
-    """The Setupper helper of the one worker holds ``cap`` batches at its gate: the next submits (v1 and
-    legacy, a body the worker buffers and one beyond that) are each a 503 with Retry-After, stored nothing,
-    and on a keep-alive connection the request sent behind the shed one is answered as itself (the shed body
-    is never parsed as a request: once it was "Request Line is too large"), or the connection is closed.
-    Once the gates open, submits are served again; other requests were never refused."""
+    """The Setupper helper of the one worker holds its first batch at the gate: submits are served until half
+    its pipe is handed over, then the next submits (v1 and legacy, a body the worker buffers and one beyond
+    that) are each a 503 with Retry-After and store nothing, and on a keep-alive connection the request sent
+    behind a shed one is answered as itself (the shed body is never parsed as a request: once it was
+    "Request Line is too large"), or the connection is closed. getJob is served meanwhile; once the gates
+    open, submits are served again."""
+    read_end, write_end = os.pipe()
+    half_pipe = fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) // 2
+    os.close(read_end)
+    os.close(write_end)
     with fresh_database(test_databases, backend, tmp_path) as db_url, \
             start_server(db_url, backend, tmp_path, workers=1, threads=THREADS, db_connections=CONNECTIONS,
                          access_log=False) as running:
         site = running.add_queue()
-        held = [make_job(site, f"held-{i}", VO=GATED_VO) for i in range(admission.limits(THREADS, CONNECTIONS).cap)]
-        ids = [submit(running.url, [job])[0] for job in held]  # each reply comes at once; its batch waits
+        held: list[list[Any]] = []
+        while sum(len(json.dumps(ids)) + 1 for ids in held) < half_pipe:  # the hand-over's lines
+            jobs = [make_job(site, f"held-{len(held)}-{i}", VO=GATED_VO) for i in range(HELD_BATCH)]
+            held.append(submit(running.url, jobs))  # the reply comes at once; the batch waits at the gate
         host, port = running.url.removeprefix("http://").split(":")
         for path, content_type in (("/api/v1/job/submit", "application/json"),
                                    ("/server/panda/submitJobs", "application/x-www-form-urlencoded")):
@@ -318,13 +331,42 @@ def test_submits_are_shed_while_the_setupper_helper_is_behind_and_a_shed_request
                 assert int(headers["retry-after"]) == running.settings.retry_after_seconds
                 _assert_protocol_form(path, headers["content-type"], body)
                 assert rest in (b"", b"alive=yes"), (path, size, rest[:200])
-        assert running.tb.monitor_job_counts(("computingSite",), {"queue": site}) == [(site, len(held))]
+        stored = sum(map(len, held))
+        assert running.tb.monitor_job_counts(("computingSite",), {"queue": site}) == [(site, stored)]
         assert httpx.post(f"{running.url}/server/panda/getJob", data={"siteName": site},
                           timeout=LONG_WAIT).status_code == 200
-        for job in held:
-            (running.gates / job.jobName).touch()
-        wait_status(running.tb, ids, "activated")
-        submit(running.url, [make_job(site, "after")])
+        for batch in range(len(held)):
+            for i in range(HELD_BATCH):
+                (running.gates / f"held-{batch}-{i}").touch()
+        wait_for(lambda: _submitted(running.url, make_job(site, "after")), timeout=60)
+
+
+def _submitted(url: str, job: Any) -> bool:
+    reply = httpx.post(f"{url}/api/v1/job/submit", json={"jobs": json.dumps([job.to_state()])}, timeout=LONG_WAIT)
+    assert reply.status_code in (200, 503), (reply.status_code, reply.text)
+    return reply.status_code == 200
+
+
+def test_under_mod_wsgi_the_app_sheds_submits_while_its_setupper_helper_is_behind(
+        test_databases, backend, tmp_path, monkeypatch):
+    """The daemon process's own admission applies the same bound: submits (v1, legacy) get the 503 before any
+    database work, getJob does not."""
+    with in_process_app(test_databases, backend, tmp_path, queue_timeout=QUEUE_TIMEOUT) as running:
+        monkeypatch.setattr(handover, "helper_behind", lambda: True)
+        calls = _calls(running)
+        environ = {"mod_wsgi.process_group": "pandasrv"}
+        jobs = running.tb.monitor_job_counts(("jobStatus",), {}, True)
+        legacy = ("POST", "/server/panda/submitJobs", {"body": "jobs=[]", "headers": {
+            "Content-Type": "application/x-www-form-urlencoded"}})
+        for verb, path, kwargs in (calls["v1 submit"], legacy):
+            reply = running.request(verb, path, extras=environ, **kwargs)
+            assert reply.status_code == 503, (path, reply.status_code, reply.text)
+            assert int(reply.headers["Retry-After"]) == running.app.services.settings.retry_after_seconds
+            _assert_protocol_form(path, reply.headers["Content-Type"], reply.content)
+        assert running.tb.monitor_job_counts(("jobStatus",), {}, True) == jobs
+        verb, path, kwargs = calls["legacy getJob"]
+        assert running.request(verb, path, extras=environ, **kwargs).status_code == 200
+        assert running.app.admission.controller.in_flight == 0
 
 
 def _shed_then_next(address: tuple[str, int], path: str, content_type: str,
