@@ -158,12 +158,18 @@ class JobsUpdateMixin(OutputReportsMixin):
         """Move jobs to ``new_status`` (and its stage table); returns the PandaIDs that changed.
 
         Jobs not found, or not in one of the ``expected`` statuses, are left alone. Any illegal
-        transition among the rest raises IllegalTransition and nothing is written.
+        transition among the rest raises IllegalTransition and nothing is written. With ``expected``, only
+        the stage tables that hold those statuses are read and locked: the Setupper's ``defined`` -> ``activated``
+        must not lock jobs that are in jobs_active already, or every claim skips them until it commits.
         """
         job_states.table_of(new_status)
-        locked = self._lock_jobs(list(panda_ids), job_states.STAGE_TABLES)
+        tables: Iterable[str] = job_states.STAGE_TABLES
         if expected is not None:
             wanted = set(expected)
+            holding = {job_states.table_of(status) for status in wanted}
+            tables = [table for table in job_states.STAGE_TABLES if table in holding]
+        locked = self._lock_jobs(list(panda_ids), tables)
+        if expected is not None:
             locked = [row for row in locked if row["jobStatus"] in wanted]
         return self._transition(locked, new_status, column_values(values), utcnow())
 
