@@ -7,6 +7,7 @@ drift apart. Anything not registered here is forbidden.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import re
@@ -130,8 +131,12 @@ LooseInt = Annotated[int | None, LOOSE]
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
+@functools.lru_cache(maxsize=1024)
 def _unwrap(annotation: Any) -> tuple[Any, bool, bool]:
-    """Return (inner type, optional?, loose?) for ``Annotated[X | None, LOOSE]`` and plain ``X | None``."""
+    """Return (inner type, optional?, loose?) for ``Annotated[X | None, LOOSE]`` and plain ``X | None``.
+
+    Cached: handlers' annotations are few and hashable, and taking them apart on every parameter of every
+    request was about half of ``bind`` (≈ 7 µs per parameter, 25 parameters for a getJob)."""
     loose = False
     if typing.get_origin(annotation) is Annotated:
         loose = LOOSE in annotation.__metadata__
