@@ -44,7 +44,13 @@ class Verdict(Enum):
     """What the front server decided for the request the current thread serves."""
 
     ADMITTED = "admitted"  # counted and timed by the front server
-    SHED = "shed"
+    # shed, the value being the reason the log gives (one line per request, by pandasrv.web.outage)
+    SHED = "too many requests in flight"
+    SETUP_BEHIND = "the Setupper helper is behind"
+
+    @property
+    def shed(self) -> bool:
+        return self is not Verdict.ADMITTED
 
 
 # threads beside the admitted requests' ones that answer shed and exempt requests (the gunicorn worker's side
@@ -97,6 +103,14 @@ def exempt(path: str) -> bool:
         return True
     method = _method(path)
     return method is not None and not method.db
+
+
+def decide(path: str | None, controller: Controller) -> Verdict:
+    """The verdict for a request to ``path`` (None: not known yet) that is not exempt; if admitted, it is
+    counted by ``controller`` until ``done``."""
+    if path is not None and setup_backlogged(path):
+        return Verdict.SETUP_BEHIND
+    return Verdict.ADMITTED if controller.admit() else Verdict.SHED
 
 
 def setup_backlogged(path: str) -> bool:

@@ -16,7 +16,7 @@ from pandasrv import metrics
 from pandasrv.config import Settings, load_settings
 from pandasrv.taskbuffer.errors import DBError
 from pandasrv.web import creds_api, harvester_api, job_dispatcher, legacy_creds, legacy_user_if, pilot_api, queues, user_if, utils  # noqa: F401  (registers)
-from pandasrv.web.admission import Controller, Verdict, exempt, limits, recorded, setup_backlogged, shed_body, waited
+from pandasrv.web.admission import Controller, Verdict, decide, exempt, limits, recorded, shed_body, waited
 from pandasrv.web.auth import ANONYMOUS, Authenticator, AuthError, check_loopback
 from pandasrv.web.codecs import JSON_TYPE, BadRequest, decode_params, encode_legacy, encode_v1, fail, read_body, to_json
 from pandasrv.web.context import Call, Services
@@ -225,12 +225,9 @@ class Admission:
             return
         verdict = recorded()
         if verdict is None and req.env.get("mod_wsgi.process_group"):
-            if setup_backlogged(req.path):
-                verdict = Verdict.SHED
-            else:
-                req.context.admission_counted = self.controller.admit()
-                verdict = None if req.context.admission_counted else Verdict.SHED
-        shed = "too many requests in flight" if verdict is Verdict.SHED else None
+            verdict = decide(req.path, self.controller)
+            req.context.admission_counted = verdict is Verdict.ADMITTED
+        shed = verdict.value if verdict is not None and verdict.shed else None
         age = waited(req.env)
         if shed is None and age is not None and age > self.settings.queue_timeout:
             shed = f"waited {age:.2f} s for a web thread (limit {self.settings.queue_timeout:g} s)"
@@ -241,9 +238,9 @@ class Admission:
         if req.context.get("admission_counted"):
             self.controller.done()
 
-    def shed_outside(self, path: str) -> None:
+    def shed_outside(self, path: str, why: str) -> None:
         """A request the front server answered 503 itself (``ShedWorker``): logged and counted like the rest."""
-        self.outages.failed(path, Overloaded("too many requests in flight"))
+        self.outages.failed(path, Overloaded(why))
         if self.settings.monitor.metrics:
             metrics.HTTP_REQUESTS.labels(method_label(path), "503").inc()
 

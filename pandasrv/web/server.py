@@ -84,20 +84,16 @@ class ShedWorker(BufferingWorker):
         conn.pandasrv_queued_at = time.monotonic()
         received = getattr(conn, "received", None) or b""
         path = admission.request_path(received)
-        if path is not None and admission.exempt(path):
-            conn.pandasrv_verdict = None
-        elif (path is None or not admission.setup_backlogged(path)) and self.admission.admit():
-            conn.pandasrv_verdict = admission.Verdict.ADMITTED
-        elif path is not None and whole(received):
-            self._shed(conn, path)
+        verdict = None if path is not None and admission.exempt(path) else admission.decide(path, self.admission)
+        if verdict is not None and verdict.shed and path is not None and whole(received):
+            self._shed(conn, path, verdict)
             return
-        else:
-            conn.pandasrv_verdict = admission.Verdict.SHED
+        conn.pandasrv_verdict = verdict
         admitted = conn.pandasrv_verdict is admission.Verdict.ADMITTED
         future = (self.tpool if admitted else self.side_pool).submit(self.handle, conn)
         future.add_done_callback(lambda done: self.method_queue.defer(self._finished, conn, done))
 
-    def _shed(self, conn: Any, path: str) -> None:
+    def _shed(self, conn: Any, path: str, verdict: admission.Verdict) -> None:
         """The whole request has arrived (``whole``), so closing after the reply loses nothing."""
         try:
             conn.sock.send(self.shed_replies[path.startswith("/api/")])
@@ -105,7 +101,7 @@ class ShedWorker(BufferingWorker):
             pass  # the client is gone, or its socket is full: either way it retries
         self.nr_conns -= 1
         conn.close()
-        self.wsgi.admission.shed_outside(path)
+        self.wsgi.admission.shed_outside(path, verdict.value)
 
     def _finished(self, conn: Any, future: Any) -> None:
         if conn.pandasrv_verdict is admission.Verdict.ADMITTED:

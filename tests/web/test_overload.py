@@ -331,6 +331,7 @@ def test_submits_are_shed_while_the_setupper_helper_is_behind_and_a_shed_request
                 assert int(headers["retry-after"]) == running.settings.retry_after_seconds
                 _assert_protocol_form(path, headers["content-type"], body)
                 assert rest in (b"", b"alive=yes"), (path, size, rest[:200])
+        assert admission.Verdict.SETUP_BEHIND.value in running.log_path.read_text()  # the log says why
         stored = sum(map(len, held))
         assert running.tb.monitor_job_counts(("computingSite",), {"queue": site}) == [(site, stored)]
         assert httpx.post(f"{running.url}/server/panda/getJob", data={"siteName": site},
