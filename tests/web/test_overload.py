@@ -51,8 +51,6 @@ from tests.web.gated_setupper import GATED_VO
 from tests.web.helpers import make_job, submit
 from tests.web.inproc import InProcess, in_process_app
 
-pytestmark = pytest.mark.solo  # the latency bound compares two windows of one run: no other test in between
-
 THREADS, CONNECTIONS = 2, 1
 QUEUE_TIMEOUT = 2.0
 APACHE_QUEUE = "OVERLOAD_APACHE"
@@ -401,6 +399,7 @@ def _read_response(reader: Any) -> tuple[int, dict[str, str], bytes]:
     return int(status_line.split()[1]), headers, body
 
 
+@pytest.mark.solo  # the latency bound compares two windows of one run: no other test in between
 @pytest.mark.backends("postgresql")
 def test_excess_load_gets_a_fast_503_under_pandasrv_serve(test_databases, backend, tmp_path):
     with fresh_database(test_databases, backend, tmp_path) as db_url, \
@@ -409,6 +408,7 @@ def test_excess_load_gets_a_fast_503_under_pandasrv_serve(test_databases, backen
         _offer_twice_the_capacity(running.url, running.add_queue())
 
 
+@pytest.mark.solo  # the latency bound compares two windows of one run: no other test in between
 @pytest.mark.backends("postgresql")
 def test_excess_load_gets_a_fast_503_under_pandasrv_apache(test_databases, backend, tmp_path):
     """The same admission in the mod_wsgi daemon process (its own controller, with side threads of its own
