@@ -80,6 +80,7 @@ class Options:
     settle: float = 90.0
     db_restart: str = ""  # a shell command that restarts the database server, run instead of the outage
     deadline: float = 900.0
+    stall: float = 0.0  # > 0: the pilots also stop once no job has finished for this many seconds
     workdir: Path = Path("/tmp")
 
 
@@ -412,6 +413,20 @@ def longest_holding(db_url: str, stats: Stats) -> float:
         proxy.close()
 
 
+def wait_for_pilots(threads: list[threading.Thread], stats: Stats, options: Options, started: float) -> None:
+    """Until the pilots are done, the deadline has passed, or (``stall``) no job has finished for ``stall``
+    seconds: a bound on a run that has stopped making progress, whatever the pace of the machine."""
+    progress_since = time.time()
+    while any(thread.is_alive() for thread in threads):
+        if time.monotonic() - started > options.deadline:
+            return
+        with stats.lock:
+            last = max(stats.finished_at.values(), default=progress_since)
+        if options.stall and time.time() - last > options.stall:
+            return
+        next(thread for thread in threads if thread.is_alive()).join(1.0)
+
+
 def run_soak(db_url: str, options: Options) -> dict[str, Any]:
     """Run the whole soak on an initialised PostgreSQL database; returns the figures."""
     add_queue(db_url)
@@ -425,8 +440,7 @@ def run_soak(db_url: str, options: Options) -> dict[str, Any]:
         started = time.monotonic()
         for thread in threads + [fault_thread]:
             thread.start()
-        for thread in threads:
-            thread.join(max(options.deadline - (time.monotonic() - started), 0))
+        wait_for_pilots(threads, stats, options, started)
         stop.set()
         stop_faults.set()
         for thread in threads + [fault_thread]:

@@ -2,9 +2,8 @@
 while web workers and the daemon master get ``kill -9`` every few seconds and the database's sessions are killed
 once. Nothing may be handed out twice, lost or left stuck, and no pilot may see a reply it cannot use.
 
-It runs alone (``solo``: about a minute on a quiet machine; beside other tests at a load of 20, jobs given back
-late missed the pilots' deadline, which bounds a run that has stopped making progress). By hand, with the
-figures printed:
+It runs beside the other tests (5 minutes at a load average of 20 from other work): its bound is a stall, 2 minutes
+without a finished job, not a pace, so a loaded machine makes it slower, not red. By hand, with the figures:
 ``.venv/bin/python bench/soak.py --jobs 5000 --kill-every 3`` (bench/README.md).
 """
 
@@ -18,11 +17,10 @@ from bench.soak import Options, healthy, run_soak
 from tests.conftest import fresh_database
 
 
-@pytest.mark.solo
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_fault_soak(test_databases, tmp_path, backend="postgresql"):
     options = Options(jobs=5000, pilots=16, workers=4, threads=4, kill_every=3.0, db_kill_at=0.4, db_outage=1.0,
-                      unconfirmed=10, settle=60.0, deadline=360.0, workdir=tmp_path)
+                      unconfirmed=10, settle=60.0, deadline=720.0, stall=120.0, workdir=tmp_path)
     with fresh_database(test_databases, backend, tmp_path, prefix="pandasrv_soak") as db_url:
         result = run_soak(db_url, options)
     print(json.dumps(result, indent=2))
