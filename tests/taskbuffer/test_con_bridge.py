@@ -92,8 +92,17 @@ def test_a_call_past_db_timeout_kills_the_child_and_its_session(bridge, db_url, 
     assert time.monotonic() - started < TIMEOUT + 2
     assert not process_exists(pid)
     assert wait_for(lambda: not session_exists(db_url, backend, session), 10, step=0.2)
-    assert bridge.get_job_status([1]) == {}  # a fresh child serves the next call
+    assert wait_for(lambda: _serves(bridge), 30)  # a fresh child serves calls again
     assert bridge.pid not in (None, pid)
+
+
+def _serves(bridge: ConBridge) -> bool:
+    """Whether a call is served; on a loaded machine the fresh child may take longer than this test's short
+    db_timeout to connect, and the call then times out like any other (DBTimeout)."""
+    try:
+        return bridge.get_job_status([1]) == {}
+    except errors.DBTimeout:
+        return False
 
 
 def test_the_pool_keeps_serving_while_a_call_hangs(settings):
