@@ -58,10 +58,13 @@ HELD_BATCH = 2000  # jobs per submit held at the Setupper's gate: a few fill hal
 # The "few" of the issue: the successes' p99 under twice the capacity against the unloaded p99 of the same run.
 # A property of the design, not a speed target: admission keeps at most about floor + target / A requests in a
 # process, each answered within a few service times (docs/deploy.md "Overload"); without it (plain gunicorn)
-# waits grow with the queue, to seconds within the 8 s of overload.
-# 5 held in every serve run, but CI saw 7.7 under Apache (mod_wsgi's queue is outside the app's controller);
-# 10 still fails the old behaviour (17-34x) and is the bound the docs promise until that queue is controlled.
-LATENCY_FACTOR = 10
+# waits grow with the queue, to seconds within the 30 s of overload. The issue's 30 s, not less: a worker's
+# Setupper pipe took about 10 s of overload to fill, and before the backlog bound an admitted submit then
+# blocked on it for seconds (7-12x), unseen in 8 s runs.
+# Under Apache mod_wsgi queues requests before the app's controller sees them: CI saw 7.7 there before the
+# backlog bound, so its bound stays 10 (the old behaviour gave 17-34x).
+LATENCY_FACTOR = {"serve": 5, "apache": 10}
+OVERLOAD_SECONDS = 30.0
 EXEMPT = ("/server/panda/isAlive", "/api/v1/system/is_alive", "/metrics", "/monitor/static/monitor.css",
           "/favicon.ico")
 
@@ -405,7 +408,7 @@ def test_excess_load_gets_a_fast_503_under_pandasrv_serve(test_databases, backen
     with fresh_database(test_databases, backend, tmp_path) as db_url, \
             start_server(db_url, backend, tmp_path, workers=1, threads=THREADS, db_connections=CONNECTIONS,
                          access_log=False) as running:
-        _offer_twice_the_capacity(running.url, running.add_queue())
+        _offer_twice_the_capacity(running.url, running.add_queue(), LATENCY_FACTOR["serve"])
 
 
 @pytest.mark.solo  # the latency bound compares two windows of one run: no other test in between
@@ -421,12 +424,12 @@ def test_excess_load_gets_a_fast_503_under_pandasrv_apache(test_databases, backe
             tb.add_queue(APACHE_QUEUE, APACHE_QUEUE, "online", {})
         finally:
             tb.close()
-        _offer_twice_the_capacity(running.url, APACHE_QUEUE)
+        _offer_twice_the_capacity(running.url, APACHE_QUEUE, LATENCY_FACTOR["apache"])
 
 
-def _offer_twice_the_capacity(url: str, site: str) -> None:
+def _offer_twice_the_capacity(url: str, site: str, latency_factor: float) -> None:
     """The unloaded latency (one client), the capacity (as many closed-loop clients as the process admits),
-    then twice the capacity open-loop for 8 s, while a prober asks for the exempt paths: the classes of the
+    then twice the capacity open-loop for ``OVERLOAD_SECONDS``, while a prober asks for the exempt paths: the classes of the
     replies and their bounds. Admission decides as a request arrives, so a 503 comes before any wait and is
     faster than the successes."""
     clients = admission.limits(THREADS, CONNECTIONS).cap
@@ -437,7 +440,7 @@ def _offer_twice_the_capacity(url: str, site: str) -> None:
         capacity = sum(r.status == 200 for r in measured) / 3.0
         assert capacity > 0, sorted({r.status for r in measured})
         with _probing(url) as probes:
-            replies = open_loop(send, 2 * capacity, 8.0)
+            replies = open_loop(send, 2 * capacity, OVERLOAD_SECONDS)
     assert {r.status for r in replies} <= {200, 503}, sorted({r.status for r in replies})
     shed = [r for r in replies if r.status == 503]
     served = [r for r in replies if r.status == 200]
@@ -450,7 +453,7 @@ def _offer_twice_the_capacity(url: str, site: str) -> None:
     unloaded_p99 = p([r.seconds for r in unloaded if r.status == 200], 0.99)
     print(f"overload: capacity {capacity:.1f}/s, {len(served)} served, {len(shed)} shed, "
           f"served p99 / unloaded p99 = {served_p99 / unloaded_p99:.1f}, exempt probes {collections.Counter(probes)}")
-    assert served_p99 <= LATENCY_FACTOR * unloaded_p99, (served_p99, unloaded_p99)
+    assert served_p99 <= latency_factor * unloaded_p99, (served_p99, unloaded_p99)
     assert probes and set(probes) == {(path, 200) for path in EXEMPT}, collections.Counter(probes)
 
 
