@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.realclients import peek_job, run_panda_client
+from tests.realclients import peek_job, run_panda_client, wait_activated
 
 SUBMIT = """
 from pandaclient.JobSpec import JobSpec
@@ -74,6 +74,7 @@ def test_submit_and_describe(server, fresh_queue, tmp_path):
         assert job.creationHost not in (None, "")
         assert sorted((f.lfn, f.type) for f in job.Files) == [
             (f"real-client-describe-{i}.log.tgz", "log"), (f"real-client-describe-{i}.out.root", "output")]
+    wait_activated(server.db_url, ids)  # the Setupper runs after the reply: the status compared must be settled
 
     for function in ("getJobStatus", "getFullJobStatus"):
         status, described = run_panda_client(server.url, tmp_path,
