@@ -25,13 +25,12 @@ def _enter(share: MachineShare, solo: bool, inside: threading.Event, leave: thre
 def test_ordinary_tests_share_and_a_solo_test_waits_for_them_and_holds_the_next_off(tmp_path: Path) -> None:
     first, second, solo, late = (MachineShare(tmp_path / "run") for _ in range(4))
     events = {name: (threading.Event(), threading.Event()) for name in ("first", "second", "solo", "late")}
-    _enter(first, False, *events["first"])
-    _enter(second, False, *events["second"])
+    threads = [_enter(first, False, *events["first"]), _enter(second, False, *events["second"])]
     assert events["first"][0].wait(10) and events["second"][0].wait(10)  # two ordinary tests at once
 
-    solo_thread = _enter(solo, True, *events["solo"])
+    threads.append(_enter(solo, True, *events["solo"]))
     assert not events["solo"][0].wait(NOT_YET)
-    _enter(late, False, *events["late"])
+    threads.append(_enter(late, False, *events["late"]))
     assert not events["late"][0].wait(NOT_YET)  # queued behind the waiting solo test, not beside the others
 
     events["first"][1].set()
@@ -39,8 +38,9 @@ def test_ordinary_tests_share_and_a_solo_test_waits_for_them_and_holds_the_next_
     assert events["solo"][0].wait(10)
     assert not events["late"][0].is_set()
     events["solo"][1].set()
-    solo_thread.join(10)
     assert events["late"][0].wait(10)
     events["late"][1].set()
+    for thread in threads:  # every holder has let go before its files are closed
+        thread.join(10)
     for share in (first, second, solo, late):
         share.close()
