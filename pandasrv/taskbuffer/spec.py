@@ -129,21 +129,15 @@ class Spec:
         values = self._row_values(self) if columns is None else [getattr(self, step[0]) for step in plan]
         out: dict[str, Any] = {}
         for (name, kind, text, unset, limit), value in zip(plan, values):
-            if value is None:
+            if value is None or (text and value == NULL):
                 value = unset
-            elif text and type(value) is str:
-                if value == NULL:
-                    value = unset
-                elif limit and len(value) > limit:
-                    value = value[:limit]
-            elif kind == "int" and type(value) is int and INT64[0] <= value <= INT64[1]:
-                pass
-            else:
+            elif not ((text and type(value) is str) or (kind == "int" and type(value) is int
+                                                        and INT64[0] <= value <= INT64[1])):
                 value = coerce(kind, from_wire_null(value))
                 if value is None:
                     value = unset
-                elif limit and isinstance(value, str) and len(value) > limit:
-                    value = value[:limit]
+            if limit and type(value) is str and len(value) > limit:
+                value = value[:limit]
             out[name] = value
         return out
 

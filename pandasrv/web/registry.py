@@ -16,6 +16,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, Iterator, Literal, TypeVar
 
+from pandasrv.taskbuffer.wire import INT64
+
 Role = Literal["any", "user", "production", "pilot"]
 LEGACY = "panda"
 H = TypeVar("H", bound=Callable[..., Any])  # a handler keeps its own type when registered
@@ -124,7 +126,7 @@ class ParamError(ValueError):
     """A parameter has the wrong type or cannot be cast; the message names the parameter."""
 
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT64_MIN, INT64_MAX = INT64
 LOOSE = "loose"
 # PanDA's pilot numbers: a non-number (``""``, ``NULL``) means "not given", but a number must fit 64 bits.
 LooseInt = Annotated[int | None, LOOSE]

@@ -33,7 +33,7 @@ class AdderMixin(JobsUpdateMixin):
         rows = self._fetchall(
             f"SELECT {columns} FROM {table} WHERE {clause} ORDER BY modificationTime, PandaID"
             f" LIMIT {int(limit)}", binds)
-        jobs = {row[0]: self._job_from_row(TABLE_ATTRIBUTES, row) for row in rows}
+        jobs = {row[0]: self._spec_from_row(JobSpec, TABLE_ATTRIBUTES, row) for row in rows}
         self._attach_details(jobs)
         return list(jobs.values())
 

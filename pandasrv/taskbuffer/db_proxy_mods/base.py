@@ -25,6 +25,7 @@ from pandasrv.taskbuffer.wrapped_cursor import connect as _connect
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+SpecT = TypeVar("SpecT", JobSpec, FileSpec)
 
 # From this many rows on, PostgreSQL inserts go through COPY.
 COPY_MIN_ROWS = 50
@@ -297,17 +298,10 @@ class BaseProxy:
 
     # --- row mapping -----------------------------------------------------------------------------
     @staticmethod
-    def _job_from_row(columns: Sequence[str], row: Sequence[Any]) -> JobSpec:
-        job = JobSpec()
+    def _spec_from_row(kind: type[SpecT], columns: Sequence[str], row: Sequence[Any]) -> SpecT:
+        """A JobSpec or FileSpec from a row of ``columns``' values, in that order."""
+        spec = kind()
         for name, value in zip(columns, row):
-            setattr(job, name, value)
-        return job
-
-    @staticmethod
-    def _file_from_row(row: Sequence[Any]) -> FileSpec:
-        """A FileSpec from the values of FILE_ATTRIBUTES, in that order."""
-        spec = FileSpec()
-        for name, value in zip(FILE_ATTRIBUTES, row):
             setattr(spec, name, value)
         return spec
 
@@ -321,7 +315,7 @@ class BaseProxy:
             cols = ",".join(FILE_ATTRIBUTES)
             sql = f"SELECT {cols} FROM files WHERE PandaID IN {in_ids} ORDER BY PandaID, row_ID"
             for row in self._fetchall(sql, binds):
-                spec = self._file_from_row(row)
+                spec = self._spec_from_row(FileSpec, FILE_ATTRIBUTES, row)
                 jobs[spec.PandaID].Files.append(spec)
         if params:
             sql = f"SELECT PandaID, jobParameters FROM job_params WHERE PandaID IN {in_ids}"

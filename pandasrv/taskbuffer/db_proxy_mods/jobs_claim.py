@@ -17,7 +17,7 @@ from typing import Any
 from pandasrv.clock import utcnow
 from pandasrv.taskbuffer.claim_request import ClaimRequest
 from pandasrv.taskbuffer.db_proxy_mods.base import BaseProxy, transaction
-from pandasrv.taskbuffer.file_spec import FILE_ATTRIBUTES
+from pandasrv.taskbuffer.file_spec import FILE_ATTRIBUTES, FileSpec
 from pandasrv.taskbuffer.job_spec import TABLE_ATTRIBUTES, JobSpec
 
 _ORDER = "ORDER BY currentPriority DESC, PandaID"
@@ -95,7 +95,7 @@ class JobsClaimMixin(BaseProxy):
             set_sql, set_binds = self._set_clause(sets, "set_")
             sql = f"UPDATE jobs_active SET {set_sql} WHERE PandaID IN ({candidate_sql(where, request.n)}) RETURNING {_RETURNED}"
             rows = self._fetchall(sql, {**binds, **set_binds})
-        jobs = {row[0]: self._job_from_row(TABLE_ATTRIBUTES, row) for row in rows}
+        jobs = {row[0]: self._spec_from_row(JobSpec, TABLE_ATTRIBUTES, row) for row in rows}
         self._attach_details(jobs)
         self._log_status(
             ({"PandaID": j.PandaID, "jobStatus": "sent", "prodSourceLabel": j.prodSourceLabel, "cloud": j.cloud,
@@ -132,9 +132,9 @@ class JobsClaimMixin(BaseProxy):
         )
         jobs = {}
         for row in self._fetchall(sql, {**binds, **set_binds}):
-            job = self._job_from_row(TABLE_ATTRIBUTES, row)
+            job = self._spec_from_row(JobSpec, TABLE_ATTRIBUTES, row)
             job.jobParameters = row[-2]
-            job.Files.extend(self._file_from_row(values) for values in row[-1] or ())
+            job.Files.extend(self._spec_from_row(FileSpec, FILE_ATTRIBUTES, values) for values in row[-1] or ())
             jobs[job.PandaID] = job
         return _best_first(jobs)
 

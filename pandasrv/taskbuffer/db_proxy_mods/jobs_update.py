@@ -245,7 +245,7 @@ class JobsUpdateMixin(OutputReportsMixin):
             for part in chunks(ids):
                 in_ids, binds = self._in("id", part)
                 for row in self._fetchall(f"SELECT {_COPY_COLUMNS} FROM {table} WHERE PandaID IN {in_ids}", binds):
-                    jobs[row[0]] = self._job_from_row(TABLE_ATTRIBUTES, row)
+                    jobs[row[0]] = self._spec_from_row(JobSpec, TABLE_ATTRIBUTES, row)
         found = list(jobs)
         for part in chunks(found):
             self._attach_details({pid: jobs[pid] for pid in part}, files=with_files, metadata=True)
